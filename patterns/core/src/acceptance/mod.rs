@@ -1,0 +1,108 @@
+//! The acceptance suite every backend runs against its real engine.
+//!
+//! A backend crate runs the whole suite with one macro call in its tests:
+//!
+//! ```ignore
+//! pattern_core::keyvalue_acceptance_suite!(MyFactory, serde_json::json!({}));
+//! ```
+//!
+//! Each test opens a fresh backend for a namespace of its own (unique name,
+//! own data directory), so tests and backends run in parallel. Tests that
+//! need a capability the backend does not declare check that the backend
+//! refuses cleanly instead.
+
+pub mod keyvalue;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::keyvalue::{KeyValueBackend, KeyValueFactory, OpenContext};
+
+/// Opens backends for acceptance tests.
+pub struct Harness {
+    factory: Arc<dyn KeyValueFactory>,
+    options: serde_json::Value,
+    dir: tempfile::TempDir,
+}
+
+static NEXT: AtomicU64 = AtomicU64::new(0);
+
+impl Harness {
+    /// A harness opening backends with `factory` and `options`.
+    pub fn new(factory: Arc<dyn KeyValueFactory>, options: serde_json::Value) -> Self {
+        Harness {
+            factory,
+            options,
+            dir: tempfile::tempdir().expect("creating a temporary data directory"),
+        }
+    }
+
+    /// A unique namespace name for one test.
+    pub fn unique_namespace(test: &str) -> String {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        format!("acc-{test}-{}-{n}", std::process::id())
+    }
+
+    /// Opens a backend for a fresh namespace with the system clock.
+    pub async fn open(&self, test: &str) -> Arc<dyn KeyValueBackend> {
+        self.open_with_clock(test, Arc::new(SystemClock)).await
+    }
+
+    /// Opens a backend for a fresh namespace with a manual clock.
+    pub async fn open_manual(&self, test: &str) -> (Arc<dyn KeyValueBackend>, Arc<ManualClock>) {
+        let clock = Arc::new(ManualClock::starting_now());
+        (self.open_with_clock(test, clock.clone()).await, clock)
+    }
+
+    async fn open_with_clock(&self, test: &str, clock: Arc<dyn Clock>) -> Arc<dyn KeyValueBackend> {
+        let ctx = OpenContext {
+            namespace: Self::unique_namespace(test),
+            data_dir: self.dir.path().to_path_buf(),
+            clock,
+        };
+        self.factory
+            .open(ctx, self.options.clone())
+            .await
+            .unwrap_or_else(|e| panic!("opening the backend: {e}"))
+    }
+}
+
+/// Runs the whole KeyValue acceptance suite: one `#[tokio::test]` per case.
+/// `$factory` is a value implementing [`KeyValueFactory`], `$options` the
+/// backend options as a `serde_json::Value`. The calling crate needs
+/// `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+#[macro_export]
+macro_rules! keyvalue_acceptance_suite {
+    ($factory:expr, $options:expr) => {
+        $crate::keyvalue_acceptance_suite!(@cases $factory, $options;
+            put_get_roundtrip,
+            selections,
+            delete_selections,
+            paging_by_bytes,
+            oversized_item_pages_alone,
+            scan_pages,
+            ttl_expiry,
+            conditional_writes,
+            idempotency_tokens,
+            mutate_atomicity,
+            concurrent_writers,
+            unicode_and_binary_keys,
+            empty_and_large_values,
+            snapshot_scan,
+            versions_survive_deletes
+        );
+    };
+    (@cases $factory:expr, $options:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+            async fn $case() {
+                let harness = $crate::acceptance::Harness::new(
+                    ::std::sync::Arc::new($factory),
+                    $options,
+                );
+                $crate::acceptance::keyvalue::$case(&harness).await;
+            }
+        )*
+    };
+}

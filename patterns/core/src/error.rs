@@ -1,0 +1,162 @@
+//! The one error type of every backend, and its mapping to gRPC status codes.
+//!
+//! Messages say what was wrong and what to do; they never include values
+//! (which may hold PII). Keys appear only in errors returned to the caller
+//! who sent them, never in logs.
+
+use crate::capabilities::Capability;
+
+/// An error from a backend.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BackendError {
+    /// The request is malformed; the message names the field.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// A conditional write found a different version than it expected.
+    /// `current` is 0 when the key does not exist.
+    #[error("{}", version_mismatch_message(.key, *.expected, *.current))]
+    VersionMismatch {
+        key: String,
+        expected: u64,
+        current: u64,
+    },
+
+    /// The backend lacks a capability the call needs.
+    #[error(
+        "backend '{backend}' does not have the '{capability}' capability this call needs; \
+         use a namespace whose backend declares it"
+    )]
+    Unsupported {
+        backend: String,
+        capability: Capability,
+    },
+
+    /// An idempotency token was reused for a different request.
+    #[error(
+        "idempotency token '{0}' was already used for a different request; \
+         use a new token for each distinct request"
+    )]
+    IdempotencyConflict(String),
+
+    /// A page token that does not decode or belongs to another request.
+    #[error(
+        "invalid page_token: {0}; pass the next_page_token of the previous page unchanged, \
+         or an empty page_token to start from the beginning"
+    )]
+    InvalidPageToken(String),
+
+    /// A page token whose snapshot is no longer retained.
+    #[error("page_token has expired: {0}; start again with an empty page_token")]
+    PageTokenExpired(String),
+
+    /// The backend cannot be reached; the call may be retried.
+    #[error("backend unavailable: {0}")]
+    Unavailable(String),
+
+    /// The backend's options are invalid; raised when the backend is opened.
+    #[error("{0}")]
+    Config(String),
+
+    /// A bug or an unexpected condition inside the backend.
+    #[error("internal backend error: {0}")]
+    Internal(String),
+}
+
+fn version_mismatch_message(key: &str, expected: u64, current: u64) -> String {
+    let now = if current == 0 {
+        "does not exist".to_string()
+    } else {
+        format!("is at version {current}")
+    };
+    let wanted = if expected == 0 {
+        "expected it not to exist".to_string()
+    } else {
+        format!("expected version {expected}")
+    };
+    format!(
+        "conditional write failed: key {key} {now}, but the write {wanted}; \
+         nothing was written; read the item again and retry with its current version"
+    )
+}
+
+impl BackendError {
+    /// The gRPC status code for this error. This is the one mapping from
+    /// backend errors to status codes.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            BackendError::InvalidArgument(_)
+            | BackendError::IdempotencyConflict(_)
+            | BackendError::InvalidPageToken(_) => tonic::Code::InvalidArgument,
+            BackendError::VersionMismatch { .. }
+            | BackendError::Unsupported { .. }
+            | BackendError::PageTokenExpired(_) => tonic::Code::FailedPrecondition,
+            BackendError::Unavailable(_) => tonic::Code::Unavailable,
+            BackendError::Config(_) | BackendError::Internal(_) => tonic::Code::Internal,
+        }
+    }
+
+    /// Shorthand for an [`BackendError::Unsupported`] error.
+    pub fn unsupported(backend: &str, capability: Capability) -> Self {
+        BackendError::Unsupported {
+            backend: backend.to_string(),
+            capability,
+        }
+    }
+}
+
+impl From<BackendError> for tonic::Status {
+    fn from(err: BackendError) -> Self {
+        tonic::Status::new(err.code(), err.to_string())
+    }
+}
+
+/// Renders a key for an error message: quoted text when it is printable
+/// UTF-8, otherwise `0x` and hex. Long keys are shortened.
+pub fn display_key(key: &[u8]) -> String {
+    const MAX: usize = 64;
+    match std::str::from_utf8(key) {
+        Ok(s) if !s.chars().any(char::is_control) => {
+            if s.chars().count() > MAX {
+                let head: String = s.chars().take(MAX).collect();
+                format!("{head:?}...")
+            } else {
+                format!("{s:?}")
+            }
+        }
+        _ => {
+            let mut out = String::from("0x");
+            for b in key.iter().take(MAX) {
+                out.push_str(&format!("{b:02x}"));
+            }
+            if key.len() > MAX {
+                out.push_str("...");
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_render_readably() {
+        assert_eq!(display_key(b"user:1"), "\"user:1\"");
+        assert_eq!(display_key(&[0, 255]), "0x00ff");
+    }
+
+    #[test]
+    fn version_mismatch_says_the_current_version() {
+        let err = BackendError::VersionMismatch {
+            key: display_key(b"k"),
+            expected: 3,
+            current: 5,
+        };
+        let status = tonic::Status::from(err);
+        assert_eq!(status.code(), tonic::Code::FailedPrecondition);
+        assert!(status.message().contains("is at version 5"), "{}", status.message());
+        assert!(status.message().contains("expected version 3"));
+    }
+}

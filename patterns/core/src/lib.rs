@@ -1,0 +1,30 @@
+//! The Prism pattern SDK.
+//!
+//! A *backend* stores a DAL's data in one engine (memstore, SQLite, ...).
+//! This crate defines, per DAL, the one async trait every backend implements
+//! and the capabilities it declares, the factory through which the proxy's
+//! resolver opens a backend from configuration, the shared pieces every
+//! backend needs (paging cursors, idempotency fingerprints, a clock), and —
+//! behind the `acceptance` feature — the acceptance suite every backend runs.
+
+#![forbid(unsafe_code)]
+
+pub mod capabilities;
+pub mod clock;
+pub mod error;
+pub mod idempotency;
+pub mod keyvalue;
+pub mod paging;
+
+#[cfg(feature = "acceptance")]
+pub mod acceptance;
+
+pub use capabilities::{Capabilities, Capability};
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use error::{BackendError, display_key};
+pub use idempotency::{Fingerprint, IdempotencyKey};
+pub use keyvalue::{
+    Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, OpenContext, Page,
+    PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
+};
+pub use paging::Cursor;

@@ -1,0 +1,180 @@
+//! memstore: Prism's embedded in-memory KeyValue backend.
+//!
+//! Fast and dependency-free, for development, tests, caches and data that
+//! may be lost on restart. See [`store`] for the engine's design.
+//!
+//! Options (namespace YAML, `backend.options`):
+//!
+//! | field | default | meaning |
+//! |---|---|---|
+//! | `snapshot_retention_secs` | 60 | how long a paged read's snapshot stays readable |
+//! | `sweep_interval_ms` | 1000 | how often expired and superseded data is removed |
+
+#![forbid(unsafe_code)]
+
+pub mod store;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pattern_core::{
+    BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend,
+    KeyValueFactory, Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection,
+    WriteOutcome,
+};
+use serde::Deserialize;
+
+pub use store::{Store, SweepStats};
+
+/// The backend kind name.
+pub const KIND: &str = "memstore";
+
+/// memstore options.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MemstoreOptions {
+    /// How long superseded versions are kept so a paged read stays on its
+    /// snapshot. A page token older than this is refused with
+    /// FAILED_PRECONDITION.
+    pub snapshot_retention_secs: u64,
+    /// How often the sweeper runs.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for MemstoreOptions {
+    fn default() -> Self {
+        MemstoreOptions {
+            snapshot_retention_secs: 60,
+            sweep_interval_ms: 1000,
+        }
+    }
+}
+
+/// The memstore backend for one namespace.
+pub struct MemStore {
+    store: Arc<Store>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl MemStore {
+    /// A memstore with these options, its sweeper running on the current
+    /// tokio runtime when there is one.
+    pub fn open(clock: Arc<dyn pattern_core::Clock>, options: &MemstoreOptions) -> Self {
+        let store = Arc::new(Store::new(clock, options.snapshot_retention_secs * 1000));
+        let sweeper = tokio::runtime::Handle::try_current().ok().map(|rt| {
+            let weak = Arc::downgrade(&store);
+            let every = Duration::from_millis(options.sweep_interval_ms.max(10));
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(every);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(store) = weak.upgrade() else { break };
+                    let stats = store.sweep();
+                    if stats.removed > 0 {
+                        tracing::debug!(removed = stats.removed, "memstore sweep");
+                    }
+                }
+            })
+        });
+        MemStore { store, sweeper }
+    }
+
+    /// The engine, for direct use and tests.
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+}
+
+impl Drop for MemStore {
+    fn drop(&mut self) {
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.abort();
+        }
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for MemStore {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        [
+            Capability::Ttl,
+            Capability::Scan,
+            Capability::ConditionalWrite,
+            Capability::Transactions,
+            Capability::SnapshotReads,
+            Capability::Idempotency,
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        items: Vec<PutItem>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<WriteOutcome, BackendError> {
+        self.store.put(id, &items, idempotency)
+    }
+
+    async fn get(
+        &self,
+        id: &str,
+        selection: &Selection,
+        page: PageRequest,
+    ) -> Result<Page<Item>, BackendError> {
+        self.store.get(id, selection, &page)
+    }
+
+    async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {
+        Ok(self.store.delete(id, selection))
+    }
+
+    async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
+        self.store.scan(&page)
+    }
+
+    async fn mutate(
+        &self,
+        mutations: Vec<Mutation>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<WriteOutcome, BackendError> {
+        self.store.mutate(&mutations, idempotency)
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.abort();
+        }
+        Ok(())
+    }
+}
+
+/// Opens memstore backends.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct MemstoreFactory;
+
+#[async_trait]
+impl KeyValueFactory for MemstoreFactory {
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+
+    async fn open(
+        &self,
+        ctx: OpenContext,
+        options: serde_json::Value,
+    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
+        let options: MemstoreOptions = pattern_core::keyvalue::parse_options(KIND, options)?;
+        Ok(Arc::new(MemStore::open(ctx.clock, &options)))
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,17 @@
+//! Prism's protobuf APIs. The `.proto` files under `proto/prism/` are the
+//! source of truth; this crate holds the Rust code generated from them.
+
+#![forbid(unsafe_code)]
+#![allow(clippy::doc_overindented_list_items, clippy::large_enum_variant)]
+
+/// The encoded `FileDescriptorSet` of every Prism proto, for gRPC server
+/// reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/prism_descriptor.bin"));
+
+pub mod keyvalue {
+    /// `prism.keyvalue.v1`: the KeyValue DAL.
+    pub mod v1 {
+        tonic::include_proto!("prism.keyvalue.v1");
+    }
+}
