@@ -1,1 +1,21 @@
+//! The Prism data access gateway.
+//!
+//! A client's call flows: gRPC listener → DAL service (validation against
+//! the namespace's limits) → namespace registry lookup → the namespace's
+//! backend (a [`pattern_core::KeyValueBackend`]) → back, with metrics
+//! recorded around every call. See `ARCHITECTURE.md` for where auth, PII
+//! masking, audit and shadowing slot in.
 
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod config;
+pub mod error;
+pub mod kv;
+pub mod metrics;
+pub mod registry;
+pub mod resolver;
+pub mod server;
+
+pub use config::ProxyConfig;
+pub use server::{RunningProxy, StartError, start};

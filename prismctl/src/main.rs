@@ -1,1 +1,156 @@
-fn main(){}
+//! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items and
+//! checks the health of a running proxy over gRPC.
+//!
+//! Exit codes: 0 on success, 1 on any failure (a gRPC error, an unreachable
+//! proxy, a service that is not serving), 2 on a usage error.
+
+#![forbid(unsafe_code)]
+
+mod connect;
+mod errors;
+mod health;
+mod kv;
+mod output;
+mod pages;
+mod selection;
+mod ttl;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::kv::KvCommand;
+use crate::output::OutputFormat;
+
+#[derive(Debug, Parser)]
+#[command(name = "prismctl", version, about = "Operate a Prism proxy over gRPC")]
+struct Cli {
+    /// The proxy's gRPC address; `host:port` means `http://host:port`.
+    #[arg(long, global = true, env = "PRISM_ADDR", default_value = connect::DEFAULT_ADDR)]
+    addr: String,
+
+    /// How results are printed on stdout.
+    #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read and write items of the KeyValue DAL.
+    #[command(subcommand)]
+    Kv(KvCommand),
+    /// Check the proxy's gRPC health service; fails unless it is serving.
+    Health,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    // clap prints usage errors itself and exits with code 2.
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Kv(command) => kv::run(command, &cli.addr, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Health => health::run(&cli.addr, cli.output).await,
+    };
+    result.unwrap_or_else(|err| errors::report(&err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+    use clap::error::ErrorKind;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("prismctl").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_command_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn global_flags_go_anywhere() {
+        let cli = parse(&[
+            "kv",
+            "scan",
+            "--namespace",
+            "n",
+            "-o",
+            "json",
+            "--addr",
+            "h:1",
+        ])
+        .unwrap();
+        assert_eq!(cli.output, OutputFormat::Json);
+        assert_eq!(cli.addr, "h:1");
+        let cli = parse(&["--output", "table", "health"]).unwrap();
+        assert_eq!(cli.output, OutputFormat::Table);
+    }
+
+    #[test]
+    fn put_needs_exactly_one_value_source() {
+        let base = ["kv", "put", "--namespace", "n", "--id", "i", "--key", "k"];
+        let err = parse(&base).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let both = [&base[..], &["--value", "v", "--value-file", "f"]].concat();
+        assert_eq!(
+            parse(&both).unwrap_err().kind(),
+            ErrorKind::ArgumentConflict
+        );
+        let ok = [
+            &base[..],
+            &["--value", "v", "--ttl", "5m", "--expected-version", "3"],
+        ]
+        .concat();
+        assert!(parse(&ok).is_ok());
+    }
+
+    #[test]
+    fn bad_ttls_and_limits_are_usage_errors() {
+        let put = [
+            "kv",
+            "put",
+            "--namespace",
+            "n",
+            "--id",
+            "i",
+            "--key",
+            "k",
+            "--value",
+            "v",
+        ];
+        let err = parse(&[&put[..], &["--ttl", "5"]].concat()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+        assert_eq!(err.exit_code(), 2);
+        let err = parse(&["kv", "scan", "--namespace", "n", "--limit", "0"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn get_and_delete_take_selection_flags() {
+        let get = ["kv", "get", "--namespace", "n", "--id", "i"];
+        assert!(parse(&[&get[..], &["--key", "a", "--key", "b"]].concat()).is_ok());
+        assert!(parse(&[&get[..], &["--prefix", "p", "--page-size-bytes", "10"]].concat()).is_ok());
+        let err = parse(&[&get[..], &["--key", "a", "--prefix", "p"]].concat()).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::ArgumentConflict);
+        let delete = [
+            "kv",
+            "delete",
+            "--namespace",
+            "n",
+            "--id",
+            "i",
+            "--start",
+            "a",
+            "--end",
+            "b",
+        ];
+        assert!(parse(&delete).is_ok());
+    }
+}

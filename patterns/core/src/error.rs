@@ -156,7 +156,11 @@ mod tests {
         };
         let status = tonic::Status::from(err);
         assert_eq!(status.code(), tonic::Code::FailedPrecondition);
-        assert!(status.message().contains("is at version 5"), "{}", status.message());
+        assert!(
+            status.message().contains("is at version 5"),
+            "{}",
+            status.message()
+        );
         assert!(status.message().contains("expected version 3"));
     }
 }

@@ -97,7 +97,10 @@ pub enum Selection {
     /// These keys; missing ones are skipped.
     Keys(Vec<Vec<u8>>),
     /// Keys in `[start, end)`; `end: None` is unbounded.
-    Range { start: Vec<u8>, end: Option<Vec<u8>> },
+    Range {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
     /// Keys starting with these bytes.
     Prefix(Vec<u8>),
 }
@@ -108,7 +111,10 @@ pub enum KeySet {
     /// Sorted, de-duplicated keys.
     Keys(Vec<Vec<u8>>),
     /// `[start, end)`, `end: None` unbounded.
-    Range { start: Vec<u8>, end: Option<Vec<u8>> },
+    Range {
+        start: Vec<u8>,
+        end: Option<Vec<u8>>,
+    },
 }
 
 impl Selection {

@@ -9,6 +9,7 @@
 
 use crate::error::BackendError;
 use crate::idempotency::Fingerprint;
+use crate::keyvalue::Selection;
 
 const TOKEN_VERSION: u8 = 1;
 
@@ -57,7 +58,9 @@ impl Cursor {
             return Err(bad("it was issued by an incompatible server version"));
         }
         if r.u64() != Some(request) {
-            return Err(bad("it belongs to a different request (namespace, id or selection)"));
+            return Err(bad(
+                "it belongs to a different request (namespace, id or selection)",
+            ));
         }
         let snapshot = r.u64().ok_or_else(|| bad("it is truncated"))?;
         let after_id = r.chunk().ok_or_else(|| bad("it is truncated"))?;
@@ -77,12 +80,12 @@ impl Cursor {
 
 /// The fingerprint a page token is bound to: the request's namespace, RPC,
 /// id and selection, but not the page size (which may change between pages).
-pub fn request_fingerprint(namespace: &str, rpc: &str, id: &str, extra: &[u8]) -> u64 {
+pub fn request_fingerprint(namespace: &str, rpc: &str, id: &str, selection: &Selection) -> u64 {
     let mut fp = Fingerprint::new("page");
     fp.str(namespace);
     fp.str(rpc);
     fp.str(id);
-    fp.bytes(extra);
+    fp.selection(selection);
     fp.finish()
 }
 
@@ -132,7 +135,8 @@ impl<'a> Reader<'a> {
         self.take(1).map(|b| b[0])
     }
     fn u64(&mut self) -> Option<u64> {
-        self.take(8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        self.take(8)
+            .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
     fn chunk(&mut self) -> Option<&'a [u8]> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
@@ -188,7 +192,10 @@ mod tests {
         let token = Cursor::default().encode(7);
         for bad in ["zz", "abc", "", &token[..token.len() - 2]] {
             let err = Cursor::decode(bad, 7).unwrap_err();
-            assert!(matches!(err, BackendError::InvalidPageToken(_)), "{bad}: {err}");
+            assert!(
+                matches!(err, BackendError::InvalidPageToken(_)),
+                "{bad}: {err}"
+            );
         }
         let mut flipped = token.clone().into_bytes();
         flipped[4] = if flipped[4] == b'0' { b'1' } else { b'0' };

@@ -19,9 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pattern_core::{
-    BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend,
-    KeyValueFactory, Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection,
-    WriteOutcome,
+    BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend, KeyValueFactory,
+    Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
 };
 use serde::Deserialize;
 

@@ -221,7 +221,8 @@ impl Store {
         });
         drop(versions);
         if let Some(at) = expires_at {
-            self.ttl_index.insert((at, record_key.0.clone(), record_key.1.clone()));
+            self.ttl_index
+                .insert((at, record_key.0.clone(), record_key.1.clone()));
         }
         if superseded || tombstone {
             st.pending_gc.push(record_key);
@@ -363,15 +364,16 @@ impl Store {
             ),
             KeySet::Range { start, end } => {
                 let lower = match after {
-                    Some(a) if a >= start.as_slice() => Bound::Excluded((id.to_string(), a.to_vec())),
+                    Some(a) if a >= start.as_slice() => {
+                        Bound::Excluded((id.to_string(), a.to_vec()))
+                    }
                     _ => Bound::Included((id.to_string(), start.clone())),
                 };
                 Box::new(
                     self.records
                         .range((lower, Bound::Unbounded))
                         .take_while(move |e| {
-                            e.key().0 == id
-                                && end.as_ref().is_none_or(|end| e.key().1 < *end)
+                            e.key().0 == id && end.as_ref().is_none_or(|end| e.key().1 < *end)
                         })
                         .map(|e| (e.key().1.clone(), e.value().clone())),
                 )

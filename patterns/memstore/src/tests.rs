@@ -11,7 +11,10 @@ pattern_core::keyvalue_acceptance_suite!(MemstoreFactory, serde_json::json!({}))
 
 fn store(retention_secs: u64) -> (Arc<Store>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(1_000_000));
-    (Arc::new(Store::new(clock.clone(), retention_secs * 1000)), clock)
+    (
+        Arc::new(Store::new(clock.clone(), retention_secs * 1000)),
+        clock,
+    )
 }
 
 /// Many OS threads write at once: every version is unique, each thread
@@ -50,8 +53,14 @@ fn threads_get_unique_increasing_versions() {
         }
     }
     assert_eq!(all.len(), threads * writes);
-    assert_eq!(*all.iter().max().unwrap(), (threads * writes) as u64, "no gaps");
-    let page = s.get("shared", &Selection::All, &PageRequest::first(1 << 20)).unwrap();
+    assert_eq!(
+        *all.iter().max().unwrap(),
+        (threads * writes) as u64,
+        "no gaps"
+    );
+    let page = s
+        .get("shared", &Selection::All, &PageRequest::first(1 << 20))
+        .unwrap();
     assert_eq!(page.items[0].version, newest.0);
     assert_eq!(page.items[0].value, newest.1.into_bytes());
 }
@@ -85,7 +94,8 @@ fn concurrent_readers_see_monotonic_snapshots() {
         let s = s.clone();
         std::thread::spawn(move || {
             for i in 0..2000u32 {
-                s.put("id", &[PutItem::new(i.to_be_bytes(), "v")], None).unwrap();
+                s.put("id", &[PutItem::new(i.to_be_bytes(), "v")], None)
+                    .unwrap();
             }
         })
     };
@@ -124,12 +134,18 @@ fn sweeper_removes_expired_and_deleted_records() {
     s.delete("id", &Selection::Keys(vec![b"gone".to_vec()]));
     clock.advance(Duration::from_secs(2));
     s.sweep();
-    assert_eq!(s.record_count(), 3, "retention keeps history for old snapshots");
+    assert_eq!(
+        s.record_count(),
+        3,
+        "retention keeps history for old snapshots"
+    );
     clock.advance(Duration::from_secs(10));
     let stats = s.sweep();
     assert_eq!(stats.removed, 2);
     assert_eq!(s.record_count(), 1);
-    let page = s.get("id", &Selection::All, &PageRequest::first(1024)).unwrap();
+    let page = s
+        .get("id", &Selection::All, &PageRequest::first(1024))
+        .unwrap();
     assert_eq!(page.items.len(), 1);
 }
 
@@ -138,7 +154,8 @@ fn sweeper_removes_expired_and_deleted_records() {
 fn expired_snapshot_token_is_refused() {
     let (s, clock) = store(5);
     for i in 0..3u8 {
-        s.put(&format!("id{i}"), &[PutItem::new([i], "v")], None).unwrap();
+        s.put(&format!("id{i}"), &[PutItem::new([i], "v")], None)
+            .unwrap();
     }
     let first = s.scan(&PageRequest::first(1)).unwrap();
     let cursor = first.next.clone().expect("more pages");

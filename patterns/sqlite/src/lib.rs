@@ -115,9 +115,13 @@ pub struct SqliteBackend {
 
 fn open_connection(path: &PathBuf, options: &SqliteOptions) -> Result<Connection, BackendError> {
     let conn = Connection::open(path).map_err(|e| {
-        BackendError::Config(format!("cannot open sqlite database {}: {e}", path.display()))
+        BackendError::Config(format!(
+            "cannot open sqlite database {}: {e}",
+            path.display()
+        ))
     })?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(ops::sql_err)?;
+    conn.busy_timeout(Duration::from_secs(5))
+        .map_err(ops::sql_err)?;
     conn.pragma_update(None, "journal_mode", "WAL")
         .map_err(ops::sql_err)?;
     let sync = match options.synchronous {
@@ -341,9 +345,10 @@ impl KeyValueFactory for SqliteFactory {
             .clone()
             .unwrap_or_else(|| ctx.data_dir.join(format!("{}.db", ctx.namespace)));
         let clock = ctx.clock.clone();
-        let backend = tokio::task::spawn_blocking(move || SqliteBackend::open(path, clock, &options))
-            .await
-            .map_err(|e| BackendError::Internal(format!("opening sqlite: {e}")))??;
+        let backend =
+            tokio::task::spawn_blocking(move || SqliteBackend::open(path, clock, &options))
+                .await
+                .map_err(|e| BackendError::Internal(format!("opening sqlite: {e}")))??;
         Ok(Arc::new(backend))
     }
 }

@@ -62,9 +62,8 @@ pub fn write_tx(
             if fingerprint as u64 != key.fingerprint {
                 return Err(BackendError::IdempotencyConflict(key.token.clone()));
             }
-            let outcomes = decode_outcomes(&outcomes).ok_or_else(|| {
-                BackendError::Internal("corrupt idempotency record".to_string())
-            })?;
+            let outcomes = decode_outcomes(&outcomes)
+                .ok_or_else(|| BackendError::Internal("corrupt idempotency record".to_string()))?;
             return Ok(WriteOutcome {
                 outcomes,
                 replayed: true,
@@ -121,7 +120,12 @@ pub fn check(tx: &Transaction<'_>, id: &str, item: &PutItem, now: u64) -> Result
 }
 
 /// Writes one item with a fresh version; returns the version.
-pub fn upsert(tx: &Transaction<'_>, id: &str, item: &PutItem, now: u64) -> Result<u64, BackendError> {
+pub fn upsert(
+    tx: &Transaction<'_>,
+    id: &str,
+    item: &PutItem,
+    now: u64,
+) -> Result<u64, BackendError> {
     let version: i64 = tx
         .prepare_cached(
             "UPDATE kv_counter SET value = value + 1 WHERE name = 'version' RETURNING value",
@@ -185,7 +189,12 @@ pub fn delete(
 }
 
 /// A Put: check every condition, then write every item.
-pub fn put(tx: &Transaction<'_>, id: &str, items: &[PutItem], now: u64) -> Result<Vec<MutationOutcome>, BackendError> {
+pub fn put(
+    tx: &Transaction<'_>,
+    id: &str,
+    items: &[PutItem],
+    now: u64,
+) -> Result<Vec<MutationOutcome>, BackendError> {
     for item in items {
         check(tx, id, item, now)?;
     }
@@ -226,8 +235,11 @@ pub fn sweep(conn: &Connection, now: u64) -> Result<usize, BackendError> {
             [now as i64],
         )
         .map_err(sql_err)?;
-    conn.execute("DELETE FROM kv_idempotency WHERE expires_at <= ?1", [now as i64])
-        .map_err(sql_err)?;
+    conn.execute(
+        "DELETE FROM kv_idempotency WHERE expires_at <= ?1",
+        [now as i64],
+    )
+    .map_err(sql_err)?;
     Ok(n)
 }
 
@@ -322,10 +334,22 @@ pub fn get(
 }
 
 /// One page of every live item in (id, key) order.
-pub fn scan(conn: &Connection, page: &PageRequest, now: u64) -> Result<Page<ScanEntry>, BackendError> {
+pub fn scan(
+    conn: &Connection,
+    page: &PageRequest,
+    now: u64,
+) -> Result<Page<ScanEntry>, BackendError> {
     let (after_id, after_key, filter) = match &page.cursor {
-        Some(c) => (c.after_id.clone(), c.after_key.clone(), "(id, key) > (:after_id, :after_key)"),
-        None => (String::new(), Vec::new(), ":after_id IS NOT NULL AND :after_key IS NOT NULL"),
+        Some(c) => (
+            c.after_id.clone(),
+            c.after_key.clone(),
+            "(id, key) > (:after_id, :after_key)",
+        ),
+        None => (
+            String::new(),
+            Vec::new(),
+            ":after_id IS NOT NULL AND :after_key IS NOT NULL",
+        ),
     };
     let mut st = conn
         .prepare_cached(&format!(

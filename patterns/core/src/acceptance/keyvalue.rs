@@ -16,6 +16,8 @@ use crate::keyvalue::{
 
 const BIG_PAGE: usize = 64 << 20;
 
+type RecordKey = (String, Vec<u8>);
+
 async fn put(b: &Arc<dyn KeyValueBackend>, id: &str, items: Vec<PutItem>) -> Vec<u64> {
     b.put(id, items, None)
         .await
@@ -114,14 +116,22 @@ pub async fn put_get_roundtrip(h: &Harness) {
 pub async fn selections(h: &Harness) {
     let b = h.open("selections").await;
     let keys = ["a", "ab", "abc", "b", "ba", "c"];
-    put(&b, "id", keys.iter().map(|key| PutItem::new(*key, "v")).collect()).await;
+    put(
+        &b,
+        "id",
+        keys.iter().map(|key| PutItem::new(*key, "v")).collect(),
+    )
+    .await;
     let sel = Selection::Keys(vec![k("c"), k("a"), k("missing"), k("a")]);
     assert_eq!(keys_of(&b, "id", &sel).await, vec![k("a"), k("c")]);
     let sel = Selection::Range {
         start: k("ab"),
         end: Some(k("ba")),
     };
-    assert_eq!(keys_of(&b, "id", &sel).await, vec![k("ab"), k("abc"), k("b")]);
+    assert_eq!(
+        keys_of(&b, "id", &sel).await,
+        vec![k("ab"), k("abc"), k("b")]
+    );
     let sel = Selection::Range {
         start: k("b"),
         end: None,
@@ -138,7 +148,10 @@ pub async fn delete_selections(h: &Harness) {
     put(
         &b,
         "id",
-        ["a", "b", "c", "d", "e"].iter().map(|x| PutItem::new(*x, "v")).collect(),
+        ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|x| PutItem::new(*x, "v"))
+            .collect(),
     )
     .await;
     let n = b
@@ -157,7 +170,10 @@ pub async fn delete_selections(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(n, 2);
-    assert_eq!(keys_of(&b, "id", &Selection::All).await, vec![k("d"), k("e")]);
+    assert_eq!(
+        keys_of(&b, "id", &Selection::All).await,
+        vec![k("d"), k("e")]
+    );
     assert_eq!(b.delete("id", &Selection::All).await.unwrap(), 2);
     assert_eq!(b.delete("id", &Selection::All).await.unwrap(), 0);
     assert!(get_all(&b, "id", &Selection::All).await.is_empty());
@@ -186,7 +202,12 @@ pub async fn paging_by_bytes(h: &Harness) {
         assert_eq!(keys, want, "budget {budget}: pages miss or repeat items");
     }
     // Paging works for key lists and prefixes as well.
-    let sel = Selection::Keys((0..50).step_by(3).map(|i| k(&format!("key-{i:03}"))).collect());
+    let sel = Selection::Keys(
+        (0..50)
+            .step_by(3)
+            .map(|i| k(&format!("key-{i:03}")))
+            .collect(),
+    );
     let pages = get_pages(&b, "id", &sel, 50).await;
     assert!(pages.len() > 1);
     assert_eq!(pages.concat().len(), 17);
@@ -231,7 +252,7 @@ pub async fn scan_pages(h: &Harness) {
     }
     for budget in [1, 64, 500, BIG_PAGE] {
         let pages = collect_scan(&b, budget).await;
-        let got: Vec<((String, Vec<u8>), Vec<u8>)> = pages
+        let got: Vec<(RecordKey, Vec<u8>)> = pages
             .concat()
             .into_iter()
             .map(|e| ((e.id, e.item.key), e.item.value))
@@ -261,7 +282,10 @@ pub async fn ttl_expiry(h: &Harness) {
     let short = items.iter().find(|i| i.key == k("short")).expect("short");
     let expires = short.expires_at_ms.expect("a TTL item reports its expiry");
     let now = clock.now_ms();
-    assert!(expires > now && expires <= now + 10_000, "expiry {expires} vs now {now}");
+    assert!(
+        expires > now && expires <= now + 10_000,
+        "expiry {expires} vs now {now}"
+    );
     clock.advance(Duration::from_secs(11));
     assert_eq!(
         keys_of(&b, "id", &Selection::All).await,
@@ -275,7 +299,12 @@ pub async fn ttl_expiry(h: &Harness) {
         .collect();
     assert_eq!(scanned, vec![k("forever"), k("long")]);
     // An expired key counts as absent for deletes and conditional writes.
-    assert_eq!(b.delete("id", &Selection::Keys(vec![k("short")])).await.unwrap(), 0);
+    assert_eq!(
+        b.delete("id", &Selection::Keys(vec![k("short")]))
+            .await
+            .unwrap(),
+        0
+    );
     if b.capabilities().has(Capability::ConditionalWrite) {
         put(&b, "id", vec![PutItem::new("short", "again").if_version(0)]).await;
     }
@@ -307,7 +336,10 @@ pub async fn conditional_writes(h: &Harness) {
     let err = b
         .put(
             "id",
-            vec![PutItem::new("other", "o"), PutItem::new("k", "3").if_version(v1)],
+            vec![
+                PutItem::new("other", "o"),
+                PutItem::new("k", "3").if_version(v1),
+            ],
             None,
         )
         .await
@@ -325,7 +357,10 @@ pub async fn conditional_writes(h: &Harness) {
         .put("id", vec![PutItem::new("nope", "n").if_version(5)], None)
         .await
         .unwrap_err();
-    assert!(matches!(err, BackendError::VersionMismatch { current: 0, .. }), "{err:?}");
+    assert!(
+        matches!(err, BackendError::VersionMismatch { current: 0, .. }),
+        "{err:?}"
+    );
 }
 
 /// A retried write with the same token is applied once.
@@ -342,14 +377,23 @@ pub async fn idempotency_tokens(h: &Harness) {
     let v_other = put_one(&b, "id", b"k", b"other").await;
     let retry = b.put("id", items.clone(), Some(key.clone())).await.unwrap();
     assert!(retry.replayed, "the retry is reported as replayed");
-    assert_eq!(retry.outcomes, first.outcomes, "the retry returns the same versions");
+    assert_eq!(
+        retry.outcomes, first.outcomes,
+        "the retry returns the same versions"
+    );
     let now = get_all(&b, "id", &Selection::All).await;
-    assert_eq!((now[0].value.clone(), now[0].version), (k("other"), v_other));
+    assert_eq!(
+        (now[0].value.clone(), now[0].version),
+        (k("other"), v_other)
+    );
     // The same token on a different request is refused.
     let different = vec![PutItem::new("k", "v2")];
     let key2 = IdempotencyKey::for_put("tok-1".into(), "id", &different);
     let err = b.put("id", different, Some(key2)).await.unwrap_err();
-    assert!(matches!(err, BackendError::IdempotencyConflict(_)), "{err:?}");
+    assert!(
+        matches!(err, BackendError::IdempotencyConflict(_)),
+        "{err:?}"
+    );
     // Mutate honours tokens too.
     if b.capabilities().has(Capability::Transactions) {
         let muts = vec![Mutation::Put {
@@ -402,7 +446,10 @@ pub async fn mutate_atomicity(h: &Harness) {
         .await
         .unwrap();
     assert_eq!(out.outcomes.len(), 3);
-    assert!(matches!(out.outcomes[2], MutationOutcome::Deleted(1)), "{out:?}");
+    assert!(
+        matches!(out.outcomes[2], MutationOutcome::Deleted(1)),
+        "{out:?}"
+    );
     let va = get_all(&b, "a", &Selection::All).await[0].version;
     // A failing condition in the last mutation leaves the first unapplied.
     let mut failing = muts("2");
@@ -411,9 +458,16 @@ pub async fn mutate_atomicity(h: &Harness) {
         item: PutItem::new("new", "n").if_version(999_999),
     });
     let err = b.mutate(failing, None).await.unwrap_err();
-    assert!(matches!(err, BackendError::VersionMismatch { .. }), "{err:?}");
+    assert!(
+        matches!(err, BackendError::VersionMismatch { .. }),
+        "{err:?}"
+    );
     let a = get_all(&b, "a", &Selection::All).await;
-    assert_eq!((a[0].value.clone(), a[0].version), (k("1"), va), "nothing was applied");
+    assert_eq!(
+        (a[0].value.clone(), a[0].version),
+        (k("1"), va),
+        "nothing was applied"
+    );
     assert!(get_all(&b, "c", &Selection::All).await.is_empty());
 }
 
@@ -475,13 +529,18 @@ pub async fn unicode_and_binary_keys(h: &Harness) {
     put(
         &b,
         id,
-        keys.iter().map(|key| PutItem::new(key.clone(), key.clone())).collect(),
+        keys.iter()
+            .map(|key| PutItem::new(key.clone(), key.clone()))
+            .collect(),
     )
     .await;
     let items = get_all(&b, id, &Selection::All).await;
     let mut sorted = keys.clone();
     sorted.sort();
-    assert_eq!(items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(), sorted);
+    assert_eq!(
+        items.iter().map(|i| i.key.clone()).collect::<Vec<_>>(),
+        sorted
+    );
     assert!(items.iter().all(|i| i.key == i.value));
     let scanned = collect_scan(&b, 3).await.concat();
     assert!(scanned.iter().all(|e| e.id == id));
@@ -497,7 +556,10 @@ pub async fn empty_and_large_values(h: &Harness) {
     put(
         &b,
         "id",
-        vec![PutItem::new("empty", Vec::new()), PutItem::new("large", large.clone())],
+        vec![
+            PutItem::new("empty", Vec::new()),
+            PutItem::new("large", large.clone()),
+        ],
     )
     .await;
     let items = get_all(&b, "id", &Selection::All).await;
@@ -547,7 +609,10 @@ pub async fn snapshot_scan(h: &Harness) {
             ("c".to_string(), k("c-old")),
             ("d".to_string(), k("d-old")),
         ];
-        assert_eq!(seen, want, "a multi-page scan must see its first page's snapshot");
+        assert_eq!(
+            seen, want,
+            "a multi-page scan must see its first page's snapshot"
+        );
     }
 }
 
@@ -557,7 +622,10 @@ pub async fn versions_survive_deletes(h: &Harness) {
     let v1 = put_one(&b, "id", b"k", b"1").await;
     b.delete("id", &Selection::All).await.unwrap();
     let v2 = put_one(&b, "id", b"k", b"2").await;
-    assert!(v2 > v1, "a re-created key gets a larger version: {v1} then {v2}");
+    assert!(
+        v2 > v1,
+        "a re-created key gets a larger version: {v1} then {v2}"
+    );
     let v3 = put_one(&b, "other", b"k", b"3").await;
     assert!(v3 > v2, "versions are global to the namespace");
 }

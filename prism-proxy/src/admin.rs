@@ -1,0 +1,77 @@
+//! The admin HTTP listener: `/healthz` (the process is alive), `/readyz`
+//! (it can serve: not draining, every backend healthy) and `/metrics`
+//! (Prometheus text format).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::registry::Registry;
+
+/// What the admin endpoints read.
+pub struct AdminState {
+    pub registry: Arc<Registry>,
+    pub metrics: PrometheusHandle,
+    /// False before start-up completes and once draining begins.
+    pub ready: AtomicBool,
+}
+
+/// The admin routes.
+pub fn router(state: Arc<AdminState>) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .with_state(state)
+}
+
+async fn index() -> impl IntoResponse {
+    "Prism admin listener\n\n\
+     /healthz  liveness: 200 while the process runs\n\
+     /readyz   readiness: 200 when every namespace's backend is healthy, 503 while draining\n\
+     /metrics  Prometheus metrics (prism_requests_total, prism_request_duration_seconds)\n"
+}
+
+async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    if !state.ready.load(Ordering::Acquire) {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "not ready: starting or draining\n".to_string(),
+        );
+    }
+    let mut problems = Vec::new();
+    for ns in state.registry.list() {
+        let health = tokio::time::timeout(Duration::from_secs(2), ns.backend.health()).await;
+        match health {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => problems.push(format!("namespace {}: {e}", ns.config.name)),
+            Err(_) => problems.push(format!(
+                "namespace {}: backend health check timed out after 2s",
+                ns.config.name
+            )),
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_string())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready:\n{}\n", problems.join("\n")),
+        )
+    }
+}
+
+async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+}

@@ -1,0 +1,261 @@
+//! Configuration: `prism.yaml` (listeners, where namespaces live) and one
+//! YAML file per namespace.
+//!
+//! Parsing is strict: every struct denies unknown fields, and an error
+//! names the file, the field (as a dotted path) and what is allowed. Parsed
+//! files are then validated into typed values; relative paths in
+//! `prism.yaml` are resolved against the directory of that file.
+//!
+//! With no configuration file the proxy runs the *embedded default*: the
+//! listeners below and the built-in demo namespaces (`demo-mem` on
+//! memstore, `demo-sqlite` on SQLite under `./data/`).
+
+mod namespace;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig};
+
+/// A configuration error: which file, which field, what is wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    /// Dotted path of the field, empty when the error is about the file.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() || self.field == "." {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}: field `{}`: {}", self.file, self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    pub fn new(file: impl fmt::Display, field: &str, message: impl Into<String>) -> Self {
+        ConfigError {
+            file: file.to_string(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// Parses YAML text strictly into `T`; errors name `file` and the field.
+pub fn parse_yaml<T: serde::de::DeserializeOwned>(
+    file: &str,
+    text: &str,
+) -> Result<T, ConfigError> {
+    let de = yaml_serde::Deserializer::from_str(text);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let field = e.path().to_string();
+        let message = e.into_inner().to_string();
+        ConfigError::new(file, &field, message)
+    })
+}
+
+/// `listeners` in `prism.yaml`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Listeners {
+    /// The gRPC data API listener. Default `127.0.0.1:8980`.
+    pub grpc: SocketAddr,
+    /// The admin HTTP listener (`/healthz`, `/readyz`, `/metrics`).
+    /// Default `127.0.0.1:8981`.
+    pub admin: SocketAddr,
+    /// Largest gRPC message accepted or sent, in bytes. Default 16 MiB.
+    pub max_message_bytes: usize,
+}
+
+impl Default for Listeners {
+    fn default() -> Self {
+        Listeners {
+            grpc: SocketAddr::from(([127, 0, 0, 1], 8980)),
+            admin: SocketAddr::from(([127, 0, 0, 1], 8981)),
+            max_message_bytes: 16 << 20,
+        }
+    }
+}
+
+/// `namespaces` in `prism.yaml`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamespacesSource {
+    /// A directory with one `<name>.yaml` per namespace. Unset: the
+    /// built-in demo namespaces.
+    pub dir: Option<PathBuf>,
+}
+
+/// `log` in `prism.yaml`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `text` (default) or `json`.
+    pub format: LogFormat,
+    /// A tracing filter such as `info` or `prism_proxy=debug`; the
+    /// `RUST_LOG` environment variable overrides it. Default `info`.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            format: LogFormat::Text,
+            level: "info".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// `prism.yaml` as written.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct ProxyFile {
+    pub listeners: Listeners,
+    pub namespaces: NamespacesSource,
+    /// Where backends keep files (SQLite databases). Default `./data`.
+    pub data_dir: PathBuf,
+    /// How long shutdown waits for in-flight calls. Default 30.
+    pub shutdown_grace_secs: u64,
+    pub log: LogConfig,
+}
+
+impl Default for ProxyFile {
+    fn default() -> Self {
+        ProxyFile {
+            listeners: Listeners::default(),
+            namespaces: NamespacesSource::default(),
+            data_dir: PathBuf::from("data"),
+            shutdown_grace_secs: 30,
+            log: LogConfig::default(),
+        }
+    }
+}
+
+/// The validated configuration the proxy runs with.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listeners: Listeners,
+    pub data_dir: PathBuf,
+    pub shutdown_grace_secs: u64,
+    pub log: LogConfig,
+    pub namespaces: Vec<NamespaceConfig>,
+    /// Where the namespaces came from, for logs.
+    pub source: String,
+}
+
+const DEMO_NAMESPACES: &[(&str, &str)] = &[
+    (
+        "demo-mem.yaml",
+        include_str!("../../defaults/demo-mem.yaml"),
+    ),
+    (
+        "demo-sqlite.yaml",
+        include_str!("../../defaults/demo-sqlite.yaml"),
+    ),
+];
+
+impl ProxyConfig {
+    /// The embedded default: default listeners, `./data`, demo namespaces.
+    pub fn embedded_default() -> Result<Self, ConfigError> {
+        Self::from_file(ProxyFile::default(), Path::new("."), "built-in defaults")
+    }
+
+    /// Loads `prism.yaml` at `path` and the namespaces it points to.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new(&shown, "", format!("cannot read: {e}")))?;
+        let file: ProxyFile = parse_yaml(&shown, &text)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Self::from_file(file, base, &shown)
+    }
+
+    fn from_file(file: ProxyFile, base: &Path, shown: &str) -> Result<Self, ConfigError> {
+        let resolve = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                base.join(p)
+            }
+        };
+        let (namespaces, source) = match &file.namespaces.dir {
+            Some(dir) => {
+                let dir = resolve(dir);
+                (load_namespace_dir(&dir)?, dir.display().to_string())
+            }
+            None => (
+                DEMO_NAMESPACES
+                    .iter()
+                    .map(|(name, text)| NamespaceConfig::parse(&format!("built-in {name}"), text))
+                    .collect::<Result<Vec<_>, _>>()?,
+                "built-in demo namespaces".to_string(),
+            ),
+        };
+        if file.listeners.grpc == file.listeners.admin {
+            return Err(ConfigError::new(
+                shown,
+                "listeners.admin",
+                "must differ from listeners.grpc",
+            ));
+        }
+        Ok(ProxyConfig {
+            listeners: file.listeners,
+            data_dir: resolve(&file.data_dir),
+            shutdown_grace_secs: file.shutdown_grace_secs,
+            log: file.log,
+            namespaces,
+            source,
+        })
+    }
+}
+
+/// Loads every `*.yaml` / `*.yml` in `dir` as a namespace; names must be
+/// unique.
+pub fn load_namespace_dir(dir: &Path) -> Result<Vec<NamespaceConfig>, ConfigError> {
+    let shown = dir.display().to_string();
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        ConfigError::new(&shown, "", format!("cannot read namespace directory: {e}"))
+    })?;
+    let mut paths: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    paths.sort();
+    let mut out: Vec<(String, NamespaceConfig)> = Vec::new();
+    for path in paths {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError::new(&file, "", format!("cannot read: {e}")))?;
+        let ns = NamespaceConfig::parse(&file, &text)?;
+        if let Some((other, _)) = out.iter().find(|(_, n)| n.name == ns.name) {
+            return Err(ConfigError::new(
+                &file,
+                "name",
+                format!("namespace '{}' is already defined in {other}", ns.name),
+            ));
+        }
+        out.push((file, ns));
+    }
+    Ok(out.into_iter().map(|(_, ns)| ns).collect())
+}
+
+#[cfg(test)]
+mod tests;

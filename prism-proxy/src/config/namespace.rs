@@ -1,0 +1,161 @@
+//! One namespace's YAML file.
+
+use serde::Deserialize;
+
+use super::{ConfigError, parse_yaml};
+
+/// The data access layer a namespace serves.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Dal {
+    Keyvalue,
+}
+
+impl Dal {
+    pub fn name(self) -> &'static str {
+        match self {
+            Dal::Keyvalue => "keyvalue",
+        }
+    }
+}
+
+/// How the proxy reaches the backend.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendMode {
+    /// Linked into the proxy (the default for built-in backends).
+    #[default]
+    Embedded,
+}
+
+/// `backend` of a namespace.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BackendSpec {
+    /// The backend kind: `memstore` or `sqlite`.
+    pub kind: String,
+    /// Default `embedded`.
+    #[serde(default)]
+    pub mode: BackendMode,
+    /// Backend-specific options, checked strictly by the backend.
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+/// Per-namespace limits. Requests beyond a limit fail with INVALID_ARGUMENT
+/// naming the limit and its value.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest key, in bytes. Default 1024.
+    pub max_key_bytes: usize,
+    /// Largest id, in bytes. Default 512.
+    pub max_id_bytes: usize,
+    /// Largest value, in bytes. Default 1048576 (1 MiB).
+    pub max_value_bytes: usize,
+    /// Most items in one Put, keys in one Get/Delete key list, or
+    /// mutations in one Mutate. Default 1000.
+    pub max_items_per_call: usize,
+    /// Page budget when a request gives none. Default 1048576 (1 MiB).
+    pub default_page_size_bytes: usize,
+    /// Largest page budget a request may ask for. Default 4194304 (4 MiB).
+    pub max_page_size_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_key_bytes: 1024,
+            max_id_bytes: 512,
+            max_value_bytes: 1 << 20,
+            max_items_per_call: 1000,
+            default_page_size_bytes: 1 << 20,
+            max_page_size_bytes: 4 << 20,
+        }
+    }
+}
+
+/// A namespace as declared.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceConfig {
+    /// Lowercase letters, digits, `-`, `_` and `.`; 1 to 63 characters,
+    /// starting with a letter or digit.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub dal: Dal,
+    pub backend: BackendSpec,
+    #[serde(default)]
+    pub limits: Limits,
+    /// The file this namespace was read from, for error messages.
+    #[serde(skip)]
+    pub source: String,
+}
+
+impl NamespaceConfig {
+    /// Parses and validates one namespace file's text.
+    pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        let mut ns: NamespaceConfig = parse_yaml(file, text)?;
+        ns.source = file.to_string();
+        ns.validate(file)?;
+        Ok(ns)
+    }
+
+    fn validate(&self, file: &str) -> Result<(), ConfigError> {
+        if let Err(why) = validate_name(&self.name) {
+            return Err(ConfigError::new(file, "name", why));
+        }
+        let l = &self.limits;
+        for (field, value) in [
+            ("limits.max_key_bytes", l.max_key_bytes),
+            ("limits.max_id_bytes", l.max_id_bytes),
+            ("limits.max_value_bytes", l.max_value_bytes),
+            ("limits.max_items_per_call", l.max_items_per_call),
+            ("limits.default_page_size_bytes", l.default_page_size_bytes),
+            ("limits.max_page_size_bytes", l.max_page_size_bytes),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::new(file, field, "must be at least 1"));
+            }
+        }
+        if l.default_page_size_bytes > l.max_page_size_bytes {
+            return Err(ConfigError::new(
+                file,
+                "limits.default_page_size_bytes",
+                format!(
+                    "is {} but limits.max_page_size_bytes is {}; the default must not exceed the maximum",
+                    l.default_page_size_bytes, l.max_page_size_bytes
+                ),
+            ));
+        }
+        if l.max_page_size_bytes > u32::MAX as usize {
+            return Err(ConfigError::new(
+                file,
+                "limits.max_page_size_bytes",
+                format!("must be at most {}", u32::MAX),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Checks a namespace name; the error says what is allowed.
+pub fn validate_name(name: &str) -> Result<(), String> {
+    let ok_len = (1..=63).contains(&name.len());
+    let mut chars = name.chars();
+    let ok_first = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    let ok_rest = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
+    if ok_len && ok_first && ok_rest {
+        Ok(())
+    } else {
+        Err(format!(
+            "'{name}' is not a valid namespace name; use 1 to 63 lowercase letters, digits, \
+             '-', '_' or '.', starting with a letter or digit"
+        ))
+    }
+}

@@ -1,0 +1,126 @@
+use std::path::Path;
+
+use super::*;
+
+fn write(dir: &Path, name: &str, text: &str) {
+    std::fs::write(dir.join(name), text).unwrap();
+}
+
+#[test]
+fn embedded_default_has_the_demo_namespaces() {
+    let cfg = ProxyConfig::embedded_default().unwrap();
+    let names: Vec<_> = cfg.namespaces.iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["demo-mem", "demo-sqlite"]);
+    assert_eq!(cfg.listeners.grpc.to_string(), "127.0.0.1:8980");
+    assert_eq!(cfg.listeners.admin.to_string(), "127.0.0.1:8981");
+    assert_eq!(cfg.data_dir, Path::new("./data"));
+    assert_eq!(cfg.namespaces[1].backend.kind, "sqlite");
+}
+
+#[test]
+fn unknown_field_names_file_field_and_allowed_fields() {
+    let err = NamespaceConfig::parse(
+        "ns/orders.yaml",
+        "name: orders\ndal: keyvalue\nbackend:\n  kind: memstore\nlimits:\n  max_value_byte: 10\n",
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("ns/orders.yaml: field `limits"), "{msg}");
+    assert!(msg.contains("unknown field `max_value_byte`"), "{msg}");
+    assert!(
+        msg.contains("max_value_bytes"),
+        "lists what is allowed: {msg}"
+    );
+}
+
+#[test]
+fn mistyped_field_is_reported() {
+    let err = NamespaceConfig::parse(
+        "x.yaml",
+        "name: x\ndal: keyvalue\nbackend:\n  kind: memstore\nlimits:\n  max_key_bytes: lots\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "limits.max_key_bytes");
+    assert!(err.message.contains("invalid type"), "{err}");
+}
+
+#[test]
+fn unknown_dal_lists_the_known_ones() {
+    let err = NamespaceConfig::parse(
+        "x.yaml",
+        "name: x\ndal: graphs\nbackend:\n  kind: memstore\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "dal");
+    assert!(err.message.contains("keyvalue"), "{err}");
+}
+
+#[test]
+fn bad_name_and_limits_are_refused() {
+    let err = NamespaceConfig::parse(
+        "x.yaml",
+        "name: Bad Name\ndal: keyvalue\nbackend: {kind: memstore}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "name");
+    let err = NamespaceConfig::parse(
+        "x.yaml",
+        "name: x\ndal: keyvalue\nbackend: {kind: memstore}\nlimits: {default_page_size_bytes: 10, max_page_size_bytes: 5}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "limits.default_page_size_bytes");
+}
+
+#[test]
+fn loads_a_directory_and_resolves_relative_paths() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ns")).unwrap();
+    write(
+        dir.path(),
+        "prism.yaml",
+        "listeners:\n  grpc: 127.0.0.1:7000\n  admin: 127.0.0.1:7001\nnamespaces:\n  dir: ns\ndata_dir: state\n",
+    );
+    write(
+        &dir.path().join("ns"),
+        "a.yaml",
+        "name: a\ndal: keyvalue\nbackend:\n  kind: memstore\n",
+    );
+    write(
+        &dir.path().join("ns"),
+        "b.yml",
+        "name: b\ndal: keyvalue\nbackend:\n  kind: sqlite\n  options:\n    synchronous: normal\n",
+    );
+    write(&dir.path().join("ns"), "README.md", "not a namespace");
+    let cfg = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap();
+    assert_eq!(cfg.namespaces.len(), 2);
+    assert_eq!(cfg.data_dir, dir.path().join("state"));
+    assert_eq!(cfg.listeners.grpc.port(), 7000);
+    assert_eq!(cfg.namespaces[1].backend.options["synchronous"], "normal");
+}
+
+#[test]
+fn duplicate_namespace_names_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "a.yaml",
+        "name: same\ndal: keyvalue\nbackend: {kind: memstore}\n",
+    );
+    write(
+        dir.path(),
+        "b.yaml",
+        "name: same\ndal: keyvalue\nbackend: {kind: memstore}\n",
+    );
+    let err = load_namespace_dir(dir.path()).unwrap_err();
+    assert!(err.message.contains("already defined"), "{err}");
+    assert!(err.file.ends_with("b.yaml"));
+}
+
+#[test]
+fn unknown_top_level_field_in_prism_yaml() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "prism.yaml", "listener:\n  grpc: 127.0.0.1:1\n");
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert!(err.message.contains("unknown field `listener`"), "{err}");
+    assert!(err.message.contains("listeners"), "{err}");
+}

@@ -1,0 +1,102 @@
+//! The proxy's errors and their one mapping to gRPC status codes (backend
+//! errors map through [`pattern_core::BackendError::code`]).
+
+use pattern_core::BackendError;
+
+/// An error answering a data API call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProxyError {
+    /// The request is malformed or exceeds a limit; the message names the
+    /// field or limit and what to do.
+    #[error("{0}")]
+    InvalidArgument(String),
+
+    /// The namespace does not exist.
+    #[error("namespace '{name}' not found; known namespaces: {}", known_list(.known))]
+    NamespaceNotFound { name: String, known: Vec<String> },
+
+    /// The call needs something the namespace's backend cannot do.
+    #[error("{0}")]
+    FailedPrecondition(String),
+
+    /// The proxy is shutting down.
+    #[error("the proxy is shutting down; retry against another instance")]
+    ShuttingDown,
+
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+fn known_list(known: &[String]) -> String {
+    if known.is_empty() {
+        "(none configured)".to_string()
+    } else {
+        known.join(", ")
+    }
+}
+
+impl ProxyError {
+    /// The gRPC status code for this error.
+    pub fn code(&self) -> tonic::Code {
+        match self {
+            ProxyError::InvalidArgument(_) => tonic::Code::InvalidArgument,
+            ProxyError::NamespaceNotFound { .. } => tonic::Code::NotFound,
+            ProxyError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            ProxyError::ShuttingDown => tonic::Code::Unavailable,
+            ProxyError::Backend(e) => e.code(),
+        }
+    }
+
+    /// Shorthand for an [`ProxyError::InvalidArgument`].
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ProxyError::InvalidArgument(message.into())
+    }
+}
+
+impl From<ProxyError> for tonic::Status {
+    fn from(err: ProxyError) -> Self {
+        tonic::Status::new(err.code(), err.to_string())
+    }
+}
+
+/// The lowercase name of a status code, for metric labels.
+pub fn code_label(code: tonic::Code) -> &'static str {
+    use tonic::Code::*;
+    match code {
+        Ok => "ok",
+        Cancelled => "cancelled",
+        Unknown => "unknown",
+        InvalidArgument => "invalid_argument",
+        DeadlineExceeded => "deadline_exceeded",
+        NotFound => "not_found",
+        AlreadyExists => "already_exists",
+        PermissionDenied => "permission_denied",
+        ResourceExhausted => "resource_exhausted",
+        FailedPrecondition => "failed_precondition",
+        Aborted => "aborted",
+        OutOfRange => "out_of_range",
+        Unimplemented => "unimplemented",
+        Internal => "internal",
+        Unavailable => "unavailable",
+        DataLoss => "data_loss",
+        Unauthenticated => "unauthenticated",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn not_found_lists_known_namespaces() {
+        let status = tonic::Status::from(ProxyError::NamespaceNotFound {
+            name: "orders".into(),
+            known: vec!["demo-mem".into(), "demo-sqlite".into()],
+        });
+        assert_eq!(status.code(), tonic::Code::NotFound);
+        assert_eq!(
+            status.message(),
+            "namespace 'orders' not found; known namespaces: demo-mem, demo-sqlite"
+        );
+    }
+}

@@ -1,0 +1,231 @@
+//! `prism.keyvalue.v1.KeyValueService`: validates each request against its
+//! namespace, routes it to the namespace's backend, and maps the result.
+//! Metrics and logging wrap every RPC in one place ([`observe`]).
+
+mod convert;
+mod validate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Instant;
+
+use pattern_core::paging::request_fingerprint;
+use pattern_core::{Capability, Cursor, IdempotencyKey, Mutation, PageRequest, Selection};
+use prism_proto::keyvalue::v1 as pb;
+use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
+use tonic::{Request, Response, Status};
+
+use crate::error::ProxyError;
+use crate::metrics;
+use crate::registry::{Namespace, Registry};
+use validate::Check;
+
+/// The KeyValue gRPC service.
+#[derive(Clone)]
+pub struct KvService {
+    registry: Arc<Registry>,
+}
+
+impl KvService {
+    pub fn new(registry: Arc<Registry>) -> Self {
+        KvService { registry }
+    }
+
+    fn namespace(&self, name: &str) -> Result<Arc<Namespace>, ProxyError> {
+        validate::namespace_name(name)?;
+        self.registry.lookup(name)
+    }
+}
+
+/// Runs one RPC body, recording its outcome and latency per namespace,
+/// method and status.
+async fn observe<T>(
+    method: &'static str,
+    namespace: &str,
+    body: impl Future<Output = Result<T, ProxyError>>,
+) -> Result<Response<T>, Status> {
+    let start = Instant::now();
+    let result = body.await;
+    let code = result
+        .as_ref()
+        .map_or_else(ProxyError::code, |_| tonic::Code::Ok);
+    // Unknown names are not used as labels: they would grow without bound.
+    let label = match &result {
+        Err(ProxyError::NamespaceNotFound { .. }) => metrics::UNKNOWN_NAMESPACE,
+        _ if namespace.is_empty() => metrics::UNKNOWN_NAMESPACE,
+        _ => namespace,
+    };
+    metrics::record_request(label, method, code, start.elapsed());
+    if let Err(e) = &result
+        && matches!(code, tonic::Code::Internal | tonic::Code::Unavailable)
+    {
+        tracing::warn!(namespace = label, method, code = ?code, error = %e, "request failed");
+    }
+    result.map(Response::new).map_err(Status::from)
+}
+
+fn decode_token(token: &str, fingerprint: u64) -> Result<Option<Cursor>, ProxyError> {
+    if token.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Cursor::decode(token, fingerprint)?))
+}
+
+#[tonic::async_trait]
+impl KeyValueService for KvService {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = req.namespace.clone();
+        observe("Put", &namespace, async move {
+            let ns = self.namespace(&req.namespace)?;
+            let check = Check(&ns);
+            check.id("id", &req.id)?;
+            check.count("items", req.items.len())?;
+            let items = req
+                .items
+                .into_iter()
+                .enumerate()
+                .map(|(i, item)| check.put_item(&format!("items[{i}]"), item))
+                .collect::<Result<Vec<_>, _>>()?;
+            let idempotency = check
+                .token(req.idempotency_token)?
+                .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
+            let out = ns.backend.put(&req.id, items, idempotency).await?;
+            Ok(pb::PutResponse {
+                versions: out.versions(),
+                replayed: out.replayed,
+            })
+        })
+        .await
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = req.namespace.clone();
+        observe("Get", &namespace, async move {
+            let ns = self.namespace(&req.namespace)?;
+            let check = Check(&ns);
+            check.id("id", &req.id)?;
+            let selection = convert::selection(req.selection);
+            check.selection("selection", &selection)?;
+            let budget_bytes = check.page_size(req.page_size_bytes)?;
+            let fingerprint = request_fingerprint(&req.namespace, "Get", &req.id, &selection);
+            let cursor = decode_token(&req.page_token, fingerprint)?;
+            let page = ns
+                .backend
+                .get(
+                    &req.id,
+                    &selection,
+                    PageRequest {
+                        budget_bytes,
+                        cursor,
+                    },
+                )
+                .await?;
+            Ok(pb::GetResponse {
+                items: page.items.into_iter().map(convert::item).collect(),
+                next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = req.namespace.clone();
+        observe("Delete", &namespace, async move {
+            let ns = self.namespace(&req.namespace)?;
+            let check = Check(&ns);
+            check.id("id", &req.id)?;
+            let selection = convert::selection(req.selection);
+            check.selection("selection", &selection)?;
+            let deleted = ns.backend.delete(&req.id, &selection).await?;
+            Ok(pb::DeleteResponse { deleted })
+        })
+        .await
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = req.namespace.clone();
+        observe("Scan", &namespace, async move {
+            let ns = self.namespace(&req.namespace)?;
+            let check = Check(&ns);
+            check.capability(Capability::Scan, "Scan")?;
+            let budget_bytes = check.page_size(req.page_size_bytes)?;
+            let fingerprint = request_fingerprint(&req.namespace, "Scan", "", &Selection::All);
+            let cursor = decode_token(&req.page_token, fingerprint)?;
+            let page = ns
+                .backend
+                .scan(PageRequest {
+                    budget_bytes,
+                    cursor,
+                })
+                .await?;
+            Ok(pb::ScanResponse {
+                records: convert::records(page.items),
+                next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
+            })
+        })
+        .await
+    }
+
+    async fn mutate(
+        &self,
+        request: Request<pb::MutateRequest>,
+    ) -> Result<Response<pb::MutateResponse>, Status> {
+        let req = request.into_inner();
+        let namespace = req.namespace.clone();
+        observe("Mutate", &namespace, async move {
+            let ns = self.namespace(&req.namespace)?;
+            let check = Check(&ns);
+            check.capability(Capability::Transactions, "Mutate")?;
+            check.count("mutations", req.mutations.len())?;
+            let mut mutations = Vec::with_capacity(req.mutations.len());
+            for (i, m) in req.mutations.into_iter().enumerate() {
+                let field = format!("mutations[{i}]");
+                check.id(&format!("{field}.id"), &m.id)?;
+                mutations.push(match m.op {
+                    Some(pb::mutation::Op::Put(item)) => Mutation::Put {
+                        item: check.put_item(&format!("{field}.put"), item)?,
+                        id: m.id,
+                    },
+                    Some(pb::mutation::Op::Delete(sel)) => {
+                        let selection = convert::selection(Some(sel));
+                        check.selection(&format!("{field}.delete"), &selection)?;
+                        Mutation::Delete {
+                            id: m.id,
+                            selection,
+                        }
+                    }
+                    None => {
+                        return Err(ProxyError::invalid(format!(
+                            "{field} has no operation; set either put or delete"
+                        )));
+                    }
+                });
+            }
+            let idempotency = check
+                .token(req.idempotency_token)?
+                .map(|t| IdempotencyKey::for_mutate(t, &mutations));
+            let out = ns.backend.mutate(mutations, idempotency).await?;
+            Ok(pb::MutateResponse {
+                results: out.outcomes.into_iter().map(convert::outcome).collect(),
+                replayed: out.replayed,
+            })
+        })
+        .await
+    }
+}

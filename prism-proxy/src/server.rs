@@ -1,0 +1,193 @@
+//! Start-up and graceful shutdown of the proxy's listeners.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use pattern_core::SystemClock;
+use prism_proto::keyvalue::v1::key_value_service_server::KeyValueServiceServer;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::admin::{self, AdminState};
+use crate::config::{ConfigError, ProxyConfig};
+use crate::kv::KvService;
+use crate::registry::Registry;
+use crate::resolver::Resolver;
+
+/// Why the proxy could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error(
+        "cannot listen on {addr} for {listener}: {source}; is another Prism running? \
+         choose another address with listeners.{listener} in prism.yaml or --{listener}-addr"
+    )]
+    Bind {
+        listener: &'static str,
+        addr: SocketAddr,
+        source: io::Error,
+    },
+    #[error("building the gRPC reflection service: {0}")]
+    Reflection(String),
+}
+
+/// A running proxy.
+pub struct RunningProxy {
+    /// The bound gRPC address.
+    pub grpc_addr: SocketAddr,
+    /// The bound admin HTTP address.
+    pub admin_addr: SocketAddr,
+    registry: Arc<Registry>,
+    admin: Arc<AdminState>,
+    health: HealthReporter,
+    grpc_stop: oneshot::Sender<()>,
+    admin_stop: oneshot::Sender<()>,
+    grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    admin_task: JoinHandle<io::Result<()>>,
+    grace: Duration,
+}
+
+async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind {
+            listener,
+            addr,
+            source,
+        })
+}
+
+/// Opens every namespace's backend, binds both listeners and starts
+/// serving. Returns once the proxy is ready.
+pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
+    let registry = Arc::new(
+        Registry::open(
+            &config.namespaces,
+            &Resolver::builtin(),
+            &config.data_dir,
+            Arc::new(SystemClock),
+        )
+        .await?,
+    );
+    let grpc_listener = bind("grpc", config.listeners.grpc).await?;
+    let admin_listener = bind("admin", config.listeners.admin).await?;
+    let grpc_addr = grpc_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            listener: "grpc",
+            addr: config.listeners.grpc,
+            source,
+        })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| StartError::Bind {
+            listener: "admin",
+            addr: config.listeners.admin,
+            source,
+        })?;
+
+    let max = config.listeners.max_message_bytes;
+    let kv = KeyValueServiceServer::new(KvService::new(registry.clone()))
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<KeyValueServiceServer<KvService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
+    let grpc_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(health_service)
+            .add_service(reflection)
+            .add_service(kv)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
+                grpc_stopped.await.ok();
+            }),
+    );
+
+    let admin = Arc::new(AdminState {
+        registry: registry.clone(),
+        metrics: crate::metrics::install(),
+        ready: true.into(),
+    });
+    let (admin_stop, admin_stopped) = oneshot::channel::<()>();
+    let app = admin::router(admin.clone());
+    let admin_task = tokio::spawn(async move {
+        axum::serve(admin_listener, app)
+            .with_graceful_shutdown(async {
+                admin_stopped.await.ok();
+            })
+            .await
+    });
+    tracing::info!(
+        grpc = %grpc_addr,
+        admin = %admin_addr,
+        namespaces = registry.list().len(),
+        source = %config.source,
+        "prism proxy serving"
+    );
+    Ok(RunningProxy {
+        grpc_addr,
+        admin_addr,
+        registry,
+        admin,
+        health,
+        grpc_stop,
+        admin_stop,
+        grpc_task,
+        admin_task,
+        grace: Duration::from_secs(config.shutdown_grace_secs),
+    })
+}
+
+impl RunningProxy {
+    /// The namespace registry.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Drains and stops: readiness and gRPC health turn to not-serving, the
+    /// gRPC listener stops accepting, in-flight calls finish (up to the
+    /// grace period), then every backend is closed and the admin listener
+    /// stops.
+    pub async fn shutdown(self) {
+        tracing::info!(grace_secs = self.grace.as_secs(), "draining");
+        self.admin.ready.store(false, Ordering::Release);
+        self.health
+            .set_not_serving::<KeyValueServiceServer<KvService>>()
+            .await;
+        self.health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        let _ = self.grpc_stop.send(());
+        let mut grpc_task = self.grpc_task;
+        match tokio::time::timeout(self.grace, &mut grpc_task).await {
+            Ok(Ok(Ok(()))) => tracing::info!("in-flight calls finished"),
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
+            Err(_) => {
+                grpc_task.abort();
+                tracing::warn!("grace period over; remaining calls aborted");
+            }
+        }
+        self.registry.close_all().await;
+        let _ = self.admin_stop.send(());
+        if let Ok(Err(e)) = self.admin_task.await {
+            tracing::warn!(error = %e, "admin listener ended with an error");
+        }
+        tracing::info!("stopped");
+    }
+}
