@@ -11,6 +11,7 @@
 pub mod admin;
 pub mod config;
 pub mod error;
+pub mod inflight;
 pub mod kv;
 pub mod metrics;
 pub mod registry;

@@ -96,11 +96,6 @@ async fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     init_tracing(&config);
-    tracing::warn!(
-        "authentication is not enabled: anyone who can reach {} can read and write every \
-         namespace; keep the listener on localhost",
-        config.listeners.grpc
-    );
     let proxy = match prism_proxy::start(config).await {
         Ok(proxy) => proxy,
         Err(e) => {
@@ -108,6 +103,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    tracing::warn!(
+        "authentication is not enabled: anyone who can reach {} can read and write every \
+         namespace; keep the listener on localhost",
+        proxy.grpc_addr
+    );
     shutdown_signal().await;
     proxy.shutdown().await;
     ExitCode::SUCCESS

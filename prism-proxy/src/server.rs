@@ -17,6 +17,7 @@ use tonic_health::server::HealthReporter;
 
 use crate::admin::{self, AdminState};
 use crate::config::{ConfigError, ProxyConfig};
+use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
 use crate::registry::Registry;
 use crate::resolver::Resolver;
@@ -51,6 +52,7 @@ pub struct RunningProxy {
     grpc_stop: oneshot::Sender<()>,
     admin_stop: oneshot::Sender<()>,
     grpc_task: JoinHandle<Result<(), tonic::transport::Error>>,
+    in_flight: Arc<InFlight>,
     admin_task: JoinHandle<io::Result<()>>,
     grace: Duration,
 }
@@ -108,8 +110,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         .build_v1()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
+    let in_flight = Arc::new(InFlight::default());
     let grpc_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(InFlightLayer(in_flight.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
@@ -148,6 +152,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         grpc_stop,
         admin_stop,
         grpc_task,
+        in_flight,
         admin_task,
         grace: Duration::from_secs(config.shutdown_grace_secs),
     })
@@ -173,15 +178,35 @@ impl RunningProxy {
             .set_service_status("", ServingStatus::NotServing)
             .await;
         let _ = self.grpc_stop.send(());
+        // The listener now refuses new connections and tells clients to go
+        // away. Wait until the server ends by itself (every connection
+        // closed) or no call is in flight any more, whichever is first;
+        // idle connections do not hold shutdown up.
         let mut grpc_task = self.grpc_task;
-        match tokio::time::timeout(self.grace, &mut grpc_task).await {
-            Ok(Ok(Ok(()))) => tracing::info!("in-flight calls finished"),
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "grpc server ended with an error"),
-            Ok(Err(e)) => tracing::warn!(error = %e, "grpc server task failed"),
-            Err(_) => {
-                grpc_task.abort();
-                tracing::warn!("grace period over; remaining calls aborted");
+        let drained = tokio::time::timeout(self.grace, async {
+            tokio::select! {
+                ended = &mut grpc_task => Some(ended),
+                () = self.in_flight.wait_idle() => None,
             }
+        })
+        .await;
+        match drained {
+            Ok(Some(Ok(Ok(())))) | Ok(None) => tracing::info!("in-flight calls finished"),
+            Ok(Some(Ok(Err(e)))) => tracing::warn!(error = %e, "grpc server ended with an error"),
+            Ok(Some(Err(e))) => tracing::warn!(error = %e, "grpc server task failed"),
+            Err(_) => tracing::warn!(
+                in_flight = self.in_flight.count(),
+                "grace period over; remaining calls aborted"
+            ),
+        }
+        // Let responses already produced reach the wire, then close what is
+        // left (idle connections).
+        if !grpc_task.is_finished()
+            && tokio::time::timeout(Duration::from_millis(250), &mut grpc_task)
+                .await
+                .is_err()
+        {
+            grpc_task.abort();
         }
         self.registry.close_all().await;
         let _ = self.admin_stop.send(());
