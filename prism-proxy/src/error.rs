@@ -19,10 +19,6 @@ pub enum ProxyError {
     #[error("{0}")]
     FailedPrecondition(String),
 
-    /// The proxy is shutting down.
-    #[error("the proxy is shutting down; retry against another instance")]
-    ShuttingDown,
-
     #[error(transparent)]
     Backend(#[from] BackendError),
 }
@@ -42,7 +38,6 @@ impl ProxyError {
             ProxyError::InvalidArgument(_) => tonic::Code::InvalidArgument,
             ProxyError::NamespaceNotFound { .. } => tonic::Code::NotFound,
             ProxyError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
-            ProxyError::ShuttingDown => tonic::Code::Unavailable,
             ProxyError::Backend(e) => e.code(),
         }
     }

@@ -35,6 +35,7 @@ impl Registry {
         data_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
+        resolver.check_all(configs)?;
         let mut map = BTreeMap::new();
         for config in configs {
             let ctx = OpenContext {
@@ -45,14 +46,7 @@ impl Registry {
             let backend = resolver
                 .open_keyvalue(&config.backend.kind, ctx, config.backend.options.clone())
                 .await
-                .map_err(|e| {
-                    let field = if e.starts_with("unknown backend kind") {
-                        "backend.kind"
-                    } else {
-                        "backend.options"
-                    };
-                    ConfigError::new(&config.source, field, e)
-                })?;
+                .map_err(|e| ConfigError::new(&config.source, "backend", e))?;
             let capabilities = backend.capabilities();
             tracing::info!(
                 namespace = %config.name,

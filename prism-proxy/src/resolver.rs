@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use pattern_core::{KeyValueBackend, KeyValueFactory, OpenContext};
 
+use crate::config::{ConfigError, NamespaceConfig};
+
 /// The registered backend factories.
 #[derive(Clone, Default)]
 pub struct Resolver {
@@ -29,6 +31,31 @@ impl Resolver {
     /// The known kinds, sorted.
     pub fn kinds(&self) -> Vec<&'static str> {
         self.keyvalue.keys().copied().collect()
+    }
+
+    /// Checks that a namespace's backend kind exists and its options are
+    /// valid, without opening anything. The error names the namespace's
+    /// file and the field.
+    pub fn check(&self, ns: &NamespaceConfig) -> Result<(), ConfigError> {
+        let factory = self.keyvalue.get(ns.backend.kind.as_str()).ok_or_else(|| {
+            ConfigError::new(
+                &ns.source,
+                "backend.kind",
+                format!(
+                    "unknown backend kind '{}'; known kinds: {}",
+                    ns.backend.kind,
+                    self.kinds().join(", ")
+                ),
+            )
+        })?;
+        factory
+            .check_options(&ns.backend.options)
+            .map_err(|e| ConfigError::new(&ns.source, "backend.options", e.to_string()))
+    }
+
+    /// Checks every namespace with [`Resolver::check`].
+    pub fn check_all(&self, namespaces: &[NamespaceConfig]) -> Result<(), ConfigError> {
+        namespaces.iter().try_for_each(|ns| self.check(ns))
     }
 
     /// Opens a KeyValue backend of `kind`. The error says which kinds exist

@@ -331,9 +331,15 @@ pub trait KeyValueFactory: Send + Sync + 'static {
     /// The kind this factory opens, as written in namespace configuration.
     fn kind(&self) -> &'static str;
 
+    /// Checks the namespace's backend `options` without opening anything;
+    /// called when configuration is loaded, so a bad option stops start-up
+    /// (or a `--check`) before any backend opens. Unknown fields must be
+    /// refused with [`BackendError::Config`] naming the field and the
+    /// allowed ones.
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
+
     /// Opens a backend for `ctx.namespace` with the namespace's backend
-    /// `options` (a JSON value; unknown fields must be refused with
-    /// [`BackendError::Config`] naming the field and the allowed ones).
+    /// `options`, which [`KeyValueFactory::check_options`] accepted.
     async fn open(
         &self,
         ctx: OpenContext,
@@ -350,8 +356,15 @@ pub fn parse_options<T: serde::de::DeserializeOwned + Default>(
     if options.is_null() {
         return Ok(T::default());
     }
-    serde_json::from_value(options)
-        .map_err(|e| BackendError::Config(format!("{kind} backend options: {e}")))
+    serde_path_to_error::deserialize(options).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." {
+            BackendError::Config(format!("{kind} backend options: {inner}"))
+        } else {
+            BackendError::Config(format!("{kind} backend option `{path}`: {inner}"))
+        }
+    })
 }
 
 #[cfg(test)]

@@ -41,6 +41,19 @@ pub struct MemstoreOptions {
     pub sweep_interval_ms: u64,
 }
 
+impl MemstoreOptions {
+    /// Parses and checks options strictly.
+    pub fn parse(options: serde_json::Value) -> Result<Self, BackendError> {
+        let options: MemstoreOptions = pattern_core::keyvalue::parse_options(KIND, options)?;
+        if options.snapshot_retention_secs == 0 {
+            return Err(BackendError::Config(
+                "memstore backend option `snapshot_retention_secs` must be at least 1".into(),
+            ));
+        }
+        Ok(options)
+    }
+}
+
 impl Default for MemstoreOptions {
     fn default() -> Self {
         MemstoreOptions {
@@ -165,12 +178,16 @@ impl KeyValueFactory for MemstoreFactory {
         KIND
     }
 
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
+        MemstoreOptions::parse(options.clone()).map(|_| ())
+    }
+
     async fn open(
         &self,
         ctx: OpenContext,
         options: serde_json::Value,
     ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
-        let options: MemstoreOptions = pattern_core::keyvalue::parse_options(KIND, options)?;
+        let options = MemstoreOptions::parse(options)?;
         Ok(Arc::new(MemStore::open(ctx.clock, &options)))
     }
 }

@@ -15,7 +15,7 @@
 //!
 //! | field | default | meaning |
 //! |---|---|---|
-//! | `path` | `<data_dir>/<namespace>.db` | the database file |
+//! | `path` | `<data_dir>/<namespace>.db` | the database file (relative: to the data directory) |
 //! | `synchronous` | `full` | `full` or `normal` (faster; may lose the last commits on power loss, not on a process crash) |
 //! | `readers` | 2 | reader connections |
 //! | `sweep_interval_ms` | 1000 | how often expired items are deleted |
@@ -61,12 +61,26 @@ pub enum Synchronous {
 #[serde(deny_unknown_fields, default)]
 pub struct SqliteOptions {
     /// The database file; default `<data_dir>/<namespace>.db`. A relative
-    /// path is relative to the proxy's working directory.
+    /// path is relative to the data directory.
     pub path: Option<PathBuf>,
     pub synchronous: Synchronous,
     /// Reader connections (1 to 16).
     pub readers: usize,
     pub sweep_interval_ms: u64,
+}
+
+impl SqliteOptions {
+    /// Parses and checks options strictly.
+    pub fn parse(options: serde_json::Value) -> Result<Self, BackendError> {
+        let options: SqliteOptions = pattern_core::keyvalue::parse_options(KIND, options)?;
+        if !(1..=16).contains(&options.readers) {
+            return Err(BackendError::Config(format!(
+                "sqlite backend option `readers` is {}; allowed: 1 to 16",
+                options.readers
+            )));
+        }
+        Ok(options)
+    }
 }
 
 impl Default for SqliteOptions {
@@ -140,12 +154,6 @@ impl SqliteBackend {
         clock: Arc<dyn Clock>,
         options: &SqliteOptions,
     ) -> Result<Self, BackendError> {
-        if !(1..=16).contains(&options.readers) {
-            return Err(BackendError::Config(format!(
-                "sqlite backend options: readers is {}; allowed: 1 to 16",
-                options.readers
-            )));
-        }
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| {
                 BackendError::Config(format!("cannot create directory {}: {e}", dir.display()))
@@ -334,16 +342,21 @@ impl KeyValueFactory for SqliteFactory {
         KIND
     }
 
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
+        SqliteOptions::parse(options.clone()).map(|_| ())
+    }
+
     async fn open(
         &self,
         ctx: OpenContext,
         options: serde_json::Value,
     ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
-        let options: SqliteOptions = pattern_core::keyvalue::parse_options(KIND, options)?;
-        let path = options
-            .path
-            .clone()
-            .unwrap_or_else(|| ctx.data_dir.join(format!("{}.db", ctx.namespace)));
+        let options = SqliteOptions::parse(options)?;
+        // A relative path is relative to the data directory.
+        let path = match &options.path {
+            Some(path) => ctx.data_dir.join(path),
+            None => ctx.data_dir.join(format!("{}.db", ctx.namespace)),
+        };
         let clock = ctx.clock.clone();
         let backend =
             tokio::task::spawn_blocking(move || SqliteBackend::open(path, clock, &options))

@@ -143,7 +143,7 @@ pub fn upsert(
             item.key,
             item.value,
             version,
-            item.expires_at(now).map(|e| e as i64)
+            item.expires_at(now).map(|e| e.min(i64::MAX as u64) as i64)
         ])
     })
     .map_err(sql_err)?;
@@ -289,7 +289,10 @@ pub fn get(
     let after = page.cursor.as_ref().map(|c| c.after_key.clone());
     match selection.key_set() {
         KeySet::Keys(keys) => {
-            let mut st = conn
+            // One read transaction, so every key of the page is read from
+            // the same state.
+            let tx = conn.unchecked_transaction().map_err(sql_err)?;
+            let mut st = tx
                 .prepare_cached(&format!(
                     "SELECT key, value, version, expires_at FROM kv_items
                      WHERE id = :id AND key = :key AND {LIVE}"

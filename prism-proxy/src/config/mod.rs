@@ -60,6 +60,11 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
         let message = e.into_inner().to_string();
+        // The YAML error may already start with the path; say it once.
+        let message = message
+            .strip_prefix(&format!("{field}: "))
+            .map(str::to_string)
+            .unwrap_or(message);
         ConfigError::new(file, &field, message)
     })
 }
@@ -91,7 +96,8 @@ impl Default for Listeners {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamespacesSource {
-    /// A directory with one `<name>.yaml` per namespace. Unset: the
+    /// A directory with one `<name>.yaml` per namespace. Required in a
+    /// `prism.yaml`; only the embedded default (no file) serves the
     /// built-in demo namespaces.
     pub dir: Option<PathBuf>,
 }
@@ -175,7 +181,12 @@ const DEMO_NAMESPACES: &[(&str, &str)] = &[
 impl ProxyConfig {
     /// The embedded default: default listeners, `./data`, demo namespaces.
     pub fn embedded_default() -> Result<Self, ConfigError> {
-        Self::from_file(ProxyFile::default(), Path::new("."), "built-in defaults")
+        Self::from_file(
+            ProxyFile::default(),
+            Path::new("."),
+            "built-in defaults",
+            true,
+        )
     }
 
     /// Loads `prism.yaml` at `path` and the namespaces it points to.
@@ -185,10 +196,15 @@ impl ProxyConfig {
             .map_err(|e| ConfigError::new(&shown, "", format!("cannot read: {e}")))?;
         let file: ProxyFile = parse_yaml(&shown, &text)?;
         let base = path.parent().unwrap_or(Path::new("."));
-        Self::from_file(file, base, &shown)
+        Self::from_file(file, base, &shown, false)
     }
 
-    fn from_file(file: ProxyFile, base: &Path, shown: &str) -> Result<Self, ConfigError> {
+    fn from_file(
+        file: ProxyFile,
+        base: &Path,
+        shown: &str,
+        demo: bool,
+    ) -> Result<Self, ConfigError> {
         let resolve = |p: &Path| {
             if p.is_absolute() {
                 p.to_path_buf()
@@ -199,7 +215,26 @@ impl ProxyConfig {
         let (namespaces, source) = match &file.namespaces.dir {
             Some(dir) => {
                 let dir = resolve(dir);
+                if !dir.is_dir() {
+                    return Err(ConfigError::new(
+                        shown,
+                        "namespaces.dir",
+                        format!(
+                            "{} is not a directory; create it with one <name>.yaml per \
+                             namespace, or point namespaces.dir elsewhere (relative paths \
+                             are relative to this file)",
+                            dir.display()
+                        ),
+                    ));
+                }
                 (load_namespace_dir(&dir)?, dir.display().to_string())
+            }
+            None if !demo => {
+                return Err(ConfigError::new(
+                    shown,
+                    "namespaces.dir",
+                    "is required: the directory holding one <name>.yaml per namespace",
+                ));
             }
             None => (
                 DEMO_NAMESPACES

@@ -124,3 +124,57 @@ fn unknown_top_level_field_in_prism_yaml() {
     assert!(err.message.contains("unknown field `listener`"), "{err}");
     assert!(err.message.contains("listeners"), "{err}");
 }
+
+#[test]
+fn prism_yaml_must_name_an_existing_namespace_dir() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "prism.yaml", "data_dir: state\n");
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert_eq!(err.field, "namespaces.dir");
+    assert!(err.message.contains("required"), "{err}");
+    write(dir.path(), "prism.yaml", "namespaces:\n  dir: missing\n");
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert!(err.file.ends_with("prism.yaml"));
+    assert_eq!(err.field, "namespaces.dir");
+    assert!(err.message.contains("is not a directory"), "{err}");
+}
+
+#[test]
+fn type_errors_name_the_field_once() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "prism.yaml", "listeners:\n  grpc: nowhere\n");
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert_eq!(err.field, "listeners.grpc");
+    assert_eq!(
+        err.to_string().matches("listeners.grpc").count(),
+        1,
+        "{err}"
+    );
+}
+
+#[test]
+fn backend_options_are_checked_with_the_config() {
+    let resolver = crate::resolver::Resolver::builtin();
+    let ns = NamespaceConfig::parse(
+        "ns/a.yaml",
+        "name: a\ndal: keyvalue\nbackend:\n  kind: sqlite\n  options:\n    readers: many\n",
+    )
+    .unwrap();
+    let err = resolver.check(&ns).unwrap_err();
+    assert_eq!(
+        (err.file.as_str(), err.field.as_str()),
+        ("ns/a.yaml", "backend.options")
+    );
+    assert!(err.message.contains("`readers`"), "{err}");
+    let ns = NamespaceConfig::parse(
+        "ns/b.yaml",
+        "name: b\ndal: keyvalue\nbackend:\n  kind: mongo\n",
+    )
+    .unwrap();
+    let err = resolver.check(&ns).unwrap_err();
+    assert_eq!(err.field, "backend.kind");
+    assert!(
+        err.message.contains("known kinds: memstore, sqlite"),
+        "{err}"
+    );
+}

@@ -13,6 +13,9 @@ use crate::registry::Namespace;
 /// Longest idempotency token accepted, in bytes.
 pub const MAX_TOKEN_BYTES: usize = 256;
 
+/// Longest TTL accepted: 100 years.
+pub const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
+
 /// Refuses an empty namespace name before any lookup.
 pub fn namespace_name(name: &str) -> Result<(), ProxyError> {
     if name.is_empty() {
@@ -117,7 +120,14 @@ impl Check<'_> {
             }
             Some(d) => {
                 self.capability(Capability::Ttl, &format!("{field}.ttl"))?;
-                Some(Duration::new(d.seconds as u64, d.nanos as u32))
+                let ttl = Duration::new(d.seconds as u64, d.nanos as u32);
+                if ttl > MAX_TTL {
+                    return Err(ProxyError::invalid(format!(
+                        "{field}.ttl is over the maximum of 100 years; leave it unset for an \
+                         item that never expires"
+                    )));
+                }
+                Some(ttl)
             }
         };
         if item.expected_version.is_some() {

@@ -70,7 +70,10 @@ enum Target {
 }
 
 fn id_key(i: usize) -> (String, Vec<u8>) {
-    (format!("id-{:03}", i % 100), format!("key-{i:08}").into_bytes())
+    (
+        format!("id-{:03}", i % 100),
+        format!("key-{i:08}").into_bytes(),
+    )
 }
 
 impl Target {
@@ -79,11 +82,17 @@ impl Target {
         match self {
             Target::Direct(backend) => match op {
                 Op::Put => {
-                    backend.put(&id, vec![PutItem::new(key, value)], None).await?;
+                    backend
+                        .put(&id, vec![PutItem::new(key, value)], None)
+                        .await?;
                 }
                 Op::Get => {
                     let page = backend
-                        .get(&id, &Selection::Keys(vec![key]), PageRequest::first(1 << 20))
+                        .get(
+                            &id,
+                            &Selection::Keys(vec![key]),
+                            PageRequest::first(1 << 20),
+                        )
                         .await?;
                     anyhow::ensure!(page.items.len() == 1, "direct get found nothing");
                 }
@@ -309,7 +318,9 @@ async fn main() -> Result<()> {
         }
     }
     println!("\nproxy cost (proxy / direct):");
-    println!("| backend | op | throughput ratio | p50 ratio | p99 ratio | p99.9 ratio | proxy p50 µs | proxy p99 µs |");
+    println!(
+        "| backend | op | throughput ratio | p50 ratio | p99 ratio | p99.9 ratio | proxy p50 µs | proxy p99 µs |"
+    );
     println!("|---|---|---|---|---|---|---|---|");
     for (kind, op, d, p) in &rows {
         let ratio = |q: f64| p.quantile_us(q) as f64 / d.quantile_us(q).max(1) as f64;
