@@ -14,7 +14,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crossbeam_skiplist::{SkipMap, SkipSet};
@@ -46,6 +46,9 @@ impl Version {
 struct Chain {
     /// Ascending by version.
     versions: RwLock<Vec<Version>>,
+    /// Whether the record is in the sweeper's queue; keeps each record in
+    /// the queue at most once however often it is overwritten.
+    queued: AtomicBool,
 }
 
 impl Chain {
@@ -211,7 +214,8 @@ impl Store {
         let entry = self
             .records
             .get_or_insert_with(record_key.clone(), || Arc::new(Chain::default()));
-        let mut versions = entry.value().versions.write().expect("chain lock");
+        let chain = entry.value();
+        let mut versions = chain.versions.write().expect("chain lock");
         let superseded = !versions.is_empty();
         let tombstone = value.is_none();
         versions.push(Version {
@@ -224,7 +228,7 @@ impl Store {
             self.ttl_index
                 .insert((at, record_key.0.clone(), record_key.1.clone()));
         }
-        if superseded || tombstone {
+        if (superseded || tombstone) && !chain.queued.swap(true, Ordering::Relaxed) {
             st.pending_gc.push(record_key);
         }
         version
@@ -453,52 +457,66 @@ impl Store {
     /// Advances the snapshot watermark and removes what no retained
     /// snapshot can see: superseded versions, tombstones, expired items and
     /// expired idempotency records. Called periodically by the sweeper.
+    ///
+    /// Work is done in batches, releasing the writer lock between them, so
+    /// a large backlog never stalls writers for long. Readers never wait.
     pub fn sweep(&self) -> SweepStats {
-        let mut st = self.lock();
-        let now = self.clock.now_ms();
-        let visible = self.visible_version();
-        st.history.push_back((now, visible));
-        let horizon = now.saturating_sub(self.retention_ms);
-        while st.history.len() >= 2 && st.history[1].0 <= horizon {
-            st.history.pop_front();
-        }
-        if let Some(&(at, version)) = st.history.front()
-            && at <= horizon
-        {
-            self.watermark.fetch_max(version, Ordering::AcqRel);
-        }
-        let watermark = self.watermark.load(Ordering::Acquire);
-
-        // Expired items become garbage candidates.
-        while let Some(entry) = self.ttl_index.front() {
-            if entry.value().0 > now {
-                break;
+        const BATCH: usize = 512;
+        let (pending, watermark, now) = {
+            let mut st = self.lock();
+            let now = self.clock.now_ms();
+            let visible = self.visible_version();
+            st.history.push_back((now, visible));
+            let horizon = now.saturating_sub(self.retention_ms);
+            while st.history.len() >= 2 && st.history[1].0 <= horizon {
+                st.history.pop_front();
             }
-            let (_, id, key) = entry.value().clone();
-            entry.remove();
-            st.pending_gc.push((id, key));
-        }
+            if let Some(&(at, version)) = st.history.front()
+                && at <= horizon
+            {
+                self.watermark.fetch_max(version, Ordering::AcqRel);
+            }
+            // Expired items become garbage candidates.
+            while let Some(entry) = self.ttl_index.front() {
+                if entry.value().0 > now {
+                    break;
+                }
+                let (_, id, key) = entry.value().clone();
+                entry.remove();
+                let record_key = (id, key);
+                if let Some(record) = self.records.get(&record_key)
+                    && !record.value().queued.swap(true, Ordering::Relaxed)
+                {
+                    st.pending_gc.push(record_key);
+                }
+            }
+            st.idempotency.retain(|_, rec| rec.expires_at > now);
+            let pending = std::mem::take(&mut st.pending_gc);
+            (pending, self.watermark.load(Ordering::Acquire), now)
+        };
 
         let mut removed = 0;
-        let pending = std::mem::take(&mut st.pending_gc);
         let mut keep = Vec::new();
-        for record_key in pending {
-            let Some(entry) = self.records.get(&record_key) else {
-                continue;
-            };
-            if entry.value().prune(watermark, now) {
-                entry.remove();
-                removed += 1;
-            } else if entry.value().versions.read().expect("chain lock").len() > 1
-                || entry.value().current_version(now) == 0
-            {
-                keep.push(record_key);
+        for batch in pending.chunks(BATCH) {
+            let _writer = self.lock();
+            for record_key in batch {
+                let Some(entry) = self.records.get(record_key) else {
+                    continue;
+                };
+                let chain = entry.value();
+                if chain.prune(watermark, now) {
+                    entry.remove();
+                    removed += 1;
+                } else if chain.versions.read().expect("chain lock").len() > 1
+                    || chain.current_version(now) == 0
+                {
+                    keep.push(record_key.clone());
+                } else {
+                    chain.queued.store(false, Ordering::Relaxed);
+                }
             }
         }
-        keep.sort();
-        keep.dedup();
-        st.pending_gc = keep;
-        st.idempotency.retain(|_, rec| rec.expires_at > now);
+        self.lock().pending_gc.extend(keep);
         SweepStats { removed, watermark }
     }
 
