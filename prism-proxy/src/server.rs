@@ -196,7 +196,7 @@ impl RunningProxy {
             Ok(Some(Err(e))) => tracing::warn!(error = %e, "grpc server task failed"),
             Err(_) => tracing::warn!(
                 in_flight = self.in_flight.count(),
-                "grace period over; remaining calls aborted"
+                "grace period over; closing backends while calls are still running"
             ),
         }
         // Let responses already produced reach the wire, then close what is

@@ -54,7 +54,8 @@ pub enum BackendError {
     #[error("backend unavailable: {0}")]
     Unavailable(String),
 
-    /// The backend's options are invalid; raised when the backend is opened.
+    /// The backend's options are invalid, or the backend cannot be opened
+    /// with them; raised when configuration is checked or the backend opens.
     #[error("{0}")]
     Config(String),
 

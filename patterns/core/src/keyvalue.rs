@@ -57,6 +57,27 @@ impl PutItem {
         self
     }
 
+    /// Checks this item's write condition. `current` reads the key's
+    /// current version (0 when absent or expired); it is only called when
+    /// the item has a condition.
+    pub fn check_condition(
+        &self,
+        current: impl FnOnce() -> Result<u64, BackendError>,
+    ) -> Result<(), BackendError> {
+        let Some(expected) = self.expected_version else {
+            return Ok(());
+        };
+        let current = current()?;
+        if current != expected {
+            return Err(BackendError::VersionMismatch {
+                key: crate::error::display_key(&self.key),
+                expected,
+                current,
+            });
+        }
+        Ok(())
+    }
+
     /// When the item expires if written at `now_ms`.
     pub fn expires_at(&self, now_ms: u64) -> Option<u64> {
         self.ttl
@@ -318,7 +339,8 @@ pub trait KeyValueBackend: Send + Sync + 'static {
     }
 
     /// Flushes and releases resources; called once when the proxy shuts
-    /// down, after in-flight calls have finished.
+    /// down, after in-flight calls have finished or the shutdown grace
+    /// period has passed. Calls still running after that may fail.
     async fn close(&self) -> Result<(), BackendError> {
         Ok(())
     }

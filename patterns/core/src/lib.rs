@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod background;
 pub mod capabilities;
 pub mod clock;
 pub mod error;

@@ -9,7 +9,7 @@
 
 use crate::error::BackendError;
 use crate::idempotency::Fingerprint;
-use crate::keyvalue::Selection;
+use crate::keyvalue::{Page, Selection};
 
 const TOKEN_VERSION: u8 = 1;
 
@@ -87,6 +87,30 @@ pub fn request_fingerprint(namespace: &str, rpc: &str, id: &str, selection: &Sel
     fp.str(id);
     fp.selection(selection);
     fp.finish()
+}
+
+/// Fills a page from `entries` (in order, each possibly an error) up to
+/// `budget` bytes as measured by `size`. Stops at the first entry that does
+/// not fit and returns the cursor after the last entry taken (`cursor_of`);
+/// returns no cursor when `entries` ran out. Reads at most one entry past
+/// the page.
+pub fn fill_page<T, E>(
+    entries: impl IntoIterator<Item = Result<T, E>>,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+    cursor_of: impl Fn(&T) -> Cursor,
+) -> Result<Page<T>, E> {
+    let mut fill = PageFill::new(budget);
+    let mut items = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if !fill.admit(size(&entry)) {
+            let next = items.last().map(&cursor_of);
+            return Ok(Page { items, next });
+        }
+        items.push(entry);
+    }
+    Ok(Page { items, next: None })
 }
 
 /// A page being filled up to a byte budget. The first item is always

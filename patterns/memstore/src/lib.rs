@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pattern_core::background::Periodic;
 use pattern_core::{
     BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend, KeyValueFactory,
     Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
@@ -66,7 +67,7 @@ impl Default for MemstoreOptions {
 /// The memstore backend for one namespace.
 pub struct MemStore {
     store: Arc<Store>,
-    sweeper: Option<tokio::task::JoinHandle<()>>,
+    sweeper: Periodic,
 }
 
 impl MemStore {
@@ -74,21 +75,12 @@ impl MemStore {
     /// tokio runtime when there is one.
     pub fn open(clock: Arc<dyn pattern_core::Clock>, options: &MemstoreOptions) -> Self {
         let store = Arc::new(Store::new(clock, options.snapshot_retention_secs * 1000));
-        let sweeper = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            let weak = Arc::downgrade(&store);
-            let every = Duration::from_millis(options.sweep_interval_ms.max(10));
-            rt.spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(store) = weak.upgrade() else { break };
-                    let stats = store.sweep();
-                    if stats.removed > 0 {
-                        tracing::debug!(removed = stats.removed, "memstore sweep");
-                    }
-                }
-            })
+        let every = Duration::from_millis(options.sweep_interval_ms);
+        let sweeper = Periodic::spawn(&store, every, |store| async move {
+            let stats = store.sweep();
+            if stats.removed > 0 {
+                tracing::debug!(removed = stats.removed, "memstore sweep");
+            }
         });
         MemStore { store, sweeper }
     }
@@ -96,14 +88,6 @@ impl MemStore {
     /// The engine, for direct use and tests.
     pub fn store(&self) -> &Arc<Store> {
         &self.store
-    }
-}
-
-impl Drop for MemStore {
-    fn drop(&mut self) {
-        if let Some(sweeper) = &self.sweeper {
-            sweeper.abort();
-        }
     }
 }
 
@@ -132,7 +116,7 @@ impl KeyValueBackend for MemStore {
         items: Vec<PutItem>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
-        self.store.put(id, &items, idempotency)
+        self.store.put(id, items, idempotency)
     }
 
     async fn get(
@@ -157,13 +141,11 @@ impl KeyValueBackend for MemStore {
         mutations: Vec<Mutation>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
-        self.store.mutate(&mutations, idempotency)
+        self.store.mutate(mutations, idempotency)
     }
 
     async fn close(&self) -> Result<(), BackendError> {
-        if let Some(sweeper) = &self.sweeper {
-            sweeper.abort();
-        }
+        self.sweeper.stop();
         Ok(())
     }
 }

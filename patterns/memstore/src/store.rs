@@ -20,10 +20,10 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use crossbeam_skiplist::{SkipMap, SkipSet};
 use pattern_core::idempotency::IDEMPOTENCY_WINDOW;
 use pattern_core::keyvalue::KeySet;
-use pattern_core::paging::PageFill;
+use pattern_core::paging::fill_page;
 use pattern_core::{
     BackendError, Clock, Cursor, IdempotencyKey, Item, Mutation, MutationOutcome, Page,
-    PageRequest, PutItem, ScanEntry, Selection, WriteOutcome, display_key,
+    PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
 };
 
 type RecordKey = (String, Vec<u8>);
@@ -183,21 +183,12 @@ impl Store {
     }
 
     fn check(&self, id: &str, item: &PutItem, now: u64) -> Result<(), BackendError> {
-        let Some(expected) = item.expected_version else {
-            return Ok(());
-        };
-        let current = self
-            .records
-            .get(&(id.to_string(), item.key.clone()))
-            .map_or(0, |e| e.value().current_version(now));
-        if current != expected {
-            return Err(BackendError::VersionMismatch {
-                key: display_key(&item.key),
-                expected,
-                current,
-            });
-        }
-        Ok(())
+        item.check_condition(|| {
+            Ok(self
+                .records
+                .get(&(id.to_string(), item.key.clone()))
+                .map_or(0, |e| e.value().current_version(now)))
+        })
     }
 
     fn append(
@@ -280,31 +271,17 @@ impl Store {
     pub fn put(
         &self,
         id: &str,
-        items: &[PutItem],
+        items: Vec<PutItem>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
-        let mut st = self.lock();
-        let now = self.clock.now_ms();
-        if let Some(replayed) = Self::replay(&st, idempotency.as_ref(), now)? {
-            return Ok(replayed);
-        }
-        for item in items {
-            self.check(id, item, now)?;
-        }
-        let outcomes = items
-            .iter()
-            .map(|item| {
-                let value = Some(item.value.clone());
-                MutationOutcome::Version(self.append(
-                    &mut st,
-                    id,
-                    &item.key,
-                    value,
-                    item.expires_at(now),
-                ))
+        let mutations = items
+            .into_iter()
+            .map(|item| Mutation::Put {
+                id: id.to_string(),
+                item,
             })
             .collect();
-        Ok(self.finish_write(&mut st, idempotency, outcomes, now))
+        self.mutate(mutations, idempotency)
     }
 
     /// Deletes the live items `selection` picks; returns how many.
@@ -316,10 +293,12 @@ impl Store {
         n
     }
 
-    /// Applies `mutations` atomically.
+    /// Applies `mutations` atomically: every put's condition is checked
+    /// against the state before the call, then all are applied and
+    /// published together.
     pub fn mutate(
         &self,
-        mutations: &[Mutation],
+        mutations: Vec<Mutation>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
         let mut st = self.lock();
@@ -327,21 +306,21 @@ impl Store {
         if let Some(replayed) = Self::replay(&st, idempotency.as_ref(), now)? {
             return Ok(replayed);
         }
-        for m in mutations {
+        for m in &mutations {
             if let Mutation::Put { id, item } = m {
                 self.check(id, item, now)?;
             }
         }
         let outcomes = mutations
-            .iter()
+            .into_iter()
             .map(|m| match m {
                 Mutation::Put { id, item } => {
-                    let value = Some(item.value.clone());
                     let expires = item.expires_at(now);
-                    MutationOutcome::Version(self.append(&mut st, id, &item.key, value, expires))
+                    let version = self.append(&mut st, &id, &item.key, Some(item.value), expires);
+                    MutationOutcome::Version(version)
                 }
                 Mutation::Delete { id, selection } => {
-                    MutationOutcome::Deleted(self.delete_locked(&mut st, id, selection, now))
+                    MutationOutcome::Deleted(self.delete_locked(&mut st, &id, &selection, now))
                 }
             })
             .collect();
@@ -396,26 +375,15 @@ impl Store {
         let now = self.clock.now_ms();
         let keys = selection.key_set();
         let after = page.cursor.as_ref().map(|c| c.after_key.as_slice());
-        let mut fill = PageFill::new(page.budget_bytes);
-        let mut items: Vec<Item> = Vec::new();
-        for (key, chain) in self.select(id, &keys, after) {
-            let Some(item) = chain.read(&key, snapshot, now) else {
-                continue;
-            };
-            if !fill.admit(item.size()) {
-                let last = items.last().expect("a full page has an item");
-                return Ok(Page {
-                    next: Some(Cursor {
-                        after_id: String::new(),
-                        after_key: last.key.clone(),
-                        snapshot,
-                    }),
-                    items,
-                });
-            }
-            items.push(item);
-        }
-        Ok(Page { items, next: None })
+        let items = self
+            .select(id, &keys, after)
+            .filter_map(|(key, chain)| chain.read(&key, snapshot, now))
+            .map(Ok);
+        fill_page(items, page.budget_bytes, Item::size, |last| Cursor {
+            after_id: String::new(),
+            after_key: last.key.clone(),
+            snapshot,
+        })
     }
 
     /// One page of every live item, in (id, key) order.
@@ -426,30 +394,27 @@ impl Store {
             Some(c) => Bound::Excluded((c.after_id.clone(), c.after_key.clone())),
             None => Bound::Unbounded,
         };
-        let mut fill = PageFill::new(page.budget_bytes);
-        let mut items: Vec<ScanEntry> = Vec::new();
-        for entry in self.records.range((lower, Bound::Unbounded)) {
-            let (id, key) = entry.key();
-            let Some(item) = entry.value().read(key, snapshot, now) else {
-                continue;
-            };
-            if !fill.admit(item.size()) {
-                let last = items.last().expect("a full page has an item");
-                return Ok(Page {
-                    next: Some(Cursor {
-                        after_id: last.id.clone(),
-                        after_key: last.item.key.clone(),
-                        snapshot,
-                    }),
-                    items,
-                });
-            }
-            items.push(ScanEntry {
-                id: id.clone(),
-                item,
+        let entries = self
+            .records
+            .range((lower, Bound::Unbounded))
+            .filter_map(|entry| {
+                let (id, key) = entry.key();
+                let item = entry.value().read(key, snapshot, now)?;
+                Some(Ok(ScanEntry {
+                    id: id.clone(),
+                    item,
+                }))
             });
-        }
-        Ok(Page { items, next: None })
+        fill_page(
+            entries,
+            page.budget_bytes,
+            |e| e.item.size(),
+            |last| Cursor {
+                after_id: last.id.clone(),
+                after_key: last.item.key.clone(),
+                snapshot,
+            },
+        )
     }
 
     // ---- cleanup ----

@@ -32,7 +32,7 @@ fn threads_get_unique_increasing_versions() {
                 let mut mine = Vec::with_capacity(writes);
                 for i in 0..writes {
                     let out = s
-                        .put("shared", &[PutItem::new("k", format!("{t}:{i}"))], None)
+                        .put("shared", vec![PutItem::new("k", format!("{t}:{i}"))], None)
                         .unwrap();
                     mine.push((out.versions()[0], format!("{t}:{i}")));
                 }
@@ -70,7 +70,7 @@ fn threads_get_unique_increasing_versions() {
 #[test]
 fn readers_do_not_wait_for_the_writer_lock() {
     let (s, _) = store(60);
-    s.put("id", &[PutItem::new("k", "v")], None).unwrap();
+    s.put("id", vec![PutItem::new("k", "v")], None).unwrap();
     let guard = s.hold_writer_lock_for_test();
     let (tx, rx) = mpsc::channel();
     let reader = s.clone();
@@ -94,7 +94,7 @@ fn concurrent_readers_see_monotonic_snapshots() {
         let s = s.clone();
         std::thread::spawn(move || {
             for i in 0..2000u32 {
-                s.put("id", &[PutItem::new(i.to_be_bytes(), "v")], None)
+                s.put("id", vec![PutItem::new(i.to_be_bytes(), "v")], None)
                     .unwrap();
             }
         })
@@ -123,7 +123,7 @@ fn sweeper_removes_expired_and_deleted_records() {
     let (s, clock) = store(5);
     s.put(
         "id",
-        &[
+        vec![
             PutItem::new("ttl", "x").with_ttl(Duration::from_secs(1)),
             PutItem::new("gone", "y"),
             PutItem::new("stay", "z"),
@@ -154,16 +154,16 @@ fn sweeper_removes_expired_and_deleted_records() {
 fn expired_snapshot_token_is_refused() {
     let (s, clock) = store(5);
     for i in 0..3u8 {
-        s.put(&format!("id{i}"), &[PutItem::new([i], "v")], None)
+        s.put(&format!("id{i}"), vec![PutItem::new([i], "v")], None)
             .unwrap();
     }
     let first = s.scan(&PageRequest::first(1)).unwrap();
     let cursor = first.next.clone().expect("more pages");
-    s.put("id0", &[PutItem::new([0], "w")], None).unwrap();
+    s.put("id0", vec![PutItem::new([0], "w")], None).unwrap();
     s.sweep();
     clock.advance(Duration::from_secs(6));
     s.sweep();
-    s.put("id1", &[PutItem::new([1], "w")], None).unwrap();
+    s.put("id1", vec![PutItem::new([1], "w")], None).unwrap();
     clock.advance(Duration::from_secs(6));
     s.sweep();
     let err = s

@@ -31,6 +31,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pattern_core::background::Periodic;
 use pattern_core::{
     BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend,
     KeyValueFactory, Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection,
@@ -124,7 +125,7 @@ impl Inner {
 pub struct SqliteBackend {
     inner: Arc<Inner>,
     path: PathBuf,
-    sweeper: Option<tokio::task::JoinHandle<()>>,
+    sweeper: Periodic,
 }
 
 fn open_connection(path: &PathBuf, options: &SqliteOptions) -> Result<Connection, BackendError> {
@@ -172,25 +173,16 @@ impl SqliteBackend {
             next_reader: AtomicUsize::new(0),
             clock,
         });
-        let sweeper = tokio::runtime::Handle::try_current().ok().map(|rt| {
-            let weak = Arc::downgrade(&inner);
-            let every = Duration::from_millis(options.sweep_interval_ms.max(10));
-            rt.spawn(async move {
-                let mut tick = tokio::time::interval(every);
-                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    tick.tick().await;
-                    let Some(inner) = weak.upgrade() else { break };
-                    let swept = tokio::task::spawn_blocking(move || {
-                        let now = inner.clock.now_ms();
-                        inner.with_writer(|c| ops::sweep(c, now))
-                    })
-                    .await;
-                    if let Ok(Err(e)) = swept {
-                        tracing::warn!(error = %e, "sqlite sweep failed");
-                    }
-                }
+        let every = Duration::from_millis(options.sweep_interval_ms);
+        let sweeper = Periodic::spawn(&inner, every, |inner| async move {
+            let swept = tokio::task::spawn_blocking(move || {
+                let now = inner.clock.now_ms();
+                inner.with_writer(|c| ops::sweep(c, now))
             })
+            .await;
+            if let Ok(Err(e)) = swept {
+                tracing::warn!(error = %e, "sqlite sweep failed");
+            }
         });
         Ok(SqliteBackend {
             inner,
@@ -215,14 +207,6 @@ impl SqliteBackend {
         })
         .await
         .map_err(|e| BackendError::Internal(format!("sqlite task failed: {e}")))?
-    }
-}
-
-impl Drop for SqliteBackend {
-    fn drop(&mut self) {
-        if let Some(sweeper) = &self.sweeper {
-            sweeper.abort();
-        }
     }
 }
 
@@ -319,9 +303,7 @@ impl KeyValueBackend for SqliteBackend {
     }
 
     async fn close(&self) -> Result<(), BackendError> {
-        if let Some(sweeper) = &self.sweeper {
-            sweeper.abort();
-        }
+        self.sweeper.stop();
         self.blocking(|inner, _| {
             inner.with_writer(|c| {
                 c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))

@@ -4,10 +4,10 @@
 
 use pattern_core::idempotency::{IDEMPOTENCY_WINDOW, decode_outcomes, encode_outcomes};
 use pattern_core::keyvalue::KeySet;
-use pattern_core::paging::PageFill;
+use pattern_core::paging;
 use pattern_core::{
     BackendError, Cursor, IdempotencyKey, Item, Mutation, MutationOutcome, Page, PageRequest,
-    PutItem, ScanEntry, Selection, WriteOutcome, display_key,
+    PutItem, ScanEntry, Selection, WriteOutcome,
 };
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 
@@ -93,30 +93,21 @@ pub fn write_tx(
 
 /// Fails with VersionMismatch unless `item`'s condition holds.
 pub fn check(tx: &Transaction<'_>, id: &str, item: &PutItem, now: u64) -> Result<(), BackendError> {
-    let Some(expected) = item.expected_version else {
-        return Ok(());
-    };
-    let current: u64 = tx
-        .prepare_cached(&format!(
-            "SELECT version FROM kv_items WHERE id = :id AND key = :key AND {LIVE}"
-        ))
-        .and_then(|mut st| {
-            st.query_row(
-                rusqlite::named_params! {":id": id, ":key": item.key, ":now": now as i64},
-                |r| r.get::<_, i64>(0),
-            )
-            .optional()
-        })
-        .map_err(sql_err)?
-        .map_or(0, |v| v as u64);
-    if current != expected {
-        return Err(BackendError::VersionMismatch {
-            key: display_key(&item.key),
-            expected,
-            current,
-        });
-    }
-    Ok(())
+    item.check_condition(|| {
+        Ok(tx
+            .prepare_cached(&format!(
+                "SELECT version FROM kv_items WHERE id = :id AND key = :key AND {LIVE}"
+            ))
+            .and_then(|mut st| {
+                st.query_row(
+                    rusqlite::named_params! {":id": id, ":key": item.key, ":now": now as i64},
+                    |r| r.get::<_, i64>(0),
+                )
+                .optional()
+            })
+            .map_err(sql_err)?
+            .map_or(0, |v| v as u64))
+    })
 }
 
 /// Writes one item with a fresh version; returns the version.
@@ -245,28 +236,14 @@ pub fn sweep(conn: &Connection, now: u64) -> Result<usize, BackendError> {
 
 // ---- reads ----
 
-/// Fills a page from rows, stopping at the budget; `cursor_of` makes the
-/// cursor after a given entry.
+/// Fills a page from SQLite rows.
 fn fill_page<T>(
     rows: impl Iterator<Item = rusqlite::Result<T>>,
     budget: usize,
     size: impl Fn(&T) -> usize,
     cursor_of: impl Fn(&T) -> Cursor,
 ) -> Result<Page<T>, BackendError> {
-    let mut fill = PageFill::new(budget);
-    let mut items = Vec::new();
-    for row in rows {
-        let entry = row.map_err(sql_err)?;
-        if !fill.admit(size(&entry)) {
-            let next = cursor_of(items.last().expect("a full page has an item"));
-            return Ok(Page {
-                items,
-                next: Some(next),
-            });
-        }
-        items.push(entry);
-    }
-    Ok(Page { items, next: None })
+    paging::fill_page(rows.map(|r| r.map_err(sql_err)), budget, size, cursor_of)
 }
 
 fn get_cursor(item: &Item) -> Cursor {

@@ -26,6 +26,7 @@ use prism_proxy::ProxyConfig;
 use prism_proxy::config::{Listeners, LogConfig, NamespaceConfig};
 use prism_proxy::resolver::Resolver;
 use tonic::transport::Channel;
+use tonic_health::pb::health_client::HealthClient;
 
 #[derive(Debug, Parser)]
 #[command(about = "Prism load generator: proxy vs direct backend calls")]
@@ -59,9 +60,12 @@ enum Op {
     Get,
 }
 
-/// One way of issuing an operation: the backend trait or the proxy.
+/// One way of issuing an operation: the backend trait, the proxy, or the
+/// gRPC floor (a health check on the same connections: the cost of gRPC,
+/// HTTP/2 and loopback TCP with no Prism logic at all).
 #[derive(Clone)]
 enum Target {
+    Floor(Vec<HealthClient<Channel>>),
     Direct(Arc<dyn KeyValueBackend>),
     Proxy {
         namespace: String,
@@ -80,6 +84,14 @@ impl Target {
     async fn call(&self, worker: usize, op: Op, i: usize, value: &[u8]) -> Result<()> {
         let (id, key) = id_key(i);
         match self {
+            Target::Floor(clients) => {
+                let mut client = clients[worker % clients.len()].clone();
+                client
+                    .check(tonic_health::pb::HealthCheckRequest {
+                        service: String::new(),
+                    })
+                    .await?;
+            }
             Target::Direct(backend) => match op {
                 Op::Put => {
                     backend
@@ -254,12 +266,14 @@ async fn main() -> Result<()> {
     };
     let proxy = prism_proxy::start(config).await?;
     let mut clients = Vec::new();
+    let mut health_clients = Vec::new();
     for _ in 0..args.connections.max(1) {
-        clients.push(
-            KeyValueServiceClient::connect(format!("http://{}", proxy.grpc_addr))
-                .await
-                .context("connecting to the proxy")?,
-        );
+        let channel = Channel::from_shared(format!("http://{}", proxy.grpc_addr))?
+            .connect()
+            .await
+            .context("connecting to the proxy")?;
+        health_clients.push(HealthClient::new(channel.clone()));
+        clients.push(KeyValueServiceClient::new(channel));
     }
     let resolver = Resolver::builtin();
 
@@ -275,6 +289,18 @@ async fn main() -> Result<()> {
     println!(
         "{:<9} {:<4} {:<7} {:>10} {:>9} {:>9} {:>9} {:>7}",
         "backend", "op", "path", "ops/s", "p50 µs", "p99 µs", "p99.9 µs", "errors"
+    );
+    let floor = run_phase(&Target::Floor(health_clients), Op::Get, &args).await?;
+    println!(
+        "{:<9} {:<4} {:<7} {:>10.0} {:>9} {:>9} {:>9} {:>7}",
+        "(none)",
+        "-",
+        "floor",
+        floor.throughput(),
+        floor.quantile_us(0.5),
+        floor.quantile_us(0.99),
+        floor.quantile_us(0.999),
+        floor.errors
     );
     let mut rows = Vec::new();
     for ns in &namespaces {
@@ -335,6 +361,13 @@ async fn main() -> Result<()> {
             p.quantile_us(0.99),
         );
     }
+    println!(
+        "\ngRPC floor (health check on the same connections, no Prism logic): \
+         {:.0} ops/s, p50 {} µs, p99 {} µs. Proxy p50 minus floor p50 is Prism's own cost.",
+        floor.throughput(),
+        floor.quantile_us(0.5),
+        floor.quantile_us(0.99)
+    );
     proxy.shutdown().await;
     Ok(())
 }
