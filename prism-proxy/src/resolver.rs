@@ -20,6 +20,7 @@ impl Resolver {
         let mut r = Resolver::default();
         r.register(pattern_memstore::MemstoreFactory);
         r.register(pattern_sqlite::SqliteFactory);
+        r.register(pattern_postgres::PostgresFactory);
         r
     }
 

@@ -174,7 +174,8 @@ fn backend_options_are_checked_with_the_config() {
     let err = resolver.check(&ns).unwrap_err();
     assert_eq!(err.field, "backend.kind");
     assert!(
-        err.message.contains("known kinds: memstore, sqlite"),
+        err.message
+            .contains("known kinds: memstore, postgres, sqlite"),
         "{err}"
     );
 }

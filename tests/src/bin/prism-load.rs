@@ -43,7 +43,7 @@ struct Args {
     /// Distinct keys written and read.
     #[arg(long, default_value_t = 10_000)]
     keys: usize,
-    /// Backends to measure (memstore, sqlite).
+    /// Backends to measure (memstore, sqlite, postgres).
     #[arg(long, value_delimiter = ',', default_value = "memstore,sqlite")]
     backends: Vec<String>,
     /// gRPC connections from the load generator to the proxy.
@@ -52,6 +52,9 @@ struct Args {
     /// SQLite durability for the benchmark namespace: full or normal.
     #[arg(long, default_value = "full")]
     sqlite_synchronous: String,
+    /// PostgreSQL for the postgres backend (schema `prism_bench`).
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/test")]
+    postgres_url: String,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -231,11 +234,14 @@ async fn populate(target: &Target, args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn namespace_yaml(name: &str, kind: &str, sqlite_sync: &str) -> String {
-    let options = if kind == "sqlite" {
-        format!("  options:\n    synchronous: {sqlite_sync}\n")
-    } else {
-        String::new()
+fn namespace_yaml(name: &str, kind: &str, args: &Args) -> String {
+    let options = match kind {
+        "sqlite" => format!("  options:\n    synchronous: {}\n", args.sqlite_synchronous),
+        "postgres" => format!(
+            "  options:\n    url: {}\n    schema: prism_bench\n",
+            args.postgres_url
+        ),
+        _ => String::new(),
     };
     format!("name: {name}\ndal: keyvalue\nbackend:\n  kind: {kind}\n{options}")
 }
@@ -248,7 +254,7 @@ async fn main() -> Result<()> {
         .backends
         .iter()
         .map(|kind| {
-            let yaml = namespace_yaml(&format!("bench-{kind}"), kind, &args.sqlite_synchronous);
+            let yaml = namespace_yaml(&format!("bench-{kind}"), kind, &args);
             NamespaceConfig::parse(&format!("bench-{kind}"), &yaml)
         })
         .collect::<Result<Vec<_>, _>>()?;

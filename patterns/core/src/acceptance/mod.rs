@@ -38,10 +38,13 @@ impl Harness {
         }
     }
 
-    /// A unique namespace name for one test.
+    /// A unique namespace name for one test: unique within the process
+    /// (a counter) and across runs (process id and start time), so
+    /// backends that keep data between runs never see an old namespace.
     pub fn unique_namespace(test: &str) -> String {
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        format!("acc-{test}-{}-{n}", std::process::id())
+        let started = SystemClock.now_ms();
+        format!("acc-{test}-{}-{started}-{n}", std::process::id())
     }
 
     /// Opens a backend for a fresh namespace with the system clock.
