@@ -70,21 +70,20 @@ pub async fn write(
         }
     }
     for m in &mutations {
-        if let Mutation::Put { id, item } = m {
-            let current = async {
-                let row = tx
-                    .query_opt(
-                        &format!(
-                            "SELECT version FROM {s}.kv_items
-                             WHERE namespace = $1 AND id = $3 AND key = $4 AND {LIVE}"
-                        ),
-                        &[ns, &now, id, &item.key],
-                    )
-                    .await
-                    .map_err(pg_err)?;
-                Ok::<u64, BackendError>(row.map_or(0, |r| r.get::<_, i64>(0) as u64))
-            }
-            .await?;
+        if let Mutation::Put { id, item } = m
+            && item.expected_version.is_some()
+        {
+            let row = tx
+                .query_opt(
+                    &format!(
+                        "SELECT version FROM {s}.kv_items
+                         WHERE namespace = $1 AND id = $3 AND key = $4 AND {LIVE}"
+                    ),
+                    &[ns, &now, id, &item.key],
+                )
+                .await
+                .map_err(pg_err)?;
+            let current = row.map_or(0, |r| r.get::<_, i64>(0) as u64);
             item.check_condition(|| Ok(current))?;
         }
     }
