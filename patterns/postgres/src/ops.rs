@@ -184,16 +184,6 @@ async fn delete(
     n.map_err(pg_err)
 }
 
-/// Adds `rows` to a page; returns false once the page is full.
-fn admit<T>(fill: &mut PageFill, items: &mut Vec<T>, row: T, size: usize) -> Result<(), T> {
-    if fill.admit(size) {
-        items.push(row);
-        Ok(())
-    } else {
-        Err(row)
-    }
-}
-
 /// One page of the live items of `id` that `selection` picks.
 pub async fn get(
     shared: &Shared,
@@ -252,14 +242,14 @@ pub async fn get(
         let fetched = rows.len() as i64;
         for row in &rows {
             let it = item(row, 0);
-            let size = it.size();
-            if admit(&mut fill, &mut items, it, size).is_err() {
+            if !fill.admit(it.size()) {
                 let next = cursor(&items);
                 return Ok(Page {
                     items,
                     next: Some(next),
                 });
             }
+            items.push(it);
         }
         if fetched < CHUNK {
             return Ok(Page { items, next: None });
@@ -314,8 +304,7 @@ pub async fn scan(shared: &Shared, page: &PageRequest) -> Result<Page<ScanEntry>
                 id: row.get(0),
                 item: item(row, 1),
             };
-            let size = entry.item.size();
-            if admit(&mut fill, &mut items, entry, size).is_err() {
+            if !fill.admit(entry.item.size()) {
                 let last = items.last().expect("a full page has an item");
                 let next = Cursor {
                     after_id: last.id.clone(),
@@ -327,6 +316,7 @@ pub async fn scan(shared: &Shared, page: &PageRequest) -> Result<Page<ScanEntry>
                     next: Some(next),
                 });
             }
+            items.push(entry);
         }
         if fetched < CHUNK {
             return Ok(Page { items, next: None });

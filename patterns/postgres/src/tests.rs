@@ -73,3 +73,41 @@ async fn data_survives_reopen_and_migrations_are_idempotent() {
         .versions()[0];
     assert!(v2 > v);
 }
+
+/// Pages larger than one fetch (256 rows) are filled across fetches.
+#[tokio::test]
+async fn pages_span_several_fetches() {
+    let options = PostgresOptions::parse(options()).unwrap();
+    let ns = pattern_core::acceptance::Harness::unique_namespace("chunks");
+    let b = PostgresBackend::open(ns, Arc::new(pattern_core::SystemClock), &options)
+        .await
+        .unwrap();
+    let items: Vec<PutItem> = (0..600u32)
+        .map(|i| PutItem::new(format!("k{i:04}"), "v"))
+        .collect();
+    b.put("id", items, None).await.unwrap();
+    let mut keys = Vec::new();
+    let mut request = PageRequest::first(2000);
+    loop {
+        let page = b.get("id", &Selection::All, request.clone()).await.unwrap();
+        keys.extend(page.items.into_iter().map(|i| i.key));
+        match page.next {
+            Some(c) => request.cursor = Some(c),
+            None => break,
+        }
+    }
+    let want: Vec<Vec<u8>> = (0..600u32)
+        .map(|i| format!("k{i:04}").into_bytes())
+        .collect();
+    assert_eq!(keys, want);
+    let all = b
+        .get(
+            "id",
+            &Selection::Prefix(b"k0".to_vec()),
+            PageRequest::first(1 << 20),
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.items.len(), 600);
+    assert!(all.next.is_none());
+}
