@@ -12,6 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
+use pattern_core::grpc::process::PatternState;
 
 use crate::registry::Registry;
 
@@ -70,8 +71,49 @@ async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
 }
 
 async fn metrics(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
-    )
+    let mut text = state.metrics.render();
+    text.push_str(&pattern_metrics(&state.registry));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// `prism_pattern_state` (1 for each process-mode namespace's current
+/// state, 0 for the others) and `prism_pattern_restarts_total`, read from
+/// the supervisors at scrape time.
+fn pattern_metrics(registry: &Registry) -> String {
+    use std::fmt::Write;
+    let patterns: Vec<_> = registry
+        .list()
+        .into_iter()
+        .filter_map(|ns| {
+            ns.pattern
+                .clone()
+                .map(|p| (ns.config.name.clone(), p.status()))
+        })
+        .collect();
+    if patterns.is_empty() {
+        return String::new();
+    }
+    let mut out = String::new();
+    out.push_str("# HELP prism_pattern_state Pattern process state per namespace (1 = current)\n");
+    out.push_str("# TYPE prism_pattern_state gauge\n");
+    for (ns, status) in &patterns {
+        for state in PatternState::ALL {
+            let v = u8::from(status.state == state);
+            let _ = writeln!(
+                out,
+                "prism_pattern_state{{namespace=\"{ns}\",state=\"{}\"}} {v}",
+                state.name()
+            );
+        }
+    }
+    out.push_str("# HELP prism_pattern_restarts_total Pattern process restarts after it died\n");
+    out.push_str("# TYPE prism_pattern_restarts_total counter\n");
+    for (ns, status) in &patterns {
+        let _ = writeln!(
+            out,
+            "prism_pattern_restarts_total{{namespace=\"{ns}\"}} {}",
+            status.restarts
+        );
+    }
+    out
 }

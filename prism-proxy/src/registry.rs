@@ -3,13 +3,17 @@
 //! registry can be replaced while requests are in flight.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use pattern_core::grpc::Endpoint;
+use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
 use pattern_core::{Capabilities, Clock, KeyValueBackend, OpenContext};
+use prism_proto::pattern::v1 as lc;
 
-use crate::config::{ConfigError, NamespaceConfig};
+use crate::config::{BackendMode, ConfigError, NamespaceConfig};
 use crate::error::ProxyError;
 use crate::resolver::Resolver;
 
@@ -19,6 +23,107 @@ pub struct Namespace {
     pub backend: Arc<dyn KeyValueBackend>,
     /// The backend's capabilities, read once when the namespace loaded.
     pub capabilities: Capabilities,
+    /// The supervised pattern process, in `process` mode.
+    pub pattern: Option<Arc<PatternProcess>>,
+    /// Where the pattern listens, in `process` and `remote` modes.
+    pub endpoint: Option<String>,
+}
+
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pattern binary for `kind`: the configured one, else
+/// `prism-pattern-<kind>` beside the running executable (or beside its
+/// parent directory, for test binaries under `target/*/deps`), else the
+/// bare name, found on `PATH`.
+pub fn pattern_binary(kind: &str, configured: Option<&Path>) -> PathBuf {
+    if let Some(binary) = configured {
+        return binary.to_path_buf();
+    }
+    let name = format!("prism-pattern-{kind}");
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        for candidate in [dir.join(&name), dir.join("..").join(&name)] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(name)
+}
+
+/// Opens one namespace's backend in its configured mode.
+async fn open_backend(
+    config: &NamespaceConfig,
+    resolver: &Resolver,
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<
+    (
+        Arc<dyn KeyValueBackend>,
+        Option<Arc<PatternProcess>>,
+        Option<String>,
+    ),
+    String,
+> {
+    let backend = &config.backend;
+    let pattern = backend.pattern.clone().unwrap_or_default();
+    let start_timeout = pattern
+        .start_timeout_secs
+        .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
+    match backend.mode {
+        BackendMode::Embedded => {
+            let ctx = OpenContext {
+                namespace: config.name.clone(),
+                data_dir: data_dir.to_path_buf(),
+                clock,
+            };
+            let b = resolver
+                .open_keyvalue(&backend.kind, ctx, backend.options.clone())
+                .await?;
+            Ok((b, None, None))
+        }
+        BackendMode::Process => {
+            let binary = pattern_binary(&backend.kind, pattern.binary.as_deref());
+            let mut spec = PatternSpec::new(&config.name, &backend.kind, binary);
+            spec.dal = config.dal.name().to_string();
+            spec.options = backend.options.clone();
+            spec.data_dir = data_dir.to_path_buf();
+            spec.start_timeout = start_timeout;
+            if let Some(max) = pattern.max_restart_backoff_secs {
+                spec.backoff = Backoff {
+                    max: Duration::from_secs(max.max(1)),
+                    ..Backoff::default()
+                };
+            }
+            let endpoint = Endpoint::Unix(spec.socket.clone()).to_string();
+            let b = ProcessBackend::start(spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            let process = b.process().clone();
+            Ok((Arc::new(b), Some(process), Some(endpoint)))
+        }
+        BackendMode::Remote => {
+            let address = pattern.address.as_deref().unwrap_or_default();
+            let endpoint = Endpoint::parse(address)?;
+            let request = lc::InitializeRequest {
+                namespace: config.name.clone(),
+                dal: config.dal.name().to_string(),
+                backend_kind: backend.kind.clone(),
+                options_json: if backend.options.is_null() {
+                    String::new()
+                } else {
+                    backend.options.to_string()
+                },
+                data_dir: data_dir.display().to_string(),
+                proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let b = pattern_core::grpc::remote::attach(&endpoint, request, start_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(b), None, Some(endpoint.to_string())))
+        }
+    }
 }
 
 /// All served namespaces.
@@ -38,19 +143,20 @@ impl Registry {
         resolver.check_all(configs)?;
         let mut map = BTreeMap::new();
         for config in configs {
-            let ctx = OpenContext {
-                namespace: config.name.clone(),
-                data_dir: data_dir.to_path_buf(),
-                clock: clock.clone(),
+            let opened = open_backend(config, resolver, data_dir, clock.clone()).await;
+            let (backend, pattern, endpoint) = match opened {
+                Ok(opened) => opened,
+                Err(e) => {
+                    // Namespaces opened so far may own pattern processes.
+                    close_namespaces(map.values()).await;
+                    return Err(ConfigError::new(&config.source, "backend", e));
+                }
             };
-            let backend = resolver
-                .open_keyvalue(&config.backend.kind, ctx, config.backend.options.clone())
-                .await
-                .map_err(|e| ConfigError::new(&config.source, "backend", e))?;
             let capabilities = backend.capabilities();
             tracing::info!(
                 namespace = %config.name,
                 backend = backend.kind(),
+                mode = config.backend.mode.name(),
                 capabilities = ?capabilities.names(),
                 "namespace loaded"
             );
@@ -60,6 +166,8 @@ impl Registry {
                     config: config.clone(),
                     backend,
                     capabilities,
+                    pattern,
+                    endpoint,
                 }),
             );
         }
@@ -84,14 +192,19 @@ impl Registry {
         self.namespaces.load().values().cloned().collect()
     }
 
-    /// Closes every backend; logs (never fails on) close errors.
+    /// Closes every backend (draining pattern processes); logs (never
+    /// fails on) close errors.
     pub async fn close_all(&self) {
-        for ns in self.list() {
-            if let Err(e) = ns.backend.close().await {
-                tracing::warn!(namespace = %ns.config.name, error = %e, "closing backend failed");
-            } else {
-                tracing::info!(namespace = %ns.config.name, "backend closed");
-            }
+        close_namespaces(self.list().iter()).await;
+    }
+}
+
+async fn close_namespaces<'a>(namespaces: impl Iterator<Item = &'a Arc<Namespace>>) {
+    for ns in namespaces {
+        if let Err(e) = ns.backend.close().await {
+            tracing::warn!(namespace = %ns.config.name, error = %e, "closing backend failed");
+        } else {
+            tracing::info!(namespace = %ns.config.name, "backend closed");
         }
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use pattern_core::{KeyValueBackend, KeyValueFactory, OpenContext};
 
-use crate::config::{ConfigError, NamespaceConfig};
+use crate::config::{BackendMode, ConfigError, NamespaceConfig};
 
 /// The registered backend factories.
 #[derive(Clone, Default)]
@@ -21,6 +21,7 @@ impl Resolver {
         r.register(pattern_memstore::MemstoreFactory);
         r.register(pattern_sqlite::SqliteFactory);
         r.register(pattern_postgres::PostgresFactory);
+        r.register(pattern_redis::RedisFactory);
         r
     }
 
@@ -38,7 +39,13 @@ impl Resolver {
     /// valid, without opening anything. The error names the namespace's
     /// file and the field.
     pub fn check(&self, ns: &NamespaceConfig) -> Result<(), ConfigError> {
-        let factory = self.keyvalue.get(ns.backend.kind.as_str()).ok_or_else(|| {
+        let known = self.keyvalue.get(ns.backend.kind.as_str());
+        if known.is_none() && ns.backend.mode != BackendMode::Embedded {
+            // A third-party pattern: its options are checked by the pattern
+            // itself when the proxy initializes it.
+            return Ok(());
+        }
+        let factory = known.ok_or_else(|| {
             ConfigError::new(
                 &ns.source,
                 "backend.kind",

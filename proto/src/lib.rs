@@ -15,3 +15,11 @@ pub mod keyvalue {
         tonic::include_proto!("prism.keyvalue.v1");
     }
 }
+
+pub mod pattern {
+    /// `prism.pattern.v1`: the lifecycle protocol between the proxy and a
+    /// pattern process.
+    pub mod v1 {
+        tonic::include_proto!("prism.pattern.v1");
+    }
+}

@@ -61,7 +61,7 @@ fn a_misspelled_field_stops_start_up_naming_file_and_field() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("backend.kind") && stderr.contains("memstore, postgres, sqlite"),
+        stderr.contains("backend.kind") && stderr.contains("memstore, postgres, redis, sqlite"),
         "{stderr}"
     );
 }

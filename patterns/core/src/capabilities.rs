@@ -35,6 +35,11 @@ impl Capability {
         Capability::Durable,
     ];
 
+    /// The capability called `name` (as written by [`Capability::name`]).
+    pub fn from_name(name: &str) -> Option<Capability> {
+        Capability::ALL.into_iter().find(|c| c.name() == name)
+    }
+
     /// The capability's name as used in configuration and error messages.
     pub fn name(self) -> &'static str {
         match self {
@@ -110,5 +115,9 @@ mod tests {
         assert!(caps.has(Capability::Transactions));
         assert!(!caps.has(Capability::Scan));
         assert_eq!(caps.names(), vec!["ttl", "transactions"]);
+        for cap in Capability::ALL {
+            assert_eq!(Capability::from_name(cap.name()), Some(cap));
+        }
+        assert_eq!(Capability::from_name("teleport"), None);
     }
 }

@@ -43,6 +43,11 @@ impl ManualClock {
         Self::new(SystemClock.now_ms())
     }
 
+    /// Sets the clock to read `ms`.
+    pub fn set(&self, ms: u64) {
+        self.now_ms.store(ms, Ordering::SeqCst);
+    }
+
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
         self.now_ms

@@ -62,6 +62,10 @@ pub enum BackendError {
     /// A bug or an unexpected condition inside the backend.
     #[error("internal backend error: {0}")]
     Internal(String),
+
+    /// A status a pattern process answered with, passed on unchanged.
+    #[error("{message}")]
+    Status { code: tonic::Code, message: String },
 }
 
 fn version_mismatch_message(key: &str, expected: u64, current: u64) -> String {
@@ -94,6 +98,7 @@ impl BackendError {
             | BackendError::PageTokenExpired(_) => tonic::Code::FailedPrecondition,
             BackendError::Unavailable(_) => tonic::Code::Unavailable,
             BackendError::Config(_) | BackendError::Internal(_) => tonic::Code::Internal,
+            BackendError::Status { code, .. } => *code,
         }
     }
 

@@ -19,6 +19,8 @@ pub mod paging;
 
 #[cfg(feature = "acceptance")]
 pub mod acceptance;
+#[cfg(feature = "grpc")]
+pub mod grpc;
 
 pub use capabilities::{Capabilities, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};

@@ -7,8 +7,6 @@ use pattern_core::{BackendError, ManualClock, PageRequest, PutItem, Selection};
 
 use super::*;
 
-pattern_core::keyvalue_acceptance_suite!(MemstoreFactory, serde_json::json!({}));
-
 fn store(retention_secs: u64) -> (Arc<Store>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::new(1_000_000));
     (

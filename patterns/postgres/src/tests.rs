@@ -13,8 +13,6 @@ fn options() -> serde_json::Value {
     serde_json::json!({ "url": test_url(), "schema": "prism_acceptance" })
 }
 
-pattern_core::keyvalue_acceptance_suite!(PostgresFactory, options());
-
 #[test]
 fn options_are_checked() {
     let err = PostgresOptions::parse(serde_json::json!({})).unwrap_err();

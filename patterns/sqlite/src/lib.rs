@@ -352,8 +352,6 @@ impl KeyValueFactory for SqliteFactory {
 mod tests {
     use super::*;
 
-    pattern_core::keyvalue_acceptance_suite!(SqliteFactory, serde_json::json!({}));
-
     #[tokio::test]
     async fn data_survives_reopen() {
         let dir = tempfile::tempdir().unwrap();

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig};
+pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig};
 
 /// A configuration error: which file, which field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

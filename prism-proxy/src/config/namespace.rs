@@ -26,6 +26,38 @@ pub enum BackendMode {
     /// Linked into the proxy (the default for built-in backends).
     #[default]
     Embedded,
+    /// A pattern process the proxy starts, supervises and drains.
+    Process,
+    /// A pattern process someone else runs, at `pattern.address`.
+    Remote,
+}
+
+impl BackendMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            BackendMode::Embedded => "embedded",
+            BackendMode::Process => "process",
+            BackendMode::Remote => "remote",
+        }
+    }
+}
+
+/// `backend.pattern`: how to run or reach a pattern process.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields)]
+pub struct PatternConfig {
+    /// `process` mode: the pattern binary. Default: `prism-pattern-<kind>`
+    /// next to the proxy's executable, else on `PATH`.
+    pub binary: Option<std::path::PathBuf>,
+    /// `remote` mode (required): `unix:///path.sock`, an absolute socket
+    /// path, or `IP:PORT`.
+    pub address: Option<String>,
+    /// How long starting (or attaching to) the pattern may take, in
+    /// seconds. Default 30.
+    pub start_timeout_secs: Option<u64>,
+    /// `process` mode: the longest wait between restarts, in seconds.
+    /// Default 30; waits start at 0.1 s and double.
+    pub max_restart_backoff_secs: Option<u64>,
 }
 
 /// `backend` of a namespace.
@@ -40,6 +72,9 @@ pub struct BackendSpec {
     /// Backend-specific options, checked strictly by the backend.
     #[serde(default)]
     pub options: serde_json::Value,
+    /// Pattern process settings, for modes `process` and `remote`.
+    #[serde(default)]
+    pub pattern: Option<PatternConfig>,
 }
 
 /// Per-namespace limits. Requests beyond a limit fail with INVALID_ARGUMENT
@@ -119,6 +154,7 @@ impl NamespaceConfig {
                 return Err(ConfigError::new(file, field, "must be at least 1"));
             }
         }
+        self.validate_mode(file)?;
         if l.default_page_size_bytes > l.max_page_size_bytes {
             return Err(ConfigError::new(
                 file,
@@ -137,6 +173,48 @@ impl NamespaceConfig {
             ));
         }
         Ok(())
+    }
+}
+
+impl NamespaceConfig {
+    fn validate_mode(&self, file: &str) -> Result<(), ConfigError> {
+        let b = &self.backend;
+        let pattern = b.pattern.clone().unwrap_or_default();
+        match b.mode {
+            BackendMode::Embedded if b.pattern.is_some() => Err(ConfigError::new(
+                file,
+                "backend.pattern",
+                "applies only to backend.mode process or remote; remove it or set the mode",
+            )),
+            BackendMode::Process if pattern.address.is_some() => Err(ConfigError::new(
+                file,
+                "backend.pattern.address",
+                "applies only to backend.mode remote; a process pattern listens on a socket \
+                 the proxy chooses",
+            )),
+            BackendMode::Remote => {
+                let Some(address) = &pattern.address else {
+                    return Err(ConfigError::new(
+                        file,
+                        "backend.pattern.address",
+                        "is required for backend.mode remote: where the pattern listens, e.g. \
+                         unix:///run/prism/orders.sock or 127.0.0.1:7001",
+                    ));
+                };
+                if pattern.binary.is_some() {
+                    return Err(ConfigError::new(
+                        file,
+                        "backend.pattern.binary",
+                        "applies only to backend.mode process; a remote pattern is started by \
+                         someone else",
+                    ));
+                }
+                pattern_core::grpc::Endpoint::parse(address)
+                    .map(|_| ())
+                    .map_err(|e| ConfigError::new(file, "backend.pattern.address", e))
+            }
+            _ => Ok(()),
+        }
     }
 }
 

@@ -175,7 +175,7 @@ fn backend_options_are_checked_with_the_config() {
     assert_eq!(err.field, "backend.kind");
     assert!(
         err.message
-            .contains("known kinds: memstore, postgres, sqlite"),
+            .contains("known kinds: memstore, postgres, redis, sqlite"),
         "{err}"
     );
 }

@@ -2,13 +2,13 @@
 //! namespace, routes it to the namespace's backend, and maps the result.
 //! Metrics and logging wrap every RPC in one place ([`observe`]).
 
-mod convert;
 mod validate;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
+use pattern_core::grpc::convert;
 use pattern_core::paging::request_fingerprint;
 use pattern_core::{Capability, Cursor, IdempotencyKey, Mutation, PageRequest, Selection};
 use prism_proto::keyvalue::v1 as pb;

@@ -16,6 +16,20 @@ use crate::keyvalue::{
 
 const BIG_PAGE: usize = 64 << 20;
 
+/// The capability a case tests, or `None` for the core behaviour every
+/// backend must have. The acceptance runner's matrix groups cases by it.
+pub fn case_capability(case: &str) -> Option<Capability> {
+    match case {
+        "scan_pages" => Some(Capability::Scan),
+        "ttl_expiry" => Some(Capability::Ttl),
+        "conditional_writes" => Some(Capability::ConditionalWrite),
+        "idempotency_tokens" => Some(Capability::Idempotency),
+        "mutate_atomicity" => Some(Capability::Transactions),
+        "snapshot_scan" => Some(Capability::SnapshotReads),
+        _ => None,
+    }
+}
+
 type RecordKey = (String, Vec<u8>);
 
 async fn put(b: &Arc<dyn KeyValueBackend>, id: &str, items: Vec<PutItem>) -> Vec<u64> {

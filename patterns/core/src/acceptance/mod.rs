@@ -11,11 +11,18 @@
 //! need a capability the backend does not declare check that the backend
 //! refuses cleanly instead.
 
+pub mod fixtures;
 pub mod keyvalue;
+mod process;
+mod report;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
+pub use process::ProcessFactory;
+pub use report::CaseReport;
+
+use crate::capabilities::Capabilities;
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::keyvalue::{KeyValueBackend, KeyValueFactory, OpenContext};
 
@@ -24,6 +31,9 @@ pub struct Harness {
     factory: Arc<dyn KeyValueFactory>,
     options: serde_json::Value,
     dir: tempfile::TempDir,
+    mode: &'static str,
+    /// What the last opened backend declared, for the report.
+    claimed: Mutex<Option<Capabilities>>,
 }
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
@@ -35,7 +45,31 @@ impl Harness {
             factory,
             options,
             dir: tempfile::tempdir().expect("creating a temporary data directory"),
+            mode: "embedded",
+            claimed: Mutex::new(None),
         }
+    }
+
+    /// This harness, reporting its runs under `mode` (`embedded` or
+    /// `process`).
+    pub fn with_mode(mut self, mode: &'static str) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// The backend kind under test.
+    pub fn backend_kind(&self) -> &'static str {
+        self.factory.kind()
+    }
+
+    /// `embedded` or `process`.
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+
+    /// The capabilities the last opened backend declared.
+    pub fn claimed(&self) -> Option<Capabilities> {
+        *self.claimed.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A unique namespace name for one test: unique within the process
@@ -64,21 +98,30 @@ impl Harness {
             data_dir: self.dir.path().to_path_buf(),
             clock,
         };
-        self.factory
+        let backend = self
+            .factory
             .open(ctx, self.options.clone())
             .await
-            .unwrap_or_else(|e| panic!("opening the backend: {e}"))
+            .unwrap_or_else(|e| panic!("opening the backend: {e}"));
+        *self.claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.capabilities());
+        backend
     }
 }
 
 /// Runs the whole KeyValue acceptance suite: one `#[tokio::test]` per case.
 /// `$factory` is a value implementing [`KeyValueFactory`], `$options` the
-/// backend options as a `serde_json::Value`. The calling crate needs
-/// `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+/// backend options as a `serde_json::Value`; `mode = "process"` labels the
+/// run in reports (default `embedded`), and any attributes given first
+/// (such as `#[ignore = "..."]`) apply to every case. The calling crate
+/// needs `tokio` (with `macros` and `rt-multi-thread`) as a dependency.
+///
+/// With `PRISM_ACCEPTANCE_REPORT` set to a file, every case appends one
+/// JSON line to it (see [`CaseReport`]); the parallel acceptance runner in
+/// `tooling/` builds its backend × capability matrix from them.
 #[macro_export]
 macro_rules! keyvalue_acceptance_suite {
-    ($factory:expr, $options:expr) => {
-        $crate::keyvalue_acceptance_suite!(@cases $factory, $options;
+    ($(#[$attr:meta])* mode = $mode:literal, $factory:expr, $options:expr) => {
+        $crate::keyvalue_acceptance_suite!(@cases [$(#[$attr])*] $mode, $factory, $options;
             put_get_roundtrip,
             selections,
             delete_selections,
@@ -96,16 +139,31 @@ macro_rules! keyvalue_acceptance_suite {
             versions_survive_deletes
         );
     };
-    (@cases $factory:expr, $options:expr; $($case:ident),* $(,)?) => {
+    ($(#[$attr:meta])* $factory:expr, $options:expr) => {
+        $crate::keyvalue_acceptance_suite!($(#[$attr])* mode = "embedded", $factory, $options);
+    };
+    (@cases $attrs:tt $mode:literal, $factory:expr, $options:expr; $($case:ident),* $(,)?) => {
         $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $case() {
-                let harness = $crate::acceptance::Harness::new(
-                    ::std::sync::Arc::new($factory),
-                    $options,
-                );
-                $crate::acceptance::keyvalue::$case(&harness).await;
-            }
+            $crate::keyvalue_acceptance_suite!(@case $attrs $mode, $factory, $options, $case);
         )*
+    };
+    (@case [$($attr:tt)*] $mode:literal, $factory:expr, $options:expr, $case:ident) => {
+        $($attr)*
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn $case() {
+            let harness = $crate::acceptance::Harness::new(
+                ::std::sync::Arc::new($factory),
+                $options,
+            )
+            .with_mode($mode);
+            let report = $crate::acceptance::CaseReport::start(
+                &harness,
+                "keyvalue",
+                stringify!($case),
+                $crate::acceptance::keyvalue::case_capability(stringify!($case)),
+            );
+            $crate::acceptance::keyvalue::$case(&harness).await;
+            report.passed();
+        }
     };
 }

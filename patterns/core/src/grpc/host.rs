@@ -1,0 +1,797 @@
+//! The generic pattern host: serves any KeyValue backend as a pattern
+//! process, speaking the lifecycle protocol and the KeyValue DAL on one
+//! endpoint.
+//!
+//! A backend crate becomes a pattern binary with a two-line `main`:
+//!
+//! ```ignore
+//! fn main() -> std::process::ExitCode {
+//!     pattern_core::grpc::host::main(my_backend::MyFactory)
+//! }
+//! ```
+//!
+//! Command line: `--socket PATH` (Unix socket, created with mode 0600) or
+//! `--listen IP:PORT`; `--exit-on-stdin-eof` (the proxy passes it, so a
+//! pattern never outlives a proxy killed with SIGKILL); `--test-clock` (tests
+//! only: take the time from each call's [`TEST_CLOCK_HEADER`]).
+
+use std::future::Future;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use prism_proto::keyvalue::v1 as pb;
+use prism_proto::keyvalue::v1::key_value_service_server::{KeyValueService, KeyValueServiceServer};
+use prism_proto::pattern::v1 as lc;
+use prism_proto::pattern::v1::pattern_lifecycle_server::{
+    PatternLifecycle, PatternLifecycleServer,
+};
+use tokio::sync::{Notify, oneshot, watch};
+use tonic::{Request, Response, Status};
+
+use super::{Endpoint, MAX_MESSAGE_BYTES, TEST_CLOCK_HEADER, convert};
+use crate::clock::{Clock, ManualClock, SystemClock};
+use crate::error::BackendError;
+use crate::idempotency::IdempotencyKey;
+use crate::keyvalue::{
+    KeyValueBackend, KeyValueFactory, Mutation, OpenContext, PageRequest, Selection,
+};
+use crate::paging::{Cursor, request_fingerprint};
+
+/// Page budget when a request names none.
+const DEFAULT_PAGE_BYTES: usize = 1 << 20;
+/// Drain timeout when a Drain request names none.
+const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+
+/// How a pattern process listens and behaves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostOptions {
+    pub endpoint: Endpoint,
+    /// Take the time from each call's [`TEST_CLOCK_HEADER`]; tests only.
+    pub test_clock: bool,
+    /// Drain and exit when standard input closes (the parent died).
+    pub exit_on_stdin_eof: bool,
+}
+
+impl HostOptions {
+    /// Parses the pattern binary's arguments (without the program name).
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<HostOptions, String> {
+        let mut endpoint = None;
+        let mut test_clock = false;
+        let mut exit_on_stdin_eof = false;
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            match arg.as_str() {
+                "--socket" | "--listen" => {
+                    let value = args.next().ok_or_else(|| format!("{arg} needs a value"))?;
+                    let parsed = if arg == "--socket" {
+                        Endpoint::Unix(value.into())
+                    } else {
+                        Endpoint::parse(&value)?
+                    };
+                    if endpoint.replace(parsed).is_some() {
+                        return Err("give one of --socket or --listen, once".into());
+                    }
+                }
+                "--test-clock" => test_clock = true,
+                "--exit-on-stdin-eof" => exit_on_stdin_eof = true,
+                other => return Err(format!("unknown argument '{other}'")),
+            }
+        }
+        let endpoint = endpoint.ok_or("say where to listen: --socket PATH or --listen IP:PORT")?;
+        Ok(HostOptions {
+            endpoint,
+            test_clock,
+            exit_on_stdin_eof,
+        })
+    }
+}
+
+fn usage(program: &str, kind: &str) -> String {
+    format!(
+        "{program}: serves the '{kind}' KeyValue backend as a Prism pattern process\n\n\
+         usage: {program} (--socket PATH | --listen IP:PORT) [--exit-on-stdin-eof] [--test-clock]\n\n\
+         The proxy starts this for namespaces with `backend.mode: process`; run it yourself\n\
+         for `backend.mode: remote`. It speaks prism.pattern.v1.PatternLifecycle and\n\
+         prism.keyvalue.v1.KeyValueService on the endpoint."
+    )
+}
+
+/// The whole `main` of a pattern binary: parses arguments, sets up logging
+/// (stderr; `PRISM_LOG` or `RUST_LOG` filter, default `info`) and serves
+/// until stopped, SIGTERM, or (with `--exit-on-stdin-eof`) the parent's
+/// exit.
+pub fn main(factory: impl KeyValueFactory) -> ExitCode {
+    let mut args = std::env::args();
+    let program = args.next().unwrap_or_else(|| "prism-pattern".into());
+    let args: Vec<String> = args.collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{}", usage(&program, factory.kind()));
+        return ExitCode::SUCCESS;
+    }
+    let options = match HostOptions::parse(args) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("error: {e}\n\n{}", usage(&program, factory.kind()));
+            return ExitCode::from(2);
+        }
+    };
+    let filter = std::env::var("PRISM_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "info".into());
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(Arc::new(factory), options, std::future::pending())) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Serves `factory` on `options.endpoint` until Stop is called, SIGTERM
+/// arrives, standard input closes (with `exit_on_stdin_eof`), or
+/// `shutdown` completes. The backend is drained and closed before this
+/// returns.
+pub async fn serve(
+    factory: Arc<dyn KeyValueFactory>,
+    options: HostOptions,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), String> {
+    let (stop_tx, stop_rx) = oneshot::channel();
+    let host = Arc::new(Host::new(factory, options.test_clock, stop_tx));
+    let lifecycle = PatternLifecycleServer::new(Lifecycle(host.clone()));
+    let kv = KeyValueServiceServer::new(HostKv(host.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let router = tonic::transport::Server::builder()
+        .add_service(lifecycle)
+        .add_service(kv);
+
+    let exit_on_eof = options.exit_on_stdin_eof;
+    let stopping = async move {
+        tokio::select! {
+            _ = stop_rx => tracing::info!("stop requested"),
+            _ = shutdown => {}
+            _ = terminate_signal() => tracing::info!("SIGTERM received; draining"),
+            _ = stdin_closed(exit_on_eof) => tracing::info!("the proxy went away (stdin closed); draining"),
+        }
+    };
+
+    let served = match &options.endpoint {
+        Endpoint::Unix(path) => {
+            let listener = bind_unix(path)?;
+            tracing::info!(kind = host.factory.kind(), socket = %path.display(), "pattern listening");
+            let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
+            let result = router
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await;
+            let _ = std::fs::remove_file(path);
+            result
+        }
+        Endpoint::Tcp(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+            tracing::info!(kind = host.factory.kind(), addr = %addr, "pattern listening");
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router
+                .serve_with_incoming_shutdown(incoming, stopping)
+                .await
+        }
+    };
+    host.drain(DEFAULT_DRAIN).await;
+    served.map_err(|e| format!("serving: {e}"))
+}
+
+fn bind_unix(path: &std::path::Path) -> Result<tokio::net::UnixListener, String> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        // A socket left by a process that died; nobody can be listening on
+        // it if connecting fails.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(format!(
+                "{} is in use by another running pattern; pick another --socket",
+                path.display()
+            ));
+        }
+        std::fs::remove_file(path)
+            .map_err(|e| format!("removing stale {}: {e}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .map_err(|e| format!("cannot listen on {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| format!("restricting {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+async fn terminate_signal() {
+    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(mut term) => {
+            term.recv().await;
+        }
+        Err(_) => std::future::pending().await,
+    }
+}
+
+async fn stdin_closed(enabled: bool) {
+    use tokio::io::AsyncReadExt;
+    if !enabled {
+        return std::future::pending().await;
+    }
+    let mut stdin = tokio::io::stdin();
+    let mut buf = [0u8; 64];
+    loop {
+        match stdin.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+    }
+}
+
+/// What Initialize set up.
+struct Loaded {
+    request: lc::InitializeRequest,
+    response: lc::InitializeResponse,
+    backend: Arc<dyn KeyValueBackend>,
+}
+
+struct Host {
+    factory: Arc<dyn KeyValueFactory>,
+    test_clock: Option<Arc<ManualClock>>,
+    loaded: tokio::sync::Mutex<Option<Arc<Loaded>>>,
+    /// The backend once initialized; read without locking by data calls.
+    backend: std::sync::OnceLock<Arc<Loaded>>,
+    started: AtomicBool,
+    draining: AtomicBool,
+    drained: tokio::sync::Mutex<Option<lc::DrainResponse>>,
+    in_flight: AtomicU64,
+    completed: AtomicU64,
+    idle: Notify,
+    abort: watch::Sender<bool>,
+    stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
+}
+
+/// Counts a data call in flight.
+struct CallGuard<'a>(&'a Host);
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        self.0.completed.fetch_add(1, Ordering::SeqCst);
+        if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+impl Host {
+    fn new(factory: Arc<dyn KeyValueFactory>, test_clock: bool, stop: oneshot::Sender<()>) -> Self {
+        Host {
+            factory,
+            test_clock: test_clock.then(|| Arc::new(ManualClock::starting_now())),
+            loaded: tokio::sync::Mutex::new(None),
+            backend: std::sync::OnceLock::new(),
+            started: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            drained: tokio::sync::Mutex::new(None),
+            in_flight: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            idle: Notify::new(),
+            abort: watch::channel(false).0,
+            stop: std::sync::Mutex::new(Some(stop)),
+        }
+    }
+
+    async fn initialize(
+        &self,
+        req: lc::InitializeRequest,
+    ) -> Result<lc::InitializeResponse, Status> {
+        let mut loaded = self.loaded.lock().await;
+        if let Some(existing) = loaded.as_ref() {
+            // A second proxy (remote mode) or a retry: the same
+            // configuration is accepted, another one is not.
+            fn settings(r: &lc::InitializeRequest) -> (&str, &str, &str, &str) {
+                (&r.namespace, &r.dal, &r.backend_kind, &r.options_json)
+            }
+            if settings(&existing.request) == settings(&req) {
+                return Ok(existing.response.clone());
+            }
+            return Err(Status::failed_precondition(format!(
+                "this pattern already serves namespace '{}' with other settings; start a \
+                 separate pattern process for a different configuration",
+                existing.request.namespace
+            )));
+        }
+        if req.namespace.is_empty() {
+            return Err(Status::invalid_argument("namespace must not be empty"));
+        }
+        if req.dal != "keyvalue" {
+            return Err(Status::invalid_argument(format!(
+                "dal '{}' is not served by this pattern; it serves: keyvalue",
+                req.dal
+            )));
+        }
+        let kind = self.factory.kind();
+        if !req.backend_kind.is_empty() && req.backend_kind != kind {
+            return Err(Status::invalid_argument(format!(
+                "this pattern serves backend kind '{kind}', not '{}'; point the namespace at \
+                 the pattern binary for its kind",
+                req.backend_kind
+            )));
+        }
+        let options: serde_json::Value = if req.options_json.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&req.options_json).map_err(|e| {
+                Status::invalid_argument(format!("options_json is not valid JSON: {e}"))
+            })?
+        };
+        self.factory
+            .check_options(&options)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let clock: Arc<dyn Clock> = match &self.test_clock {
+            Some(clock) => clock.clone(),
+            None => Arc::new(SystemClock),
+        };
+        let data_dir = if req.data_dir.is_empty() {
+            std::env::current_dir().unwrap_or_else(|_| ".".into())
+        } else {
+            req.data_dir.clone().into()
+        };
+        let ctx = OpenContext {
+            namespace: req.namespace.clone(),
+            data_dir,
+            clock,
+        };
+        let backend = self.factory.open(ctx, options).await.map_err(|e| match e {
+            BackendError::Config(m) => Status::invalid_argument(m),
+            other => Status::from(other),
+        })?;
+        let response = lc::InitializeResponse {
+            pattern_name: format!("prism-pattern-{kind}"),
+            pattern_version: env!("CARGO_PKG_VERSION").to_string(),
+            dals: vec![lc::DalCapabilities {
+                dal: "keyvalue".into(),
+                backend_kind: kind.to_string(),
+                capabilities: backend
+                    .capabilities()
+                    .names()
+                    .into_iter()
+                    .map(String::from)
+                    .collect(),
+            }],
+        };
+        tracing::info!(namespace = %req.namespace, kind, "pattern initialized");
+        let entry = Arc::new(Loaded {
+            request: req,
+            response: response.clone(),
+            backend,
+        });
+        let _ = self.backend.set(entry.clone());
+        *loaded = Some(entry);
+        Ok(response)
+    }
+
+    /// Admits one data call: the pattern must be started and not draining,
+    /// and the call must be for its namespace.
+    fn enter<T>(
+        &self,
+        request: &Request<T>,
+        namespace: &str,
+    ) -> Result<(Arc<Loaded>, CallGuard<'_>), Status> {
+        let loaded = self.backend.get().ok_or_else(|| {
+            super::status::not_started(
+                "pattern not initialized; call PatternLifecycle.Initialize first",
+            )
+        })?;
+        if !self.started.load(Ordering::SeqCst) {
+            return Err(super::status::not_started(
+                "pattern initialized but not started; call PatternLifecycle.Start",
+            ));
+        }
+        if namespace != loaded.request.namespace {
+            return Err(Status::not_found(format!(
+                "namespace '{namespace}' is not served here; this pattern serves '{}'",
+                loaded.request.namespace
+            )));
+        }
+        if let Some(clock) = &self.test_clock
+            && let Some(ms) = request
+                .metadata()
+                .get(TEST_CLOCK_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+        {
+            clock.set(ms);
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let guard = CallGuard(self);
+        // Checked after counting, so a drain either sees this call or the
+        // call sees the drain.
+        if self.draining.load(Ordering::SeqCst) {
+            return Err(Status::unavailable(
+                "pattern is draining and takes no new calls; retry against the restarted pattern",
+            ));
+        }
+        Ok((loaded.clone(), guard))
+    }
+
+    /// Runs a data call body, cancelled if a drain times out.
+    async fn run<T>(
+        &self,
+        body: impl Future<Output = Result<T, BackendError>>,
+    ) -> Result<Response<T>, Status> {
+        let mut abort = self.abort.subscribe();
+        tokio::select! {
+            result = body => result.map(Response::new).map_err(|e| super::status::to_status(&e)),
+            _ = abort.wait_for(|a| *a) => Err(Status::unavailable(
+                "the call was aborted because the pattern drained before it finished; \
+                 it may or may not have been applied",
+            )),
+        }
+    }
+
+    async fn drain(&self, timeout: Duration) -> lc::DrainResponse {
+        let mut drained = self.drained.lock().await;
+        if let Some(done) = drained.as_ref() {
+            return done.clone();
+        }
+        self.draining.store(true, Ordering::SeqCst);
+        let before = self.completed.load(Ordering::SeqCst);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let notified = self.idle.notified();
+            if self.in_flight.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break;
+            }
+        }
+        let aborted = self.in_flight.load(Ordering::SeqCst);
+        if aborted > 0 {
+            self.abort.send_replace(true);
+        }
+        let completed = self.completed.load(Ordering::SeqCst) - before;
+        let (closed, message) = match self.backend.get() {
+            Some(loaded) => match loaded.backend.close().await {
+                Ok(()) => (true, String::new()),
+                Err(e) => (false, format!("closing the backend failed: {e}")),
+            },
+            None => (
+                true,
+                "nothing to close: the pattern was never initialized".into(),
+            ),
+        };
+        tracing::info!(completed, aborted, closed, "pattern drained");
+        let response = lc::DrainResponse {
+            completed,
+            aborted,
+            closed,
+            message,
+        };
+        *drained = Some(response.clone());
+        response
+    }
+}
+
+struct Lifecycle(Arc<Host>);
+
+#[tonic::async_trait]
+impl PatternLifecycle for Lifecycle {
+    async fn initialize(
+        &self,
+        request: Request<lc::InitializeRequest>,
+    ) -> Result<Response<lc::InitializeResponse>, Status> {
+        self.0
+            .initialize(request.into_inner())
+            .await
+            .map(Response::new)
+    }
+
+    async fn start(
+        &self,
+        _: Request<lc::StartRequest>,
+    ) -> Result<Response<lc::StartResponse>, Status> {
+        if self.0.backend.get().is_none() {
+            return Err(Status::failed_precondition(
+                "pattern not initialized; call Initialize before Start",
+            ));
+        }
+        if self.0.draining.load(Ordering::SeqCst) {
+            return Err(Status::failed_precondition(
+                "pattern has drained and cannot start again; start a new process",
+            ));
+        }
+        self.0.started.store(true, Ordering::SeqCst);
+        Ok(Response::new(lc::StartResponse {}))
+    }
+
+    async fn health(
+        &self,
+        _: Request<lc::HealthRequest>,
+    ) -> Result<Response<lc::HealthResponse>, Status> {
+        let host = &self.0;
+        let in_flight = host.in_flight.load(Ordering::SeqCst);
+        let (state, reason) = match host.backend.get() {
+            None => (lc::ServingState::NotServing, "not initialized".to_string()),
+            Some(_) if host.draining.load(Ordering::SeqCst) => {
+                (lc::ServingState::NotServing, "draining".to_string())
+            }
+            Some(_) if !host.started.load(Ordering::SeqCst) => (
+                lc::ServingState::NotServing,
+                "initialized, not started".to_string(),
+            ),
+            Some(loaded) => match loaded.backend.health().await {
+                Ok(()) => (lc::ServingState::Serving, String::new()),
+                Err(e @ BackendError::Unavailable(_)) => {
+                    (lc::ServingState::NotServing, e.to_string())
+                }
+                Err(e) => (lc::ServingState::Degraded, e.to_string()),
+            },
+        };
+        Ok(Response::new(lc::HealthResponse {
+            state: state as i32,
+            reason,
+            in_flight,
+        }))
+    }
+
+    async fn drain(
+        &self,
+        request: Request<lc::DrainRequest>,
+    ) -> Result<Response<lc::DrainResponse>, Status> {
+        let timeout = request
+            .into_inner()
+            .timeout
+            .and_then(|d| Duration::try_from(d).ok())
+            .unwrap_or(DEFAULT_DRAIN);
+        Ok(Response::new(self.0.drain(timeout).await))
+    }
+
+    async fn stop(
+        &self,
+        _: Request<lc::StopRequest>,
+    ) -> Result<Response<lc::StopResponse>, Status> {
+        if let Some(stop) = self.0.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        Ok(Response::new(lc::StopResponse {}))
+    }
+}
+
+struct HostKv(Arc<Host>);
+
+fn invalid(message: String) -> BackendError {
+    BackendError::InvalidArgument(message)
+}
+
+fn put_items(field: &str, items: Vec<pb::PutItem>) -> Result<Vec<crate::PutItem>, BackendError> {
+    if items.is_empty() {
+        return Err(invalid(format!("{field} must hold at least one entry")));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| put_item(&format!("{field}[{i}]"), item))
+        .collect()
+}
+
+fn put_item(field: &str, item: pb::PutItem) -> Result<crate::PutItem, BackendError> {
+    if item.key.is_empty() {
+        return Err(invalid(format!("{field}.key must not be empty")));
+    }
+    let ttl = convert::ttl(item.ttl).map_err(|e| invalid(format!("{field}.ttl {e}")))?;
+    Ok(crate::PutItem {
+        key: item.key,
+        value: item.value,
+        ttl,
+        expected_version: item.expected_version,
+    })
+}
+
+fn non_empty_id(field: &str, id: &str) -> Result<(), BackendError> {
+    if id.is_empty() {
+        return Err(invalid(format!("{field} must not be empty")));
+    }
+    Ok(())
+}
+
+fn page(budget: u32, token: &str, fingerprint: u64) -> Result<PageRequest, BackendError> {
+    let budget_bytes = match budget {
+        0 => DEFAULT_PAGE_BYTES,
+        n => n as usize,
+    };
+    let cursor = if token.is_empty() {
+        None
+    } else {
+        Some(Cursor::decode(token, fingerprint)?)
+    };
+    Ok(PageRequest {
+        budget_bytes,
+        cursor,
+    })
+}
+
+fn token(token: String) -> Option<String> {
+    (!token.is_empty()).then_some(token)
+}
+
+#[tonic::async_trait]
+impl KeyValueService for HostKv {
+    async fn put(
+        &self,
+        request: Request<pb::PutRequest>,
+    ) -> Result<Response<pb::PutResponse>, Status> {
+        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let req = request.into_inner();
+        self.0
+            .run(async move {
+                non_empty_id("id", &req.id)?;
+                let items = put_items("items", req.items)?;
+                let idempotency = token(req.idempotency_token)
+                    .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
+                let out = loaded.backend.put(&req.id, items, idempotency).await?;
+                Ok(pb::PutResponse {
+                    versions: out.versions(),
+                    replayed: out.replayed,
+                })
+            })
+            .await
+    }
+
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let req = request.into_inner();
+        self.0
+            .run(async move {
+                non_empty_id("id", &req.id)?;
+                let selection = convert::selection(req.selection);
+                let fingerprint = request_fingerprint(&req.namespace, "Get", &req.id, &selection);
+                let page_request = page(req.page_size_bytes, &req.page_token, fingerprint)?;
+                let page = loaded
+                    .backend
+                    .get(&req.id, &selection, page_request)
+                    .await?;
+                Ok(pb::GetResponse {
+                    items: page.items.into_iter().map(convert::item).collect(),
+                    next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
+                })
+            })
+            .await
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let req = request.into_inner();
+        self.0
+            .run(async move {
+                non_empty_id("id", &req.id)?;
+                let selection = convert::selection(req.selection);
+                let deleted = loaded.backend.delete(&req.id, &selection).await?;
+                Ok(pb::DeleteResponse { deleted })
+            })
+            .await
+    }
+
+    async fn scan(
+        &self,
+        request: Request<pb::ScanRequest>,
+    ) -> Result<Response<pb::ScanResponse>, Status> {
+        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let req = request.into_inner();
+        self.0
+            .run(async move {
+                let fingerprint = request_fingerprint(&req.namespace, "Scan", "", &Selection::All);
+                let page_request = page(req.page_size_bytes, &req.page_token, fingerprint)?;
+                let page = loaded.backend.scan(page_request).await?;
+                Ok(pb::ScanResponse {
+                    records: convert::records(page.items),
+                    next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
+                })
+            })
+            .await
+    }
+
+    async fn mutate(
+        &self,
+        request: Request<pb::MutateRequest>,
+    ) -> Result<Response<pb::MutateResponse>, Status> {
+        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let req = request.into_inner();
+        self.0
+            .run(async move {
+                if req.mutations.is_empty() {
+                    return Err(invalid("mutations must hold at least one entry".into()));
+                }
+                let mut mutations = Vec::with_capacity(req.mutations.len());
+                for (i, m) in req.mutations.into_iter().enumerate() {
+                    let field = format!("mutations[{i}]");
+                    non_empty_id(&format!("{field}.id"), &m.id)?;
+                    mutations.push(match m.op {
+                        Some(pb::mutation::Op::Put(item)) => Mutation::Put {
+                            item: put_item(&format!("{field}.put"), item)?,
+                            id: m.id,
+                        },
+                        Some(pb::mutation::Op::Delete(sel)) => Mutation::Delete {
+                            id: m.id,
+                            selection: convert::selection(Some(sel)),
+                        },
+                        None => {
+                            return Err(invalid(format!(
+                                "{field} has no operation; set either put or delete"
+                            )));
+                        }
+                    });
+                }
+                let idempotency =
+                    token(req.idempotency_token).map(|t| IdempotencyKey::for_mutate(t, &mutations));
+                let out = loaded.backend.mutate(mutations, idempotency).await?;
+                Ok(pb::MutateResponse {
+                    results: out.outcomes.into_iter().map(convert::outcome).collect(),
+                    replayed: out.replayed,
+                })
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn options_parse() {
+        let o = HostOptions::parse(args("--socket /tmp/p.sock --exit-on-stdin-eof")).unwrap();
+        assert_eq!(o.endpoint, Endpoint::Unix("/tmp/p.sock".into()));
+        assert!(o.exit_on_stdin_eof && !o.test_clock);
+        let o = HostOptions::parse(args("--listen 127.0.0.1:7001 --test-clock")).unwrap();
+        assert_eq!(o.endpoint, Endpoint::Tcp("127.0.0.1:7001".parse().unwrap()));
+        assert!(o.test_clock);
+        assert!(
+            HostOptions::parse(args(""))
+                .unwrap_err()
+                .contains("--socket")
+        );
+        assert!(
+            HostOptions::parse(args("--socket"))
+                .unwrap_err()
+                .contains("needs a value")
+        );
+        assert!(
+            HostOptions::parse(args("--bogus"))
+                .unwrap_err()
+                .contains("unknown")
+        );
+        assert!(
+            HostOptions::parse(args("--socket /a --listen 127.0.0.1:1"))
+                .unwrap_err()
+                .contains("once")
+        );
+    }
+}
