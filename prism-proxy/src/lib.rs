@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod registry;
 pub mod resolver;
 pub mod server;
+pub mod status;
 
 pub use config::ProxyConfig;
 pub use server::{RunningProxy, StartError, start};

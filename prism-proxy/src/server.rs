@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use pattern_core::SystemClock;
+use prism_proto::admin::v1::admin_service_server::AdminServiceServer;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
@@ -21,6 +22,7 @@ use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
 use crate::registry::Registry;
 use crate::resolver::Resolver;
+use crate::status::AdminApi;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -117,6 +119,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
+            .add_service(AdminServiceServer::new(AdminApi::new(registry.clone())))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
                 grpc_stopped.await.ok();
             }),

@@ -1,4 +1,6 @@
-//! `prismctl health`: the standard `grpc.health.v1.Health/Check`.
+//! `prismctl health`: the standard `grpc.health.v1.Health/Check`, then
+//! every namespace's backend and pattern process from
+//! `prism.admin.v1.AdminService/GetStatus`.
 
 use std::process::ExitCode;
 
@@ -8,6 +10,9 @@ use tonic::Code;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
+
+use prism_proto::admin::v1::GetStatusRequest;
+use prism_proto::admin::v1::admin_service_client::AdminServiceClient;
 
 use crate::connect;
 use crate::output::{self, OutputFormat, Report, Table};
@@ -25,19 +30,112 @@ struct ServiceHealth {
     status: &'static str,
 }
 
+/// One namespace's backend and pattern process.
+#[derive(Debug, Serialize)]
+struct NamespaceHealth {
+    name: String,
+    kind: String,
+    mode: String,
+    healthy: bool,
+    /// Why the backend is not healthy.
+    detail: String,
+    /// The pattern process's state (`process` mode), e.g. `serving`.
+    pattern_state: String,
+    /// Times the proxy restarted the pattern process.
+    restarts: u64,
+    /// Why the pattern last died or is degraded.
+    last_error: String,
+}
+
 /// The result of `prismctl health`.
 #[derive(Debug, Serialize)]
 struct HealthReport {
-    /// True when every checked service is `SERVING`.
+    /// True when every checked service is `SERVING` and every namespace's
+    /// backend is healthy.
     serving: bool,
     services: Vec<ServiceHealth>,
+    namespaces: Vec<NamespaceHealth>,
 }
 
 impl HealthReport {
+    #[cfg(test)]
     fn new(services: Vec<ServiceHealth>) -> Self {
-        let serving = services.iter().all(|s| s.status == SERVING);
-        Self { serving, services }
+        Self::with_namespaces(services, Vec::new())
     }
+
+    fn with_namespaces(services: Vec<ServiceHealth>, namespaces: Vec<NamespaceHealth>) -> Self {
+        let serving =
+            services.iter().all(|s| s.status == SERVING) && namespaces.iter().all(|n| n.healthy);
+        Self {
+            serving,
+            services,
+            namespaces,
+        }
+    }
+
+    fn namespace_table(&self) -> Table {
+        let mut table = Table::new(vec![
+            "NAMESPACE",
+            "BACKEND",
+            "MODE",
+            "PATTERN",
+            "RESTARTS",
+            "HEALTH",
+        ]);
+        for ns in &self.namespaces {
+            let health = if ns.healthy {
+                "ok".to_owned()
+            } else {
+                ns.detail.clone()
+            };
+            let pattern = if ns.pattern_state.is_empty() {
+                "-".to_owned()
+            } else {
+                ns.pattern_state.clone()
+            };
+            let restarts = if ns.mode == "process" {
+                ns.restarts.to_string()
+            } else {
+                "-".to_owned()
+            };
+            table.push(vec![
+                ns.name.clone(),
+                ns.kind.clone(),
+                ns.mode.clone(),
+                pattern,
+                restarts,
+                health,
+            ]);
+        }
+        table
+    }
+}
+
+async fn namespaces(addr: &str) -> Result<Vec<NamespaceHealth>> {
+    let mut client = AdminServiceClient::new(connect::connect(addr).await?);
+    let status = match client.get_status(GetStatusRequest {}).await {
+        Ok(r) => r.into_inner(),
+        // A proxy without the admin API: nothing more to show.
+        Err(status) if status.code() == Code::Unimplemented => return Ok(Vec::new()),
+        Err(status) => return Err(status.into()),
+    };
+    Ok(status
+        .namespaces
+        .into_iter()
+        .map(|ns| {
+            let pattern = ns.pattern.unwrap_or_default();
+            NamespaceHealth {
+                name: ns.name,
+                kind: ns.backend_kind,
+                mode: ns.mode,
+                healthy: ns.healthy,
+                detail: ns.health_detail,
+                pattern_state: pattern.state,
+                restarts: pattern.restarts,
+                last_error: pattern.last_error,
+            }
+        })
+        .collect())
 }
 
 const SERVING: &str = "SERVING";
@@ -79,10 +177,18 @@ pub async fn run(addr: &str, format: OutputFormat) -> Result<ExitCode> {
             status,
         });
     }
-    let report = HealthReport::new(services);
+    let report = HealthReport::with_namespaces(services, namespaces(addr).await?);
     output::print(format, &report)?;
+    if matches!(format, OutputFormat::Table) && !report.namespaces.is_empty() {
+        let mut out = std::io::stdout().lock();
+        std::io::Write::write_all(&mut out, b"\n")?;
+        report.namespace_table().write_to(&mut out)?;
+    }
     if report.serving {
         return Ok(ExitCode::SUCCESS);
+    }
+    for ns in report.namespaces.iter().filter(|n| !n.healthy) {
+        eprintln!("error: namespace {}: {}", ns.name, ns.detail);
     }
     for service in report.services.iter().filter(|s| s.status != SERVING) {
         let name = if service.service.is_empty() {

@@ -23,3 +23,10 @@ pub mod pattern {
         tonic::include_proto!("prism.pattern.v1");
     }
 }
+
+pub mod admin {
+    /// `prism.admin.v1`: the admin API.
+    pub mod v1 {
+        tonic::include_proto!("prism.admin.v1");
+    }
+}

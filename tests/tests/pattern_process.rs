@@ -127,6 +127,22 @@ async fn kill_9_of_the_pattern_under_load_loses_no_acknowledged_write() {
         .unwrap();
     assert!(restarts >= 1, "{metrics}");
 
+    // prismctl health shows the pattern serving again, with its restarts.
+    let out = prism_tests::prismctl(proxy.grpc, &["health"]);
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "{table}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("orders"))
+        .unwrap_or_else(|| panic!("no row for orders:\n{table}"));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["sqlite", "process", "serving"], "{table}");
+    assert_eq!(cells[4].parse::<u64>().unwrap(), restarts, "{table}");
+
     // Every acknowledged write is there.
     let items = kv
         .get(pb::GetRequest {
