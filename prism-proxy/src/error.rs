@@ -3,6 +3,8 @@
 
 use pattern_core::BackendError;
 
+use crate::policy::Permission;
+
 /// An error answering a data API call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProxyError {
@@ -19,8 +21,42 @@ pub enum ProxyError {
     #[error("{0}")]
     FailedPrecondition(String),
 
+    /// The caller lacks a permission on the namespace.
+    #[error("{}", permission_message(.namespace, .permission, .subject, *.has_policy))]
+    PermissionDenied {
+        namespace: String,
+        permission: Permission,
+        subject: String,
+        /// Whether the namespace declares a policy at all.
+        has_policy: bool,
+    },
+
     #[error(transparent)]
     Backend(#[from] BackendError),
+}
+
+fn permission_message(
+    namespace: &str,
+    permission: &Permission,
+    subject: &str,
+    has_policy: bool,
+) -> String {
+    if has_policy {
+        format!(
+            "principal '{subject}' lacks the '{}' permission on namespace '{namespace}'; an \
+             operator can grant it in {} of the namespace's configuration",
+            permission.name(),
+            permission.field()
+        )
+    } else {
+        format!(
+            "principal '{subject}' lacks the '{}' permission on namespace '{namespace}': the \
+             namespace has no policy, and with authentication enabled that denies everyone; an \
+             operator can add a policy section ({}) to the namespace's configuration",
+            permission.name(),
+            permission.field()
+        )
+    }
 }
 
 fn known_list(known: &[String]) -> String {
@@ -38,6 +74,7 @@ impl ProxyError {
             ProxyError::InvalidArgument(_) => tonic::Code::InvalidArgument,
             ProxyError::NamespaceNotFound { .. } => tonic::Code::NotFound,
             ProxyError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
+            ProxyError::PermissionDenied { .. } => tonic::Code::PermissionDenied,
             ProxyError::Backend(e) => e.code(),
         }
     }

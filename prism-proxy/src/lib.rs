@@ -9,13 +9,16 @@
 #![forbid(unsafe_code)]
 
 pub mod admin;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod inflight;
 pub mod kv;
 pub mod metrics;
+pub mod policy;
 pub mod registry;
 pub mod resolver;
+pub mod schema;
 pub mod server;
 pub mod status;
 

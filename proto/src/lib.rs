@@ -30,3 +30,18 @@ pub mod admin {
         tonic::include_proto!("prism.admin.v1");
     }
 }
+
+pub mod options {
+    /// `prism.options.v1`: the schema annotations (`pii`, `index`,
+    /// `consistency`, ...) an application puts on the message that types a
+    /// namespace's values.
+    pub mod v1 {
+        tonic::include_proto!("prism.options.v1");
+
+        /// The source of `prism/options/v1/options.proto`, which the proxy
+        /// provides to every schema it compiles under that import path.
+        pub const OPTIONS_PROTO: &str = include_str!("../prism/options/v1/options.proto");
+        /// The import path schemas use for [`OPTIONS_PROTO`].
+        pub const OPTIONS_PROTO_PATH: &str = "prism/options/v1/options.proto";
+    }
+}

@@ -1,8 +1,13 @@
 //! One namespace's YAML file.
 
+use std::path::Path;
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::{ConfigError, parse_yaml};
+use crate::policy::PolicyConfig;
+use crate::schema::{Schema, SchemaConfig};
 
 /// The data access layer a namespace serves.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -123,9 +128,19 @@ pub struct NamespaceConfig {
     pub backend: BackendSpec,
     #[serde(default)]
     pub limits: Limits,
+    /// The protobuf message that types every value (validation, PII
+    /// masking); without it values are opaque bytes.
+    #[serde(default)]
+    pub schema: Option<SchemaConfig>,
+    /// Who may read, write, administer and see PII; see [`crate::policy`].
+    #[serde(default)]
+    pub policy: Option<PolicyConfig>,
     /// The file this namespace was read from, for error messages.
     #[serde(skip)]
     pub source: String,
+    /// `schema`, compiled when the namespace was parsed.
+    #[serde(skip)]
+    pub compiled_schema: Option<Arc<Schema>>,
 }
 
 impl NamespaceConfig {
@@ -134,6 +149,31 @@ impl NamespaceConfig {
         let mut ns: NamespaceConfig = parse_yaml(file, text)?;
         ns.source = file.to_string();
         ns.validate(file)?;
+        if let Some(policy) = &ns.policy {
+            policy
+                .validate()
+                .map_err(|(field, message)| ConfigError::new(file, &field, message))?;
+        }
+        if let Some(config) = &ns.schema {
+            let base = Path::new(file).parent().unwrap_or(Path::new("."));
+            let schema =
+                Schema::load(config, base).map_err(|e| ConfigError::new(file, "schema", e))?;
+            if let Some(wanted) = &schema.annotations().backend
+                && *wanted != ns.backend.kind
+            {
+                return Err(ConfigError::new(
+                    file,
+                    "backend.kind",
+                    format!(
+                        "is {:?} but the schema's message {} asks for backend {wanted:?} \
+                         (option prism.options.v1.backend); change one of them",
+                        ns.backend.kind,
+                        schema.message_name()
+                    ),
+                ));
+            }
+            ns.compiled_schema = Some(Arc::new(schema));
+        }
         Ok(ns)
     }
 

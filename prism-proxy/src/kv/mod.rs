@@ -15,25 +15,126 @@ use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::metrics;
+use crate::policy::{self, Permission};
 use crate::registry::{Namespace, Registry};
+use crate::schema::Schema;
 use validate::Check;
 
 /// The KeyValue gRPC service.
 #[derive(Clone)]
 pub struct KvService {
     registry: Arc<Registry>,
+    /// Whether callers are authenticated; decides what a namespace without
+    /// a policy allows (see [`crate::policy`]).
+    auth_enabled: bool,
 }
 
 impl KvService {
     pub fn new(registry: Arc<Registry>) -> Self {
-        KvService { registry }
+        KvService {
+            registry,
+            auth_enabled: false,
+        }
+    }
+
+    /// Sets whether authentication is enabled on the listener.
+    pub fn with_auth_enabled(mut self, enabled: bool) -> Self {
+        self.auth_enabled = enabled;
+        self
     }
 
     fn namespace(&self, name: &str) -> Result<Arc<Namespace>, ProxyError> {
         validate::namespace_name(name)?;
         self.registry.lookup(name)
+    }
+
+    /// Looks the namespace up and checks that `principal` holds
+    /// `permission` on it.
+    fn authorized(
+        &self,
+        name: &str,
+        principal: &Principal,
+        permission: Permission,
+    ) -> Result<Arc<Namespace>, ProxyError> {
+        let ns = self.namespace(name)?;
+        let policy = ns.config.policy.as_ref();
+        if !policy::allows(policy, self.auth_enabled, principal, permission) {
+            return Err(ProxyError::PermissionDenied {
+                namespace: ns.config.name.clone(),
+                permission,
+                subject: principal.subject.clone(),
+                has_policy: policy.is_some(),
+            });
+        }
+        Ok(ns)
+    }
+
+    /// How values leave this namespace for `principal`: in clear, or with
+    /// PII masked.
+    fn reveal(&self, ns: &Namespace, principal: &Principal) -> Reveal {
+        let schema = ns.config.compiled_schema.clone().filter(|s| s.has_pii());
+        let clear = schema.is_none()
+            || policy::allows(
+                ns.config.policy.as_ref(),
+                self.auth_enabled,
+                principal,
+                Permission::PiiRead,
+            );
+        Reveal {
+            schema,
+            clear,
+            masked_fields: Vec::new(),
+        }
+    }
+}
+
+/// The caller, as the authentication layer recorded it.
+fn caller<T>(request: &Request<T>) -> Principal {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_else(Principal::anonymous)
+}
+
+/// Applies PII masking to the values of one response.
+struct Reveal {
+    schema: Option<Arc<Schema>>,
+    clear: bool,
+    /// PII fields masked in this response, for the audit record.
+    masked_fields: Vec<String>,
+}
+
+impl Reveal {
+    fn value(&mut self, value: &mut Vec<u8>) {
+        let Some(schema) = self.schema.as_ref().filter(|_| !self.clear) else {
+            return;
+        };
+        let out = schema.mask(value);
+        if out.withheld {
+            tracing::warn!(
+                message_type = schema.message_name(),
+                "a stored value no longer decodes as the namespace's schema; withheld from a \
+                 caller without pii:read"
+            );
+        }
+        if let Some(replacement) = out.replacement {
+            *value = replacement;
+        }
+        for field in out.masked_fields {
+            if !self.masked_fields.contains(&field) {
+                self.masked_fields.push(field);
+            }
+        }
+    }
+
+    fn items(&mut self, items: &mut [pb::Item]) {
+        for item in items {
+            self.value(&mut item.value);
+        }
     }
 }
 
@@ -77,10 +178,11 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let principal = caller(&request);
         let req = request.into_inner();
         let namespace = req.namespace.clone();
         observe("Put", &namespace, async move {
-            let ns = self.namespace(&req.namespace)?;
+            let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
             check.count("items", req.items.len())?;
@@ -106,10 +208,11 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        let principal = caller(&request);
         let req = request.into_inner();
         let namespace = req.namespace.clone();
         observe("Get", &namespace, async move {
-            let ns = self.namespace(&req.namespace)?;
+            let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
             let selection = convert::selection(req.selection);
@@ -128,8 +231,10 @@ impl KeyValueService for KvService {
                     },
                 )
                 .await?;
+            let mut items: Vec<pb::Item> = page.items.into_iter().map(convert::item).collect();
+            self.reveal(&ns, &principal).items(&mut items);
             Ok(pb::GetResponse {
-                items: page.items.into_iter().map(convert::item).collect(),
+                items,
                 next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
             })
         })
@@ -140,10 +245,11 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let principal = caller(&request);
         let req = request.into_inner();
         let namespace = req.namespace.clone();
         observe("Delete", &namespace, async move {
-            let ns = self.namespace(&req.namespace)?;
+            let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
             let selection = convert::selection(req.selection);
@@ -158,10 +264,11 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
+        let principal = caller(&request);
         let req = request.into_inner();
         let namespace = req.namespace.clone();
         observe("Scan", &namespace, async move {
-            let ns = self.namespace(&req.namespace)?;
+            let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
             let check = Check(&ns);
             check.capability(Capability::Scan, "Scan")?;
             let budget_bytes = check.page_size(req.page_size_bytes)?;
@@ -174,8 +281,13 @@ impl KeyValueService for KvService {
                     cursor,
                 })
                 .await?;
+            let mut records = convert::records(page.items);
+            let mut reveal = self.reveal(&ns, &principal);
+            for record in &mut records {
+                reveal.items(&mut record.items);
+            }
             Ok(pb::ScanResponse {
-                records: convert::records(page.items),
+                records,
                 next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
             })
         })
@@ -186,10 +298,11 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
+        let principal = caller(&request);
         let req = request.into_inner();
         let namespace = req.namespace.clone();
         observe("Mutate", &namespace, async move {
-            let ns = self.namespace(&req.namespace)?;
+            let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
             let check = Check(&ns);
             check.capability(Capability::Transactions, "Mutate")?;
             check.count("mutations", req.mutations.len())?;

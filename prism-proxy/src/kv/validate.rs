@@ -111,6 +111,14 @@ impl Check<'_> {
                 max,
             ));
         }
+        if let Some(schema) = &self.0.config.compiled_schema {
+            schema.validate(&item.value).map_err(|e| {
+                ProxyError::invalid(format!(
+                    "{field}.value (key {}): {e}; nothing was written",
+                    display_key(&item.key)
+                ))
+            })?;
+        }
         let ttl = match item.ttl {
             None => None,
             Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {

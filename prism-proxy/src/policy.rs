@@ -1,0 +1,224 @@
+//! Per-namespace authorization: which principals may read, write,
+//! administer a namespace, and see its PII in clear.
+//!
+//! ```yaml
+//! policy:
+//!   read:     ["group:support", "scope:profiles.read"]
+//!   write:    ["user:svc-profiles"]
+//!   admin:    ["group:platform"]
+//!   pii_read: ["group:support-tier2"]
+//! ```
+//!
+//! An entry is `*` (every caller), `user:<subject>`, `group:<group>` or
+//! `scope:<scope>`. Permissions are independent: `write` does not imply
+//! `read`, and nothing but `pii_read` reveals PII.
+//!
+//! A namespace without a `policy` section follows the proxy: with
+//! authentication enabled it denies everything (default deny); with
+//! authentication disabled (the local embedded default) it allows
+//! everything, PII included.
+
+use serde::Deserialize;
+
+use crate::auth::Principal;
+
+/// A permission on a namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    Read,
+    Write,
+    Admin,
+    PiiRead,
+}
+
+impl Permission {
+    /// The permission's name in messages (`pii:read`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Permission::Read => "read",
+            Permission::Write => "write",
+            Permission::Admin => "admin",
+            Permission::PiiRead => "pii:read",
+        }
+    }
+
+    /// The policy field that grants it.
+    pub fn field(self) -> &'static str {
+        match self {
+            Permission::Read => "policy.read",
+            Permission::Write => "policy.write",
+            Permission::Admin => "policy.admin",
+            Permission::PiiRead => "policy.pii_read",
+        }
+    }
+}
+
+/// `policy` in a namespace's YAML.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PolicyConfig {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+    pub admin: Vec<String>,
+    pub pii_read: Vec<String>,
+}
+
+impl PolicyConfig {
+    fn entries(&self, permission: Permission) -> &[String] {
+        match permission {
+            Permission::Read => &self.read,
+            Permission::Write => &self.write,
+            Permission::Admin => &self.admin,
+            Permission::PiiRead => &self.pii_read,
+        }
+    }
+
+    /// Checks every entry's form; the error names the field and index.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        for permission in [
+            Permission::Read,
+            Permission::Write,
+            Permission::Admin,
+            Permission::PiiRead,
+        ] {
+            for (i, entry) in self.entries(permission).iter().enumerate() {
+                let ok = entry == "*"
+                    || ["user:", "group:", "scope:"].iter().any(|prefix| {
+                        entry
+                            .strip_prefix(prefix)
+                            .is_some_and(|rest| !rest.is_empty() && rest.trim() == rest)
+                    });
+                if !ok {
+                    return Err((
+                        format!("{}[{i}]", permission.field()),
+                        format!(
+                            "{entry:?} is not a policy entry; use \"*\", \"user:<subject>\", \
+                             \"group:<group>\" or \"scope:<scope>\""
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether `principal` holds `permission` under `policy`.
+pub fn allows(
+    policy: Option<&PolicyConfig>,
+    auth_enabled: bool,
+    principal: &Principal,
+    permission: Permission,
+) -> bool {
+    let Some(policy) = policy else {
+        return !auth_enabled;
+    };
+    policy.entries(permission).iter().any(|entry| {
+        if entry == "*" {
+            return true;
+        }
+        match entry.split_once(':') {
+            Some(("user", s)) => principal.subject == s,
+            Some(("group", g)) => principal.groups.iter().any(|x| x == g),
+            Some(("scope", s)) => principal.scopes.iter().any(|x| x == s),
+            _ => false,
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::AuthMethod;
+
+    fn alice() -> Principal {
+        Principal {
+            subject: "alice".into(),
+            groups: vec!["support".into()],
+            scopes: vec!["profiles.read".into()],
+            method: AuthMethod::Jwt,
+        }
+    }
+
+    #[test]
+    fn entries_match_subject_group_scope_or_anyone() {
+        let p = |read: &[&str]| PolicyConfig {
+            read: read.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        for (entries, want) in [
+            (&["user:alice"][..], true),
+            (&["user:bob"][..], false),
+            (&["group:support"][..], true),
+            (&["group:platform"][..], false),
+            (&["scope:profiles.read"][..], true),
+            (&["scope:profiles.write"][..], false),
+            (&["*"][..], true),
+            (&[][..], false),
+        ] {
+            assert_eq!(
+                allows(Some(&p(entries)), true, &alice(), Permission::Read),
+                want,
+                "{entries:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn permissions_are_independent() {
+        let policy = PolicyConfig {
+            write: vec!["user:alice".into()],
+            ..Default::default()
+        };
+        assert!(allows(Some(&policy), true, &alice(), Permission::Write));
+        for p in [Permission::Read, Permission::Admin, Permission::PiiRead] {
+            assert!(!allows(Some(&policy), true, &alice(), p), "{p:?}");
+        }
+    }
+
+    #[test]
+    fn no_policy_denies_with_auth_and_allows_without() {
+        for p in [Permission::Read, Permission::PiiRead] {
+            assert!(!allows(None, true, &alice(), p));
+            assert!(allows(None, false, &Principal::anonymous(), p));
+        }
+        // A declared policy applies even with authentication disabled.
+        let policy = PolicyConfig {
+            read: vec!["*".into()],
+            ..Default::default()
+        };
+        assert!(allows(
+            Some(&policy),
+            false,
+            &Principal::anonymous(),
+            Permission::Read
+        ));
+        assert!(!allows(
+            Some(&policy),
+            false,
+            &Principal::anonymous(),
+            Permission::PiiRead
+        ));
+    }
+
+    #[test]
+    fn malformed_entries_are_named() {
+        let policy = PolicyConfig {
+            pii_read: vec!["group:ok".into(), "alice".into()],
+            ..Default::default()
+        };
+        let (field, message) = policy.validate().unwrap_err();
+        assert_eq!(field, "policy.pii_read[1]");
+        assert!(
+            message.contains("\"alice\" is not a policy entry"),
+            "{message}"
+        );
+        for bad in ["user:", "group: x", "role:admin"] {
+            let policy = PolicyConfig {
+                read: vec![bad.into()],
+                ..Default::default()
+            };
+            assert!(policy.validate().is_err(), "{bad}");
+        }
+    }
+}
