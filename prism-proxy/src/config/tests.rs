@@ -179,3 +179,39 @@ fn backend_options_are_checked_with_the_config() {
         "{err}"
     );
 }
+
+#[test]
+fn schema_and_policy_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("p.proto"), crate::schema::tests::PROFILE).unwrap();
+    let file = dir.path().join("ns.yaml").display().to_string();
+    let parse = |extra: &str| {
+        NamespaceConfig::parse(
+            &file,
+            &format!("name: profiles\ndal: keyvalue\nbackend:\n  kind: memstore\n{extra}"),
+        )
+    };
+    let err =
+        parse("schema:\n  proto: p.proto\n  message: acme.users.v1.UserProfile\n").unwrap_err();
+    assert_eq!(err.field, "backend.kind");
+    assert!(
+        err.message.contains("asks for backend \"postgres\""),
+        "{err}"
+    );
+    let err = parse("schema:\n  proto: nope.proto\n  message: a.B\n").unwrap_err();
+    assert_eq!(err.field, "schema");
+    assert!(err.message.contains("nope.proto does not exist"), "{err}");
+    let err = parse("schema:\n  proto: p.proto\n  message: acme.users.v1.Order\n  encoding: xml\n")
+        .unwrap_err();
+    assert_eq!(err.field, "schema.encoding");
+    let err = parse("policy:\n  read: [\"alice\"]\n").unwrap_err();
+    assert_eq!(err.field, "policy.read[0]");
+    let ok = parse(
+        "schema:\n  proto: p.proto\n  message: acme.users.v1.Order\npolicy:\n  read: [\"*\"]\n",
+    )
+    .unwrap();
+    assert_eq!(
+        ok.compiled_schema.unwrap().message_name(),
+        "acme.users.v1.Order"
+    );
+}

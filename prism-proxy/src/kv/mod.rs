@@ -342,3 +342,6 @@ impl KeyValueService for KvService {
         .await
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -235,6 +235,11 @@ impl Schema {
         &self.source
     }
 
+    /// The message type of the namespace's values.
+    pub fn descriptor(&self) -> &MessageDescriptor {
+        &self.message
+    }
+
     pub fn message_name(&self) -> &str {
         self.message.full_name()
     }
@@ -491,4 +496,4 @@ fn collect_field_annotations(
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

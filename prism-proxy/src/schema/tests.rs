@@ -1,6 +1,6 @@
 use super::*;
 
-const PROFILE: &str = r#"
+pub(crate) const PROFILE: &str = r#"
 syntax = "proto3";
 package acme.users.v1;
 import "prism/options/v1/options.proto";
