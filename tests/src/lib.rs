@@ -94,6 +94,12 @@ impl ProxyProcess {
 
     /// Starts the proxy with extra arguments and waits until it is ready.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Self {
+        Self::start_with_env(data_dir, extra, &[])
+    }
+
+    /// Like [`ProxyProcess::start_with`], with extra environment variables
+    /// (which override the defaults, e.g. `RUST_LOG`).
+    pub fn start_with_env(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> Self {
         let grpc = free_addr();
         let admin = free_addr();
         let log = data_dir.join(format!("proxy-{}.log", grpc.port()));
@@ -105,6 +111,7 @@ impl ProxyProcess {
             .args(["--data-dir", &data_dir.display().to_string()])
             .args(extra)
             .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
             .env_remove("PRISM_CONFIG")
             .stdout(Stdio::null())
             .stderr(log_file)
