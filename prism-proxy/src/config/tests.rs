@@ -215,3 +215,13 @@ fn schema_and_policy_errors_name_the_field() {
         "acme.users.v1.Order"
     );
 }
+
+#[test]
+fn the_profiles_example_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles");
+    let namespaces = load_namespace_dir(&dir).unwrap();
+    assert_eq!(namespaces.len(), 1);
+    let schema = namespaces[0].compiled_schema.as_ref().unwrap();
+    assert_eq!(schema.message_name(), "acme.users.v1.UserProfile");
+    assert!(schema.has_pii());
+}
