@@ -166,8 +166,18 @@ async fn kill_9_of_the_pattern_under_load_loses_no_acknowledged_write() {
     // The restart shows in the log; shutdown drains the pattern and it exits.
     assert!(proxy.log().contains("restarting"), "{}", proxy.log());
     let pid = proxy.child.id();
+    let log_path = proxy.data_dir.clone();
     let status = proxy.terminate();
     assert!(status.success(), "{status:?}");
+    // The pattern stopped by itself when asked; it was not killed.
+    let mut logs = String::new();
+    for entry in std::fs::read_dir(&log_path).unwrap().flatten() {
+        if entry.path().extension().is_some_and(|x| x == "log") {
+            logs.push_str(&std::fs::read_to_string(entry.path()).unwrap());
+        }
+    }
+    assert!(logs.contains("pattern process stopped"), "{logs}");
+    assert!(!logs.contains("was killed"), "{logs}");
     wait_until("the pattern process exits with the proxy", || {
         children(pid).is_empty() && !std::path::Path::new(&format!("/proc/{}", now[0])).exists()
     });

@@ -565,6 +565,12 @@ async fn stop(shared: &Shared, running: &mut Running, timeout: Duration) -> Stri
         Err(e) => format!("drain failed: {}", e.message()),
     };
     let _ = running.lifecycle.stop(lc::StopRequest {}).await;
+    // The pattern's server finishes once its connections close: drop ours
+    // (the data-plane channel went with the backend above; replace the
+    // lifecycle client with an idle one that never connects).
+    running.lifecycle = PatternLifecycleClient::new(
+        Endpoint::Unix(shared.spec.socket.clone()).channel(Duration::from_secs(1)),
+    );
     match tokio::time::timeout(Duration::from_secs(5), running.child.wait()).await {
         Ok(Ok(status)) if status.success() => {}
         Ok(Ok(status)) => summary.push_str(&format!("; exited with {status}")),

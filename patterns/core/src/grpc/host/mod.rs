@@ -42,6 +42,8 @@ use crate::keyvalue::{KeyValueBackend, KeyValueFactory, OpenContext};
 const DEFAULT_PAGE_BYTES: usize = 1 << 20;
 /// Drain timeout when a Drain request names none.
 const DEFAULT_DRAIN: Duration = Duration::from_secs(10);
+/// How long the server waits for connections to close after Stop.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 
 /// How a pattern process listens and behaves.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,7 +133,11 @@ pub fn main(factory: impl KeyValueFactory) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(serve(Arc::new(factory), options, std::future::pending())) {
+    let served = runtime.block_on(serve(Arc::new(factory), options, std::future::pending()));
+    // The stdin watcher is a blocking read that cannot be cancelled; do not
+    // let it hold the exit.
+    runtime.shutdown_timeout(Duration::from_millis(200));
+    match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
@@ -160,12 +166,33 @@ pub async fn serve(
         .add_service(kv);
 
     let exit_on_eof = options.exit_on_stdin_eof;
+    // How long the server may wait for its connections to close once told
+    // to stop: a Stop comes after a Drain, so nothing is in flight and the
+    // wait is short; otherwise in-flight calls get the drain period.
+    let (grace_tx, grace_rx) = oneshot::channel::<Duration>();
     let stopping = async move {
-        tokio::select! {
-            _ = stop_rx => tracing::info!("stop requested"),
-            _ = shutdown => {}
-            _ = terminate_signal() => tracing::info!("SIGTERM received; draining"),
-            _ = stdin_closed(exit_on_eof) => tracing::info!("the proxy went away (stdin closed); draining"),
+        let grace = tokio::select! {
+            _ = stop_rx => {
+                tracing::info!("stop requested");
+                STOP_GRACE
+            }
+            _ = shutdown => DEFAULT_DRAIN,
+            _ = terminate_signal() => {
+                tracing::info!("SIGTERM received; draining");
+                DEFAULT_DRAIN
+            }
+            _ = stdin_closed(exit_on_eof) => {
+                tracing::info!("the proxy went away (stdin closed); draining");
+                DEFAULT_DRAIN
+            }
+        };
+        let _ = grace_tx.send(grace);
+    };
+    // A client that keeps an idle connection open must not hold the exit.
+    let give_up = async move {
+        match grace_rx.await {
+            Ok(grace) => tokio::time::sleep(grace).await,
+            Err(_) => std::future::pending().await,
         }
     };
 
@@ -174,9 +201,10 @@ pub async fn serve(
             let listener = bind_unix(path)?;
             tracing::info!(kind = host.factory.kind(), socket = %path.display(), "pattern listening");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-            let result = router
-                .serve_with_incoming_shutdown(incoming, stopping)
-                .await;
+            let result = tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, stopping) => r,
+                _ = give_up => Ok(()),
+            };
             let _ = std::fs::remove_file(path);
             result
         }
@@ -186,9 +214,10 @@ pub async fn serve(
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
             tracing::info!(kind = host.factory.kind(), addr = %addr, "pattern listening");
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            router
-                .serve_with_incoming_shutdown(incoming, stopping)
-                .await
+            tokio::select! {
+                r = router.serve_with_incoming_shutdown(incoming, stopping) => r,
+                _ = give_up => Ok(()),
+            }
         }
     };
     host.drain(DEFAULT_DRAIN).await;
