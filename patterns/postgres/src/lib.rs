@@ -3,10 +3,13 @@
 //!
 //! * One set of tables per schema, shared by namespaces (a `namespace`
 //!   column); the backend creates and migrates them ([`schema`]).
-//! * Writes of one namespace serialize on its row in `kv_versions` (taken
-//!   `FOR UPDATE` first in every write transaction), so versions increase
-//!   in commit order and conditions are checked against committed state.
-//!   A Put or Mutate is one transaction.
+//! * Writes of one namespace serialize on its row in `kv_versions`: the
+//!   first statement of every write transaction (`UPDATE ... RETURNING`)
+//!   takes that row's lock and reserves a version per Put, so versions
+//!   increase in commit order and conditions are checked against committed
+//!   state. A Put or Mutate is one transaction; every statement is prepared
+//!   once per connection, so the lock is held for as few round trips as
+//!   possible.
 //! * TTL: an `expires_at` column filtered on every read, and a sweeper
 //!   that deletes expired rows.
 //! * Paging continues strictly after the last (id, key) returned; each

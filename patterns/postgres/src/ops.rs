@@ -37,15 +37,25 @@ pub async fn write(
     let mut client = shared.client().await?;
     let tx = client.transaction().await.map_err(pg_err)?;
     let now = shared.now();
-    // Taking the namespace's counter row first serializes its writers.
+    // Taking the namespace's counter row first serializes its writers; one
+    // statement takes the lock and reserves a version for every Put. A
+    // replay or a failed condition below rolls the reservation back.
+    let puts = mutations
+        .iter()
+        .filter(|m| matches!(m, Mutation::Put { .. }))
+        .count() as i64;
+    let reserve = tx
+        .prepare_cached(&format!(
+            "UPDATE {s}.kv_versions SET value = value + $2 WHERE namespace = $1 RETURNING value"
+        ))
+        .await
+        .map_err(pg_err)?;
     let mut counter: i64 = tx
-        .query_one(
-            &format!("SELECT value FROM {s}.kv_versions WHERE namespace = $1 FOR UPDATE"),
-            &[ns],
-        )
+        .query_one(&reserve, &[ns, &puts])
         .await
         .map_err(pg_err)?
-        .get(0);
+        .get::<_, i64>(0)
+        - puts;
     if let Some(key) = &idempotency {
         let seen = tx
             .query_opt(
@@ -73,14 +83,15 @@ pub async fn write(
         if let Mutation::Put { id, item } = m
             && item.expected_version.is_some()
         {
+            let current_version = tx
+                .prepare_cached(&format!(
+                    "SELECT version FROM {s}.kv_items
+                     WHERE namespace = $1 AND id = $3 AND key = $4 AND {LIVE}"
+                ))
+                .await
+                .map_err(pg_err)?;
             let row = tx
-                .query_opt(
-                    &format!(
-                        "SELECT version FROM {s}.kv_items
-                         WHERE namespace = $1 AND id = $3 AND key = $4 AND {LIVE}"
-                    ),
-                    &[ns, &now, id, &item.key],
-                )
+                .query_opt(&current_version, &[ns, &now, id, &item.key])
                 .await
                 .map_err(pg_err)?;
             let current = row.map_or(0, |r| r.get::<_, i64>(0) as u64);
@@ -95,14 +106,18 @@ pub async fn write(
                 let expires = item
                     .expires_at(now as u64)
                     .map(|e| e.min(i64::MAX as u64) as i64);
-                tx.execute(
-                    &format!(
+                let upsert = tx
+                    .prepare_cached(&format!(
                         "INSERT INTO {s}.kv_items (namespace, id, key, value, version, expires_at)
                          VALUES ($1, $2, $3, $4, $5, $6)
                          ON CONFLICT (namespace, id, key) DO UPDATE SET
                             value = excluded.value, version = excluded.version,
                             expires_at = excluded.expires_at"
-                    ),
+                    ))
+                    .await
+                    .map_err(pg_err)?;
+                tx.execute(
+                    &upsert,
                     &[ns, id, &item.key, &item.value, &counter, &expires],
                 )
                 .await
@@ -115,12 +130,6 @@ pub async fn write(
             }
         }
     }
-    tx.execute(
-        &format!("UPDATE {s}.kv_versions SET value = $2 WHERE namespace = $1"),
-        &[ns, &counter],
-    )
-    .await
-    .map_err(pg_err)?;
     if let Some(key) = idempotency {
         let expires = now + IDEMPOTENCY_WINDOW.as_millis() as i64;
         tx.execute(
@@ -222,19 +231,21 @@ pub async fn get(
         };
         let rows = match &keys {
             Some(list) => {
+                let statement = client
+                    .prepare_cached(&query("key = ANY($5)"))
+                    .await
+                    .map_err(pg_err)?;
                 client
-                    .query(
-                        &query("key = ANY($5)"),
-                        &[ns, &now, &id, &lower, list, &CHUNK],
-                    )
+                    .query(&statement, &[ns, &now, &id, &lower, list, &CHUNK])
                     .await
             }
             None => {
+                let statement = client
+                    .prepare_cached(&query("($5::bytea IS NULL OR key < $5)"))
+                    .await
+                    .map_err(pg_err)?;
                 client
-                    .query(
-                        &query("($5::bytea IS NULL OR key < $5)"),
-                        &[ns, &now, &id, &lower, &end, &CHUNK],
-                    )
+                    .query(&statement, &[ns, &now, &id, &lower, &end, &CHUNK])
                     .await
             }
         }
