@@ -111,7 +111,7 @@ fn duplicate_namespace_names_are_refused() {
         "b.yaml",
         "name: same\ndal: keyvalue\nbackend: {kind: memstore}\n",
     );
-    let err = load_namespace_dir(dir.path()).unwrap_err();
+    let err = load_namespace_dir(dir.path(), &BackendCatalog::default()).unwrap_err();
     assert!(err.message.contains("already defined"), "{err}");
     assert!(err.file.ends_with("b.yaml"));
 }
