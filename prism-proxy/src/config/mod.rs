@@ -1,5 +1,7 @@
-//! Configuration: `prism.yaml` (listeners, where namespaces live) and one
-//! YAML file per namespace.
+//! Configuration: `prism.yaml` (listeners, where namespaces live, the
+//! external stores namespaces stating `needs` may use) and one YAML file
+//! per namespace, which names its backend or states its needs
+//! ([`needs`]).
 //!
 //! Parsing is strict: every struct denies unknown fields, and an error
 //! names the file, the field (as a dotted path) and what is allowed. Parsed
