@@ -157,6 +157,7 @@ impl Registry {
                 namespace = %config.name,
                 backend = backend.kind(),
                 mode = config.backend.mode.name(),
+                chosen_by = if config.selection.is_some() { "needs" } else { "backend" },
                 capabilities = ?capabilities.names(),
                 "namespace loaded"
             );

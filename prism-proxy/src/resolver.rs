@@ -56,9 +56,20 @@ impl Resolver {
                 ),
             )
         })?;
-        factory
-            .check_options(&ns.backend.options)
-            .map_err(|e| ConfigError::new(&ns.source, "backend.options", e.to_string()))
+        factory.check_options(&ns.backend.options).map_err(|e| {
+            match ns.selection.as_ref().and_then(|s| s.settings_from.as_ref()) {
+                // Chosen from needs: the options came from `backends:`.
+                Some(file) => ConfigError::new(
+                    file,
+                    &format!("backends.{}", ns.backend.kind),
+                    format!(
+                        "{e} (namespace '{}' was placed on {} by its needs)",
+                        ns.name, ns.backend.kind
+                    ),
+                ),
+                None => ConfigError::new(&ns.source, "backend.options", e.to_string()),
+            }
+        })
     }
 
     /// Checks every namespace with [`Resolver::check`].

@@ -8,6 +8,7 @@ use prism_proto::admin::v1 as pb;
 use prism_proto::admin::v1::admin_service_server::AdminService;
 use tonic::{Request, Response, Status};
 
+use crate::config::NamespaceConfig;
 use crate::registry::{Namespace, Registry};
 
 /// The admin gRPC service.
@@ -70,5 +71,157 @@ impl AdminService for AdminApi {
             namespaces.push(namespace_status(&ns).await);
         }
         Ok(Response::new(pb::GetStatusResponse { namespaces }))
+    }
+
+    async fn explain_namespace(
+        &self,
+        request: Request<pb::ExplainNamespaceRequest>,
+    ) -> Result<Response<pb::ExplainNamespaceResponse>, Status> {
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name is empty; give the namespace to explain",
+            ));
+        }
+        let ns = self.registry.lookup(&name)?;
+        Ok(Response::new(explain(&ns.config)))
+    }
+}
+
+/// The explanation of one namespace's backend.
+pub fn explain(config: &NamespaceConfig) -> pb::ExplainNamespaceResponse {
+    let backend = &config.backend;
+    let options = match &backend.options {
+        serde_json::Value::Object(map) => {
+            map.iter().map(|(k, v)| (k.clone(), redact(k, v))).collect()
+        }
+        _ => Default::default(),
+    };
+    let mut out = pb::ExplainNamespaceResponse {
+        name: config.name.clone(),
+        backend_kind: backend.kind.clone(),
+        mode: backend.mode.name().to_string(),
+        options,
+        explicit: config.selection.is_none(),
+        source: config.source.clone(),
+        ..Default::default()
+    };
+    match &config.selection {
+        Some(selection) => {
+            out.needs = selection
+                .needs
+                .iter()
+                .map(|n| pb::NeedValue {
+                    name: n.need.field().to_string(),
+                    value: n.need.value(),
+                    defaulted: n.defaulted,
+                })
+                .collect();
+            out.reasons = selection.reasons.clone();
+            out.rejected = selection
+                .rejected
+                .iter()
+                .map(|r| pb::RejectedBackend {
+                    kind: r.kind.to_string(),
+                    reasons: r.reasons.clone(),
+                })
+                .collect();
+        }
+        None => {
+            out.reasons = vec![format!(
+                "the backend is configured explicitly in {} (`backend.kind: {}`, mode {}); \
+                 no selection was made",
+                config.source,
+                backend.kind,
+                backend.mode.name()
+            )];
+        }
+    }
+    out
+}
+
+/// An option value for display: strings as written, others as JSON; a
+/// password in a URL, and the value of a key naming a secret, as `***`.
+fn redact(key: &str, value: &serde_json::Value) -> String {
+    let key = key.to_ascii_lowercase();
+    if ["password", "secret", "token"]
+        .iter()
+        .any(|s| key.contains(s))
+    {
+        return "***".to_string();
+    }
+    match value {
+        serde_json::Value::String(s) => redact_url(s),
+        other => other.to_string(),
+    }
+}
+
+/// `scheme://user:password@host/...` with the password replaced by `***`;
+/// anything else unchanged.
+fn redact_url(text: &str) -> String {
+    let Some(start) = text.find("://").map(|i| i + 3) else {
+        return text.to_string();
+    };
+    let rest = &text[start..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return text.to_string();
+    };
+    let Some(colon) = authority[..at].find(':') else {
+        return text.to_string();
+    };
+    format!(
+        "{}{}***{}",
+        &text[..start],
+        &authority[..=colon],
+        &text[start + at..]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            redact_url("postgres://app:s3cr%40t@db:5432/prism?sslmode=disable"),
+            "postgres://app:***@db:5432/prism?sslmode=disable"
+        );
+        assert_eq!(
+            redact_url("redis://:pw@127.0.0.1:6379/0"),
+            "redis://:***@127.0.0.1:6379/0"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1:5432/test"),
+            "postgres://postgres@127.0.0.1:5432/test"
+        );
+        assert_eq!(redact_url("no url here"), "no url here");
+        assert_eq!(
+            redact_url("http://host/path@with:colon"),
+            "http://host/path@with:colon"
+        );
+        assert_eq!(redact("password", &"x".into()), "***");
+        assert_eq!(redact("pool_size", &8.into()), "8");
+    }
+
+    #[test]
+    fn an_explicit_backend_says_so_and_names_the_file() {
+        let ns = NamespaceConfig::parse(
+            "ns/orders.yaml",
+            "name: orders\ndal: keyvalue\nbackend:\n  kind: postgres\n  options:\n    url: postgres://app:pw@db/prism\n",
+        )
+        .unwrap();
+        let out = explain(&ns);
+        assert!(out.explicit);
+        assert_eq!(out.backend_kind, "postgres");
+        assert_eq!(out.options["url"], "postgres://app:***@db/prism");
+        assert!(
+            out.reasons[0].contains("explicitly in ns/orders.yaml"),
+            "{:?}",
+            out.reasons
+        );
+        assert!(out.needs.is_empty() && out.rejected.is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items and
-//! checks the health of a running proxy over gRPC.
+//! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items,
+//! checks the health of a running proxy and explains how its namespaces
+//! are served, over gRPC.
 //!
 //! Exit codes: 0 on success, 1 on any failure (a gRPC error, an unreachable
 //! proxy, a service that is not serving), 2 on a usage error.
@@ -10,6 +11,7 @@ mod connect;
 mod errors;
 mod health;
 mod kv;
+mod namespace;
 mod output;
 mod pages;
 mod selection;
@@ -20,6 +22,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use crate::kv::KvCommand;
+use crate::namespace::NamespaceCommand;
 use crate::output::OutputFormat;
 
 #[derive(Debug, Parser)]
@@ -44,6 +47,9 @@ enum Command {
     Kv(KvCommand),
     /// Check the proxy's gRPC health service; fails unless it is serving.
     Health,
+    /// Inspect namespaces: `explain NAME` says which backend serves one and why.
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -55,6 +61,9 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Health => health::run(&cli.addr, cli.output).await,
+        Command::Namespace(command) => namespace::run(command, &cli.addr, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| errors::report(&err))
 }
@@ -91,6 +100,17 @@ mod tests {
         assert_eq!(cli.addr, "h:1");
         let cli = parse(&["--output", "table", "health"]).unwrap();
         assert_eq!(cli.output, OutputFormat::Table);
+    }
+
+    #[test]
+    fn namespace_explain_takes_a_name() {
+        let cli = parse(&["namespace", "explain", "orders", "-o", "json"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Namespace(NamespaceCommand::Explain { ref name }) if name == "orders"
+        ));
+        let err = parse(&["namespace", "explain"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Configuration: `prism.yaml` (listeners, where namespaces live) and one
-//! YAML file per namespace.
+//! Configuration: `prism.yaml` (listeners, where namespaces live, the
+//! external stores namespaces stating `needs` may use) and one YAML file
+//! per namespace, which names its backend or states its needs
+//! ([`needs`]).
 //!
 //! Parsing is strict: every struct denies unknown fields, and an error
 //! names the file, the field (as a dotted path) and what is allowed. Parsed
@@ -11,6 +13,7 @@
 //! memstore, `demo-sqlite` on SQLite under `./data/`).
 
 mod namespace;
+pub mod needs;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -19,6 +22,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig};
+pub use needs::{BackendCatalog, Needs, Selection};
 
 /// A configuration error: which file, which field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +145,9 @@ pub struct ProxyFile {
     /// How long shutdown waits for in-flight calls. Default 30.
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
+    /// External stores that namespaces stating `needs` may be placed on.
+    /// Default: none (such namespaces go to memstore or SQLite).
+    pub backends: BackendCatalog,
 }
 
 impl Default for ProxyFile {
@@ -151,6 +158,7 @@ impl Default for ProxyFile {
             data_dir: PathBuf::from("data"),
             shutdown_grace_secs: 30,
             log: LogConfig::default(),
+            backends: BackendCatalog::default(),
         }
     }
 }
@@ -165,6 +173,27 @@ pub struct ProxyConfig {
     pub namespaces: Vec<NamespaceConfig>,
     /// Where the namespaces came from, for logs.
     pub source: String,
+    /// `backends` of `prism.yaml`; the namespaces above were resolved
+    /// against it.
+    pub backends: BackendCatalog,
+}
+
+impl Default for ProxyConfig {
+    /// The defaults of an empty `prism.yaml` (without namespaces), for
+    /// callers that build a configuration in code:
+    /// `ProxyConfig { namespaces, ..ProxyConfig::default() }`.
+    fn default() -> Self {
+        let file = ProxyFile::default();
+        ProxyConfig {
+            listeners: file.listeners,
+            data_dir: file.data_dir,
+            shutdown_grace_secs: file.shutdown_grace_secs,
+            log: file.log,
+            namespaces: Vec::new(),
+            source: "built in code".to_string(),
+            backends: file.backends,
+        }
+    }
 }
 
 const DEMO_NAMESPACES: &[(&str, &str)] = &[
@@ -200,7 +229,7 @@ impl ProxyConfig {
     }
 
     fn from_file(
-        file: ProxyFile,
+        mut file: ProxyFile,
         base: &Path,
         shown: &str,
         demo: bool,
@@ -212,6 +241,7 @@ impl ProxyConfig {
                 base.join(p)
             }
         };
+        file.backends.source = shown.to_string();
         let (namespaces, source) = match &file.namespaces.dir {
             Some(dir) => {
                 let dir = resolve(dir);
@@ -227,7 +257,10 @@ impl ProxyConfig {
                         ),
                     ));
                 }
-                (load_namespace_dir(&dir)?, dir.display().to_string())
+                (
+                    load_namespace_dir(&dir, &file.backends)?,
+                    dir.display().to_string(),
+                )
             }
             None if !demo => {
                 return Err(ConfigError::new(
@@ -239,7 +272,13 @@ impl ProxyConfig {
             None => (
                 DEMO_NAMESPACES
                     .iter()
-                    .map(|(name, text)| NamespaceConfig::parse(&format!("built-in {name}"), text))
+                    .map(|(name, text)| {
+                        NamespaceConfig::parse_with(
+                            &format!("built-in {name}"),
+                            text,
+                            &file.backends,
+                        )
+                    })
                     .collect::<Result<Vec<_>, _>>()?,
                 "built-in demo namespaces".to_string(),
             ),
@@ -258,13 +297,18 @@ impl ProxyConfig {
             log: file.log,
             namespaces,
             source,
+            backends: file.backends,
         })
     }
 }
 
 /// Loads every `*.yaml` / `*.yml` in `dir` as a namespace; names must be
-/// unique.
-pub fn load_namespace_dir(dir: &Path) -> Result<Vec<NamespaceConfig>, ConfigError> {
+/// unique. Namespaces stating `needs` are placed on memstore, SQLite or a
+/// store of `catalog`.
+pub fn load_namespace_dir(
+    dir: &Path,
+    catalog: &BackendCatalog,
+) -> Result<Vec<NamespaceConfig>, ConfigError> {
     let shown = dir.display().to_string();
     let entries = std::fs::read_dir(dir).map_err(|e| {
         ConfigError::new(&shown, "", format!("cannot read namespace directory: {e}"))
@@ -279,7 +323,7 @@ pub fn load_namespace_dir(dir: &Path) -> Result<Vec<NamespaceConfig>, ConfigErro
         let file = path.display().to_string();
         let text = std::fs::read_to_string(&path)
             .map_err(|e| ConfigError::new(&file, "", format!("cannot read: {e}")))?;
-        let ns = NamespaceConfig::parse(&file, &text)?;
+        let ns = NamespaceConfig::parse_with(&file, &text, catalog)?;
         if let Some((other, _)) = out.iter().find(|(_, n)| n.name == ns.name) {
             return Err(ConfigError::new(
                 &file,

@@ -3,8 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+use super::needs::{self, BackendCatalog, Needs, Selection};
 use super::{ConfigError, parse_yaml};
 use crate::policy::PolicyConfig;
 use crate::schema::{Schema, SchemaConfig};
@@ -69,7 +70,7 @@ pub struct PatternConfig {
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct BackendSpec {
-    /// The backend kind: `memstore` or `sqlite`.
+    /// The backend kind: `memstore`, `sqlite`, `postgres` or `redis`.
     pub kind: String,
     /// Default `embedded`.
     #[serde(default)]
@@ -125,7 +126,18 @@ pub struct NamespaceConfig {
     #[serde(default)]
     pub description: String,
     pub dal: Dal,
+    /// The backend, stated explicitly; or, when the file states `needs`
+    /// instead, the one chosen from them when the namespace loads.
+    #[serde(default = "BackendSpec::unset", deserialize_with = "explicit_backend")]
     pub backend: BackendSpec,
+    /// What the namespace needs, instead of `backend` (exactly one of the
+    /// two). See [`needs`](super::needs).
+    #[serde(default)]
+    pub needs: Option<Needs>,
+    /// How `backend` was chosen from `needs`; `None` when the file states
+    /// `backend`.
+    #[serde(skip)]
+    pub selection: Option<Selection>,
     #[serde(default)]
     pub limits: Limits,
     /// The protobuf message that types every value (validation, PII
@@ -143,11 +155,48 @@ pub struct NamespaceConfig {
     pub compiled_schema: Option<Arc<Schema>>,
 }
 
+impl BackendSpec {
+    /// The placeholder while a file states `needs` instead.
+    fn unset() -> Self {
+        BackendSpec {
+            kind: String::new(),
+            mode: BackendMode::Embedded,
+            options: serde_json::Value::Null,
+            pattern: None,
+        }
+    }
+}
+
+/// `backend` as written; an empty kind would read as "no backend".
+fn explicit_backend<'de, D: Deserializer<'de>>(d: D) -> Result<BackendSpec, D::Error> {
+    let spec = BackendSpec::deserialize(d)?;
+    if spec.kind.is_empty() {
+        return Err(serde::de::Error::custom(
+            "`kind` is empty; name a backend: memstore, sqlite, postgres or redis",
+        ));
+    }
+    Ok(spec)
+}
+
 impl NamespaceConfig {
-    /// Parses and validates one namespace file's text.
+    /// Parses and validates one namespace file's text. A namespace that
+    /// states `needs` is placed on memstore or SQLite (no external store
+    /// is configured); see [`NamespaceConfig::parse_with`].
     pub fn parse(file: &str, text: &str) -> Result<Self, ConfigError> {
+        Self::parse_with(file, text, &BackendCatalog::default())
+    }
+
+    /// Parses and validates one namespace file's text; a namespace that
+    /// states `needs` gets its backend chosen among memstore, SQLite and
+    /// the stores in `catalog`.
+    pub fn parse_with(
+        file: &str,
+        text: &str,
+        catalog: &BackendCatalog,
+    ) -> Result<Self, ConfigError> {
         let mut ns: NamespaceConfig = parse_yaml(file, text)?;
         ns.source = file.to_string();
+        ns.resolve_needs(file, catalog)?;
         ns.validate(file)?;
         if let Some(policy) = &ns.policy {
             policy
@@ -161,11 +210,16 @@ impl NamespaceConfig {
             if let Some(wanted) = &schema.annotations().backend
                 && *wanted != ns.backend.kind
             {
+                let (field, chosen) = if ns.selection.is_some() {
+                    ("needs", "the needs chose")
+                } else {
+                    ("backend.kind", "backend.kind is")
+                };
                 return Err(ConfigError::new(
                     file,
-                    "backend.kind",
+                    field,
                     format!(
-                        "is {:?} but the schema's message {} asks for backend {wanted:?} \
+                        "{chosen} {:?} but the schema's message {} asks for backend {wanted:?} \
                          (option prism.options.v1.backend); change one of them",
                         ns.backend.kind,
                         schema.message_name()
@@ -175,6 +229,38 @@ impl NamespaceConfig {
             ns.compiled_schema = Some(Arc::new(schema));
         }
         Ok(ns)
+    }
+
+    /// Exactly one of `backend` and `needs`; chooses the backend from
+    /// `needs`.
+    fn resolve_needs(&mut self, file: &str, catalog: &BackendCatalog) -> Result<(), ConfigError> {
+        let explicit = !self.backend.kind.is_empty();
+        match (&self.needs, explicit) {
+            (Some(_), true) => Err(ConfigError::new(
+                file,
+                "needs",
+                format!(
+                    "a namespace states either `backend` or `needs`, not both; remove `needs` \
+                     to keep backend.kind {}, or remove `backend` to let Prism choose",
+                    self.backend.kind
+                ),
+            )),
+            (None, false) => Err(ConfigError::new(
+                file,
+                "backend",
+                "is required unless the namespace states `needs`; set backend.kind (memstore, \
+                 sqlite, postgres, redis) or describe the namespace's needs under `needs:` \
+                 (durability, scope, write_rps, ...)",
+            )),
+            (None, true) => Ok(()),
+            (Some(stated), false) => {
+                let (spec, selection) = needs::select(stated, catalog)
+                    .map_err(|e| ConfigError::new(file, &e.field, e.message))?;
+                self.backend = spec;
+                self.selection = Some(selection);
+                Ok(())
+            }
+        }
     }
 
     fn validate(&self, file: &str) -> Result<(), ConfigError> {

@@ -111,7 +111,7 @@ fn duplicate_namespace_names_are_refused() {
         "b.yaml",
         "name: same\ndal: keyvalue\nbackend: {kind: memstore}\n",
     );
-    let err = load_namespace_dir(dir.path()).unwrap_err();
+    let err = load_namespace_dir(dir.path(), &BackendCatalog::default()).unwrap_err();
     assert!(err.message.contains("already defined"), "{err}");
     assert!(err.file.ends_with("b.yaml"));
 }
@@ -219,7 +219,7 @@ fn schema_and_policy_errors_name_the_field() {
 #[test]
 fn the_profiles_example_loads() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/profiles");
-    let namespaces = load_namespace_dir(&dir).unwrap();
+    let namespaces = load_namespace_dir(&dir, &Default::default()).unwrap();
     assert_eq!(namespaces.len(), 1);
     let schema = namespaces[0].compiled_schema.as_ref().unwrap();
     assert_eq!(schema.message_name(), "acme.users.v1.UserProfile");

@@ -42,7 +42,7 @@ use pattern_core::{KeyValueBackend, OpenContext, PageRequest, PutItem, Selection
 use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
 use prism_proxy::ProxyConfig;
-use prism_proxy::config::{Listeners, LogConfig, NamespaceConfig};
+use prism_proxy::config::{Listeners, NamespaceConfig};
 use prism_proxy::resolver::Resolver;
 use tonic::transport::Channel;
 use tonic_health::pb::health_client::HealthClient;
@@ -617,9 +617,9 @@ async fn main() -> Result<()> {
         },
         data_dir: data.path().join("proxy"),
         shutdown_grace_secs: 5,
-        log: LogConfig::default(),
         namespaces: configs,
         source: "prism-load".into(),
+        ..ProxyConfig::default()
     };
     let proxy = prism_proxy::start(config).await?;
     let mut clients = Vec::new();
