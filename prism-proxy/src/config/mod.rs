@@ -10,6 +10,7 @@
 //! listeners below and the built-in demo namespaces (`demo-mem` on
 //! memstore, `demo-sqlite` on SQLite under `./data/`).
 
+mod auth;
 mod namespace;
 
 use std::fmt;
@@ -18,6 +19,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
 pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig};
 
 /// A configuration error: which file, which field, what is wrong.
@@ -141,6 +143,8 @@ pub struct ProxyFile {
     /// How long shutdown waits for in-flight calls. Default 30.
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
+    /// Authentication and listener TLS; off by default.
+    pub auth: AuthFile,
 }
 
 impl Default for ProxyFile {
@@ -151,6 +155,7 @@ impl Default for ProxyFile {
             data_dir: PathBuf::from("data"),
             shutdown_grace_secs: 30,
             log: LogConfig::default(),
+            auth: AuthFile::default(),
         }
     }
 }
@@ -163,6 +168,7 @@ pub struct ProxyConfig {
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
     pub namespaces: Vec<NamespaceConfig>,
+    pub auth: AuthConfig,
     /// Where the namespaces came from, for logs.
     pub source: String,
 }
@@ -251,7 +257,9 @@ impl ProxyConfig {
                 "must differ from listeners.grpc",
             ));
         }
+        let auth = file.auth.validate(shown, &resolve)?;
         Ok(ProxyConfig {
+            auth,
             listeners: file.listeners,
             data_dir: resolve(&file.data_dir),
             shutdown_grace_secs: file.shutdown_grace_secs,

@@ -619,6 +619,7 @@ async fn main() -> Result<()> {
         shutdown_grace_secs: 5,
         log: LogConfig::default(),
         namespaces: configs,
+        auth: Default::default(),
         source: "prism-load".into(),
     };
     let proxy = prism_proxy::start(config).await?;
