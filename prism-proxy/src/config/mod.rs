@@ -257,7 +257,7 @@ impl ProxyConfig {
                 "must differ from listeners.grpc",
             ));
         }
-        let auth = file.auth.validate(shown, &resolve)?;
+        let auth = file.auth.validate(shown, resolve)?;
         Ok(ProxyConfig {
             auth,
             listeners: file.listeners,
