@@ -104,11 +104,6 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    tracing::warn!(
-        "authentication is not enabled: anyone who can reach {} can read and write every \
-         namespace; keep the listener on localhost",
-        proxy.grpc_addr
-    );
     shutdown_signal().await;
     proxy.shutdown().await;
     ExitCode::SUCCESS

@@ -137,6 +137,7 @@ mod tests {
             groups: vec!["support".into()],
             scopes: vec!["profiles.read".into()],
             method: AuthMethod::Jwt,
+            expires_at: None,
         }
     }
 

@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::admin::{self, AdminState};
+use crate::auth::{AuthLayer, Authenticator, SetupError};
 use crate::config::{ConfigError, ProxyConfig};
 use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
@@ -38,6 +39,10 @@ pub enum StartError {
         addr: SocketAddr,
         source: io::Error,
     },
+    #[error("authentication: {0}")]
+    Auth(#[from] SetupError),
+    #[error("TLS on the gRPC listener: {0}")]
+    Tls(String),
     #[error("building the gRPC reflection service: {0}")]
     Reflection(String),
 }
@@ -99,9 +104,11 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         })?;
 
     let max = config.listeners.max_message_bytes;
-    let kv = KeyValueServiceServer::new(KvService::new(registry.clone()))
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max);
+    let kv = KeyValueServiceServer::new(
+        KvService::new(registry.clone()).with_auth_enabled(config.auth.enabled),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<KeyValueServiceServer<KvService>>()
@@ -113,9 +120,18 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
     let in_flight = Arc::new(InFlight::default());
+    let authenticator = Authenticator::new(&config.auth).await?;
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = &config.auth.tls {
+        builder = builder
+            .tls_config(crate::auth::server_tls(tls)?)
+            .map_err(|e| StartError::Tls(e.to_string()))?;
+    }
+    log_auth_mode(&config, grpc_addr);
     let grpc_task = tokio::spawn(
-        tonic::transport::Server::builder()
+        builder
             .layer(InFlightLayer(in_flight.clone()))
+            .layer(AuthLayer(authenticator))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
@@ -159,6 +175,37 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         admin_task,
         grace: Duration::from_secs(config.shutdown_grace_secs),
     })
+}
+
+/// Says at start-up how callers are authenticated; loudly when they are
+/// not.
+fn log_auth_mode(config: &ProxyConfig, grpc_addr: SocketAddr) {
+    let auth = &config.auth;
+    let tls = auth.tls.is_some();
+    if !auth.enabled {
+        tracing::warn!(
+            grpc = %grpc_addr,
+            tls,
+            "AUTHENTICATION IS DISABLED: anyone who can reach {grpc_addr} can read and write every \
+             namespace and call the admin API; keep the listener on localhost or set \
+             auth.enabled: true in prism.yaml"
+        );
+        return;
+    }
+    tracing::info!(
+        grpc = %grpc_addr,
+        jwt_issuer = auth.jwt.as_ref().map(|j| j.issuer.as_str()).unwrap_or("-"),
+        tls,
+        client_certs = auth.tls.as_ref().is_some_and(|t| t.client_ca_file.is_some()),
+        "authentication enabled"
+    );
+    if !tls {
+        tracing::warn!(
+            grpc = %grpc_addr,
+            "the gRPC listener is plain text: bearer tokens cross the network unencrypted; \
+             configure auth.tls"
+        );
+    }
 }
 
 impl RunningProxy {

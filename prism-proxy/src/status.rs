@@ -73,6 +73,27 @@ impl AdminService for AdminApi {
         Ok(Response::new(pb::GetStatusResponse { namespaces }))
     }
 
+    async fn who_am_i(
+        &self,
+        request: Request<pb::WhoAmIRequest>,
+    ) -> Result<Response<pb::WhoAmIResponse>, Status> {
+        let principal = request
+            .extensions()
+            .get::<crate::auth::Principal>()
+            .cloned()
+            .ok_or_else(|| Status::internal("no principal on the request: auth layer missing"))?;
+        Ok(Response::new(pb::WhoAmIResponse {
+            subject: principal.subject,
+            groups: principal.groups,
+            scopes: principal.scopes,
+            method: principal.method.name().to_string(),
+            expires_at_unix_secs: principal
+                .expires_at
+                .and_then(|e| i64::try_from(e).ok())
+                .unwrap_or(0),
+        }))
+    }
+
     async fn explain_namespace(
         &self,
         request: Request<pb::ExplainNamespaceRequest>,

@@ -21,6 +21,12 @@ pub fn report(err: &anyhow::Error) -> ExitCode {
         );
     } else if let Some(status) = err.chain().find_map(|e| e.downcast_ref::<Status>()) {
         eprintln!("error: {}", format_status(status));
+        if status.code() == Code::Unauthenticated {
+            eprintln!(
+                "hint: log in with `prismctl login --issuer URL --client-id ID`, pass --token \
+                 (or PRISM_TOKEN), or use a client certificate (--cert-file, --key-file)"
+            );
+        }
     } else {
         eprintln!("error: {err:#}");
     }

@@ -111,7 +111,7 @@ impl HealthReport {
     }
 }
 
-async fn namespaces(addr: &str) -> Result<Vec<NamespaceHealth>> {
+async fn namespaces(addr: &connect::Target) -> Result<Vec<NamespaceHealth>> {
     let mut client = AdminServiceClient::new(connect::connect(addr).await?);
     let status = match client.get_status(GetStatusRequest {}).await {
         Ok(r) => r.into_inner(),
@@ -157,7 +157,7 @@ impl Report for HealthReport {
 
 /// Checks every service in [`SERVICES`], prints their status, and fails
 /// unless all of them are serving.
-pub async fn run(addr: &str, format: OutputFormat) -> Result<ExitCode> {
+pub async fn run(addr: &connect::Target, format: OutputFormat) -> Result<ExitCode> {
     let mut client = HealthClient::new(connect::connect(addr).await?);
     let mut services = Vec::new();
     for service in SERVICES {

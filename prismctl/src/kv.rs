@@ -8,7 +8,6 @@ use clap::{Args, Subcommand};
 use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
 use prism_proto::keyvalue::v1::{DeleteRequest, GetRequest, PutItem, PutRequest, ScanRequest};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::connect;
 use crate::output::{self, ItemView, OutputFormat, Report, Table};
@@ -108,7 +107,7 @@ pub struct ScanArgs {
 }
 
 /// Runs a `kv` subcommand against the proxy at `addr`.
-pub async fn run(command: KvCommand, addr: &str, format: OutputFormat) -> Result<()> {
+pub async fn run(command: KvCommand, addr: &connect::Target, format: OutputFormat) -> Result<()> {
     match command {
         KvCommand::Put(args) => {
             // Read the value before connecting, so a bad path is reported first.
@@ -122,7 +121,7 @@ pub async fn run(command: KvCommand, addr: &str, format: OutputFormat) -> Result
     }
 }
 
-async fn client(addr: &str) -> Result<KeyValueServiceClient<Channel>> {
+async fn client(addr: &connect::Target) -> Result<KeyValueServiceClient<connect::Conn>> {
     let channel = connect::connect(addr).await?;
     Ok(KeyValueServiceClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES))
 }
@@ -163,7 +162,10 @@ impl Report for PutReport {
     }
 }
 
-async fn put(mut client: KeyValueServiceClient<Channel>, request: PutRequest) -> Result<PutReport> {
+async fn put(
+    mut client: KeyValueServiceClient<connect::Conn>,
+    request: PutRequest,
+) -> Result<PutReport> {
     let response = client.put(request).await?.into_inner();
     let Some(&version) = response.versions.first() else {
         bail!("the proxy acknowledged the put without a version");
@@ -192,7 +194,10 @@ impl Report for ItemsReport {
     }
 }
 
-async fn get(mut client: KeyValueServiceClient<Channel>, args: GetArgs) -> Result<ItemsReport> {
+async fn get(
+    mut client: KeyValueServiceClient<connect::Conn>,
+    args: GetArgs,
+) -> Result<ItemsReport> {
     let selection = args.selection.to_selection();
     let mut items = Vec::new();
     let mut pages = Pages::default();
@@ -232,7 +237,7 @@ impl Report for DeleteReport {
 }
 
 async fn delete(
-    mut client: KeyValueServiceClient<Channel>,
+    mut client: KeyValueServiceClient<connect::Conn>,
     args: DeleteArgs,
 ) -> Result<DeleteReport> {
     let response = client
@@ -267,7 +272,10 @@ impl Report for ScanReport {
     }
 }
 
-async fn scan(mut client: KeyValueServiceClient<Channel>, args: ScanArgs) -> Result<ScanReport> {
+async fn scan(
+    mut client: KeyValueServiceClient<connect::Conn>,
+    args: ScanArgs,
+) -> Result<ScanReport> {
     let limit = args
         .limit
         .map_or(usize::MAX, |n| usize::try_from(n).unwrap_or(usize::MAX));

@@ -1,6 +1,6 @@
 //! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items,
 //! checks the health of a running proxy and explains how its namespaces
-//! are served, over gRPC.
+//! are served, over gRPC, and logs in to the proxy's OpenID Connect issuer.
 //!
 //! Exit codes: 0 on success, 1 on any failure (a gRPC error, an unreachable
 //! proxy, a service that is not serving), 2 on a usage error.
@@ -11,11 +11,14 @@ mod connect;
 mod errors;
 mod health;
 mod kv;
+mod login;
 mod namespace;
 mod output;
 mod pages;
 mod selection;
+mod token_cache;
 mod ttl;
+mod whoami;
 
 use std::process::ExitCode;
 
@@ -28,9 +31,8 @@ use crate::output::OutputFormat;
 #[derive(Debug, Parser)]
 #[command(name = "prismctl", version, about = "Operate a Prism proxy over gRPC")]
 struct Cli {
-    /// The proxy's gRPC address; `host:port` means `http://host:port`.
-    #[arg(long, global = true, env = "PRISM_ADDR", default_value = connect::DEFAULT_ADDR)]
-    addr: String,
+    #[command(flatten)]
+    target: connect::Target,
 
     /// How results are printed on stdout.
     #[arg(short, long, global = true, value_enum, default_value_t = OutputFormat::Table)]
@@ -50,6 +52,13 @@ enum Command {
     /// Inspect namespaces: `explain NAME` says which backend serves one and why.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// Log in with the OpenID Connect device flow and cache the token
+    /// (in $PRISM_CONFIG_DIR or ~/.prism/) for later commands.
+    Login(login::LoginArgs),
+    /// Remove the cached token.
+    Logout,
+    /// Show who the proxy authenticates this caller as.
+    Whoami,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -57,11 +66,16 @@ async fn main() -> ExitCode {
     // clap prints usage errors itself and exits with code 2.
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Kv(command) => kv::run(command, &cli.addr, cli.output)
+        Command::Kv(command) => kv::run(command, &cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Health => health::run(&cli.addr, cli.output).await,
-        Command::Namespace(command) => namespace::run(command, &cli.addr, cli.output)
+        Command::Health => health::run(&cli.target, cli.output).await,
+        Command::Login(args) => login::login(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Logout => login::logout().map(|()| ExitCode::SUCCESS),
+        Command::Whoami => whoami::run(&cli.target, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Namespace(command) => namespace::run(command, &cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
     };
@@ -97,7 +111,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
-        assert_eq!(cli.addr, "h:1");
+        assert_eq!(cli.target.addr, "h:1");
         let cli = parse(&["--output", "table", "health"]).unwrap();
         assert_eq!(cli.output, OutputFormat::Table);
     }

@@ -154,7 +154,11 @@ impl Explanation {
 }
 
 /// Runs a `namespace` subcommand and prints the result.
-pub async fn run(command: NamespaceCommand, addr: &str, format: OutputFormat) -> Result<()> {
+pub async fn run(
+    command: NamespaceCommand,
+    addr: &connect::Target,
+    format: OutputFormat,
+) -> Result<()> {
     let NamespaceCommand::Explain { name } = command;
     let mut client = AdminServiceClient::new(connect::connect(addr).await?);
     let response = client

@@ -4,6 +4,9 @@
 
 #![forbid(unsafe_code)]
 
+pub mod oidc;
+pub mod pki;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -12,6 +12,7 @@
 //! listeners below and the built-in demo namespaces (`demo-mem` on
 //! memstore, `demo-sqlite` on SQLite under `./data/`).
 
+mod auth;
 mod namespace;
 pub mod needs;
 
@@ -21,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
 pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig};
 pub use needs::{BackendCatalog, Needs, Selection};
 
@@ -148,6 +150,8 @@ pub struct ProxyFile {
     /// External stores that namespaces stating `needs` may be placed on.
     /// Default: none (such namespaces go to memstore or SQLite).
     pub backends: BackendCatalog,
+    /// Authentication and listener TLS; off by default.
+    pub auth: AuthFile,
 }
 
 impl Default for ProxyFile {
@@ -159,6 +163,7 @@ impl Default for ProxyFile {
             shutdown_grace_secs: 30,
             log: LogConfig::default(),
             backends: BackendCatalog::default(),
+            auth: AuthFile::default(),
         }
     }
 }
@@ -171,6 +176,7 @@ pub struct ProxyConfig {
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
     pub namespaces: Vec<NamespaceConfig>,
+    pub auth: AuthConfig,
     /// Where the namespaces came from, for logs.
     pub source: String,
     /// `backends` of `prism.yaml`; the namespaces above were resolved
@@ -192,6 +198,7 @@ impl Default for ProxyConfig {
             namespaces: Vec::new(),
             source: "built in code".to_string(),
             backends: file.backends,
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -290,7 +297,9 @@ impl ProxyConfig {
                 "must differ from listeners.grpc",
             ));
         }
+        let auth = file.auth.validate(shown, resolve)?;
         Ok(ProxyConfig {
+            auth,
             listeners: file.listeners,
             data_dir: resolve(&file.data_dir),
             shutdown_grace_secs: file.shutdown_grace_secs,

@@ -68,6 +68,7 @@ fn as_user(subject: &str, groups: &[&str]) -> Principal {
         groups: groups.iter().map(|g| g.to_string()).collect(),
         scopes: Vec::new(),
         method: AuthMethod::Jwt,
+        expires_at: None,
     }
 }
 
