@@ -1,11 +1,12 @@
-//! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items and
-//! checks the health of a running proxy over gRPC.
+//! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items,
+//! checks the health of a running proxy and tails its audit log over gRPC.
 //!
 //! Exit codes: 0 on success, 1 on any failure (a gRPC error, an unreachable
 //! proxy, a service that is not serving), 2 on a usage error.
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod connect;
 mod errors;
 mod health;
@@ -19,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::audit::AuditCommand;
 use crate::kv::KvCommand;
 use crate::output::OutputFormat;
 
@@ -44,6 +46,9 @@ enum Command {
     Kv(KvCommand),
     /// Check the proxy's gRPC health service; fails unless it is serving.
     Health,
+    /// Read the proxy's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -55,6 +60,9 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Health => health::run(&cli.addr, cli.output).await,
+        Command::Audit(command) => audit::run(command, &cli.addr, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| errors::report(&err))
 }
@@ -130,6 +138,23 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = parse(&["kv", "scan", "--namespace", "n", "--limit", "0"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn audit_tail_takes_filters_follow_and_a_count() {
+        let cli = parse(&["audit", "tail", "--namespace", "x", "-f", "-n", "5"]).unwrap();
+        let Command::Audit(AuditCommand::Tail(args)) = cli.command else {
+            panic!("audit tail")
+        };
+        assert_eq!(args.namespace.as_deref(), Some("x"));
+        assert!(args.follow);
+        assert_eq!(args.lines, 5);
+        let cli = parse(&["audit", "tail"]).unwrap();
+        let Command::Audit(AuditCommand::Tail(args)) = cli.command else {
+            panic!("audit tail")
+        };
+        assert!(!args.follow && args.namespace.is_none());
+        assert_eq!(args.lines, 20);
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! listeners below and the built-in demo namespaces (`demo-mem` on
 //! memstore, `demo-sqlite` on SQLite under `./data/`).
 
+mod audit;
 mod namespace;
 
 use std::fmt;
@@ -18,7 +19,13 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig};
+pub use audit::{
+    AuditConfig, AuditFile, AuditPolicy, FileSinkConfig, FileSinkFile, NamespaceAudit,
+    NatsSinkConfig, SinkConfig, SinkKind,
+};
+pub use namespace::{
+    BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig, validate_name,
+};
 
 /// A configuration error: which file, which field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,6 +148,8 @@ pub struct ProxyFile {
     /// How long shutdown waits for in-flight calls. Default 30.
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
+    /// The audit log's sink and queue; see `docs-cms/configuration.md`.
+    pub audit: AuditFile,
 }
 
 impl Default for ProxyFile {
@@ -151,6 +160,7 @@ impl Default for ProxyFile {
             data_dir: PathBuf::from("data"),
             shutdown_grace_secs: 30,
             log: LogConfig::default(),
+            audit: AuditFile::default(),
         }
     }
 }
@@ -162,6 +172,7 @@ pub struct ProxyConfig {
     pub data_dir: PathBuf,
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
+    pub audit: AuditConfig,
     pub namespaces: Vec<NamespaceConfig>,
     /// Where the namespaces came from, for logs.
     pub source: String,
@@ -251,7 +262,9 @@ impl ProxyConfig {
                 "must differ from listeners.grpc",
             ));
         }
+        let audit = file.audit.validate(shown, &resolve)?;
         Ok(ProxyConfig {
+            audit,
             listeners: file.listeners,
             data_dir: resolve(&file.data_dir),
             shutdown_grace_secs: file.shutdown_grace_secs,

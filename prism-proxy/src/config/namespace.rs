@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use super::{ConfigError, parse_yaml};
+use super::{ConfigError, NamespaceAudit, parse_yaml};
 
 /// The data access layer a namespace serves.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
@@ -123,6 +123,9 @@ pub struct NamespaceConfig {
     pub backend: BackendSpec,
     #[serde(default)]
     pub limits: Limits,
+    /// Audit policy and key form; default `block`, hashed ids and keys.
+    #[serde(default)]
+    pub audit: NamespaceAudit,
     /// The file this namespace was read from, for error messages.
     #[serde(skip)]
     pub source: String,

@@ -1,6 +1,7 @@
 //! `prism.keyvalue.v1.KeyValueService`: validates each request against its
 //! namespace, routes it to the namespace's backend, and maps the result.
-//! Metrics and logging wrap every RPC in one place ([`observe`]).
+//! Metrics, logging and the audit record wrap every RPC in one place
+//! ([`KvService::observe`]).
 
 mod validate;
 
@@ -15,6 +16,7 @@ use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, AuditLog, AuditedResponse};
 use crate::error::ProxyError;
 use crate::metrics;
 use crate::registry::{Namespace, Registry};
@@ -24,11 +26,12 @@ use validate::Check;
 #[derive(Clone)]
 pub struct KvService {
     registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
 }
 
 impl KvService {
-    pub fn new(registry: Arc<Registry>) -> Self {
-        KvService { registry }
+    pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
+        KvService { registry, audit }
     }
 
     fn namespace(&self, name: &str) -> Result<Arc<Namespace>, ProxyError> {
@@ -37,32 +40,55 @@ impl KvService {
     }
 }
 
-/// Runs one RPC body, recording its outcome and latency per namespace,
-/// method and status.
-async fn observe<T>(
-    method: &'static str,
-    namespace: &str,
-    body: impl Future<Output = Result<T, ProxyError>>,
-) -> Result<Response<T>, Status> {
-    let start = Instant::now();
-    let result = body.await;
-    let code = result
-        .as_ref()
-        .map_or_else(ProxyError::code, |_| tonic::Code::Ok);
-    // Unknown names are not used as labels: they would grow without bound.
-    let label = match &result {
-        Err(ProxyError::NamespaceNotFound { .. }) => metrics::UNKNOWN_NAMESPACE,
-        _ if namespace.is_empty() => metrics::UNKNOWN_NAMESPACE,
-        _ => namespace,
-    };
-    metrics::record_request(label, method, code, start.elapsed());
-    if let Err(e) = &result
-        && matches!(code, tonic::Code::Internal | tonic::Code::Unavailable)
-    {
-        tracing::warn!(namespace = label, method, code = ?code, error = %e, "request failed");
+impl KvService {
+    /// Runs one RPC body, recording its outcome and latency per namespace,
+    /// method and status, and writing the call's audit record (waiting
+    /// for it under the namespace's `block` policy; if the record cannot
+    /// be written the call fails with UNAVAILABLE).
+    async fn observe<T: AuditedResponse>(
+        &self,
+        call: audit::Call,
+        body: impl Future<Output = Result<T, ProxyError>>,
+    ) -> Result<Response<T>, Status> {
+        let method = call.method;
+        let start = Instant::now();
+        let result = body.await;
+        let mut code = result
+            .as_ref()
+            .map_or_else(ProxyError::code, |_| tonic::Code::Ok);
+        // Unknown names are not used as labels: they would grow without bound.
+        let ns = self.registry.lookup(call.namespace()).ok();
+        let label = ns
+            .as_ref()
+            .map_or(metrics::UNKNOWN_NAMESPACE, |ns| ns.config.name.as_str());
+        let audited = self
+            .audit
+            .finish(
+                call,
+                DAL,
+                ns.as_ref().map(|ns| &ns.config.audit),
+                code,
+                result.as_ref().ok().map(|r| r as &dyn AuditedResponse),
+            )
+            .await;
+        if let Err(e) = audited {
+            code = tonic::Code::Unavailable;
+            metrics::record_request(label, method, code, start.elapsed());
+            tracing::warn!(namespace = label, method, error = %e, "call refused: no audit record");
+            return Err(e.into());
+        }
+        metrics::record_request(label, method, code, start.elapsed());
+        if let Err(e) = &result
+            && matches!(code, tonic::Code::Internal | tonic::Code::Unavailable)
+        {
+            tracing::warn!(namespace = label, method, code = ?code, error = %e, "request failed");
+        }
+        result.map(Response::new).map_err(Status::from)
     }
-    result.map(Response::new).map_err(Status::from)
 }
+
+/// The DAL in audit records.
+const DAL: &str = "keyvalue";
 
 fn decode_token(token: &str, fingerprint: u64) -> Result<Option<Cursor>, ProxyError> {
     if token.is_empty() {
@@ -77,9 +103,9 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let call = self.audit.call("Put", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Put", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.namespace(&req.namespace)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
@@ -106,9 +132,9 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
+        let call = self.audit.call("Get", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Get", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.namespace(&req.namespace)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
@@ -140,9 +166,9 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let call = self.audit.call("Delete", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Delete", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.namespace(&req.namespace)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
@@ -158,9 +184,9 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
+        let call = self.audit.call("Scan", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Scan", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.namespace(&req.namespace)?;
             let check = Check(&ns);
             check.capability(Capability::Scan, "Scan")?;
@@ -186,9 +212,9 @@ impl KeyValueService for KvService {
         &self,
         request: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
+        let call = self.audit.call("Mutate", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Mutate", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.namespace(&req.namespace)?;
             let check = Check(&ns);
             check.capability(Capability::Transactions, "Mutate")?;

@@ -618,6 +618,7 @@ async fn main() -> Result<()> {
         data_dir: data.path().join("proxy"),
         shutdown_grace_secs: 5,
         log: LogConfig::default(),
+        audit: prism_proxy::config::AuditConfig::default(),
         namespaces: configs,
         source: "prism-load".into(),
     };
