@@ -18,7 +18,7 @@ pub enum Sink {
     /// Blocking I/O, run on the blocking pool (a mutex only to move it
     /// there; the writer is its only user).
     File(Arc<Mutex<FileSink>>),
-    Nats(NatsSink),
+    Nats(Box<NatsSink>),
 }
 
 fn with_file<T: Send + 'static>(

@@ -262,7 +262,7 @@ impl ProxyConfig {
                 "must differ from listeners.grpc",
             ));
         }
-        let audit = file.audit.validate(shown, &resolve)?;
+        let audit = file.audit.validate(shown, resolve)?;
         Ok(ProxyConfig {
             audit,
             listeners: file.listeners,
