@@ -325,7 +325,8 @@ fn unique(prefix: &str) -> String {
 #[tokio::test]
 async fn the_nats_sink_publishes_per_namespace_and_waits_for_jetstream() {
     use tokio_stream::StreamExt as _;
-    let url = "nats://127.0.0.1:4222";
+    let url = std::env::var("PRISM_TEST_NATS_URL").unwrap_or("nats://127.0.0.1:4222".into());
+    let url = url.as_str();
     let prefix = format!("prism.audit.test.{}", unique("t"));
     let dir = tempfile::tempdir().unwrap();
     let config = AuditFile {
