@@ -46,6 +46,7 @@ pub fn install() -> PrometheusHandle {
                 metrics::Unit::Seconds,
                 "Data API request latency by namespace, method and status"
             );
+            crate::audit::describe_metrics();
             handle
         })
         .clone()

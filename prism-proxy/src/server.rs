@@ -17,6 +17,7 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
 use crate::admin::{self, AdminState};
+use crate::audit::{AuditError, AuditLog};
 use crate::auth::{AuthLayer, Authenticator, SetupError};
 use crate::config::{ConfigError, ProxyConfig};
 use crate::inflight::{InFlight, InFlightLayer};
@@ -43,6 +44,8 @@ pub enum StartError {
     Auth(#[from] SetupError),
     #[error("TLS on the gRPC listener: {0}")]
     Tls(String),
+    #[error("{0}")]
+    Audit(#[from] AuditError),
     #[error("building the gRPC reflection service: {0}")]
     Reflection(String),
 }
@@ -54,6 +57,7 @@ pub struct RunningProxy {
     /// The bound admin HTTP address.
     pub admin_addr: SocketAddr,
     registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
     admin: Arc<AdminState>,
     health: HealthReporter,
     grpc_stop: oneshot::Sender<()>,
@@ -77,6 +81,7 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
 /// Opens every namespace's backend, binds both listeners and starts
 /// serving. Returns once the proxy is ready.
 pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
+    let audit = AuditLog::start(&config.audit, &config.data_dir).await?;
     let registry = Arc::new(
         Registry::open(
             &config.namespaces,
@@ -105,7 +110,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
 
     let max = config.listeners.max_message_bytes;
     let kv = KeyValueServiceServer::new(
-        KvService::new(registry.clone()).with_auth_enabled(config.auth.enabled),
+        KvService::new(registry.clone(), audit.clone()).with_auth_enabled(config.auth.enabled),
     )
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
@@ -135,7 +140,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
-            .add_service(AdminServiceServer::new(AdminApi::new(registry.clone())))
+            .add_service(AdminServiceServer::new(AdminApi::new(
+                registry.clone(),
+                audit.clone(),
+            )))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
                 grpc_stopped.await.ok();
             }),
@@ -166,6 +174,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         grpc_addr,
         admin_addr,
         registry,
+        audit,
         admin,
         health,
         grpc_stop,
@@ -214,10 +223,16 @@ impl RunningProxy {
         &self.registry
     }
 
+    /// The audit log.
+    pub fn audit(&self) -> &Arc<AuditLog> {
+        &self.audit
+    }
+
     /// Drains and stops: readiness and gRPC health turn to not-serving, the
-    /// gRPC listener stops accepting, in-flight calls finish (up to the
-    /// grace period), then every backend is closed and the admin listener
-    /// stops.
+    /// gRPC listener stops accepting (audit tail followers end), in-flight
+    /// calls finish (up to the grace period), the audit log writes and
+    /// fsyncs what is queued, then every backend is closed and the admin
+    /// listener stops.
     pub async fn shutdown(self) {
         tracing::info!(grace_secs = self.grace.as_secs(), "draining");
         self.admin.ready.store(false, Ordering::Release);
@@ -228,6 +243,7 @@ impl RunningProxy {
             .set_service_status("", ServingStatus::NotServing)
             .await;
         let _ = self.grpc_stop.send(());
+        self.audit.tail().close();
         // The listener now refuses new connections and tells clients to go
         // away. Wait until the server ends by itself (every connection
         // closed) or no call is in flight any more, whichever is first;
@@ -258,6 +274,7 @@ impl RunningProxy {
         {
             grpc_task.abort();
         }
+        self.audit.close().await;
         self.registry.close_all().await;
         let _ = self.admin_stop.send(());
         if let Ok(Err(e)) = self.admin_task.await {

@@ -1,12 +1,14 @@
 //! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items,
-//! checks the health of a running proxy and explains how its namespaces
-//! are served, over gRPC, and logs in to the proxy's OpenID Connect issuer.
+//! checks the health of a running proxy, explains how its namespaces are
+//! served and tails its audit log over gRPC, and logs in to the proxy's
+//! OpenID Connect issuer.
 //!
 //! Exit codes: 0 on success, 1 on any failure (a gRPC error, an unreachable
 //! proxy, a service that is not serving), 2 on a usage error.
 
 #![forbid(unsafe_code)]
 
+mod audit;
 mod connect;
 mod errors;
 mod health;
@@ -24,6 +26,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::audit::AuditCommand;
 use crate::kv::KvCommand;
 use crate::namespace::NamespaceCommand;
 use crate::output::OutputFormat;
@@ -59,6 +62,9 @@ enum Command {
     Logout,
     /// Show who the proxy authenticates this caller as.
     Whoami,
+    /// Read the proxy's audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -76,6 +82,9 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Namespace(command) => namespace::run(command, &cli.target, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Audit(command) => audit::run(command, &cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
     };
@@ -164,6 +173,23 @@ mod tests {
         assert_eq!(err.exit_code(), 2);
         let err = parse(&["kv", "scan", "--namespace", "n", "--limit", "0"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::ValueValidation);
+    }
+
+    #[test]
+    fn audit_tail_takes_filters_follow_and_a_count() {
+        let cli = parse(&["audit", "tail", "--namespace", "x", "-f", "-n", "5"]).unwrap();
+        let Command::Audit(AuditCommand::Tail(args)) = cli.command else {
+            panic!("audit tail")
+        };
+        assert_eq!(args.namespace.as_deref(), Some("x"));
+        assert!(args.follow);
+        assert_eq!(args.lines, 5);
+        let cli = parse(&["audit", "tail"]).unwrap();
+        let Command::Audit(AuditCommand::Tail(args)) = cli.command else {
+            panic!("audit tail")
+        };
+        assert!(!args.follow && args.namespace.is_none());
+        assert_eq!(args.lines, 20);
     }
 
     #[test]

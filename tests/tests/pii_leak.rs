@@ -365,6 +365,12 @@ async fn seeded_pii_never_reaches_logs_audit_or_masked_responses() {
         searched.iter().any(|n| n.ends_with(".log")),
         "the proxy log was searched: {files:?}"
     );
+    assert!(
+        searched
+            .iter()
+            .any(|n| n.starts_with("audit") && n.contains(".jsonl")),
+        "the audit file was searched: {files:?}"
+    );
     for needle in seeds.needles() {
         assert!(
             !seen.contains(&needle),

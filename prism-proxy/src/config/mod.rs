@@ -12,6 +12,7 @@
 //! listeners below and the built-in demo namespaces (`demo-mem` on
 //! memstore, `demo-sqlite` on SQLite under `./data/`).
 
+mod audit;
 mod auth;
 mod namespace;
 pub mod needs;
@@ -22,8 +23,14 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use audit::{
+    AuditConfig, AuditFile, AuditPolicy, FileSinkConfig, FileSinkFile, NamespaceAudit,
+    NatsSinkConfig, SinkConfig, SinkKind,
+};
 pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
-pub use namespace::{BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig};
+pub use namespace::{
+    BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig, validate_name,
+};
 pub use needs::{BackendCatalog, Needs, Selection};
 
 /// A configuration error: which file, which field, what is wrong.
@@ -152,6 +159,8 @@ pub struct ProxyFile {
     pub backends: BackendCatalog,
     /// Authentication and listener TLS; off by default.
     pub auth: AuthFile,
+    /// The audit log's sink and queue; see `docs-cms/configuration.md`.
+    pub audit: AuditFile,
 }
 
 impl Default for ProxyFile {
@@ -164,6 +173,7 @@ impl Default for ProxyFile {
             log: LogConfig::default(),
             backends: BackendCatalog::default(),
             auth: AuthFile::default(),
+            audit: AuditFile::default(),
         }
     }
 }
@@ -175,6 +185,7 @@ pub struct ProxyConfig {
     pub data_dir: PathBuf,
     pub shutdown_grace_secs: u64,
     pub log: LogConfig,
+    pub audit: AuditConfig,
     pub namespaces: Vec<NamespaceConfig>,
     pub auth: AuthConfig,
     /// Where the namespaces came from, for logs.
@@ -199,6 +210,7 @@ impl Default for ProxyConfig {
             source: "built in code".to_string(),
             backends: file.backends,
             auth: AuthConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -298,8 +310,10 @@ impl ProxyConfig {
             ));
         }
         let auth = file.auth.validate(shown, resolve)?;
+        let audit = file.audit.validate(shown, resolve)?;
         Ok(ProxyConfig {
             auth,
+            audit,
             listeners: file.listeners,
             data_dir: resolve(&file.data_dir),
             shutdown_grace_secs: file.shutdown_grace_secs,

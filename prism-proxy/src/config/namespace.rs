@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 
 use super::needs::{self, BackendCatalog, Needs, Selection};
-use super::{ConfigError, parse_yaml};
+use super::{ConfigError, NamespaceAudit, parse_yaml};
 use crate::policy::PolicyConfig;
 use crate::schema::{Schema, SchemaConfig};
 
@@ -147,6 +147,9 @@ pub struct NamespaceConfig {
     /// Who may read, write, administer and see PII; see [`crate::policy`].
     #[serde(default)]
     pub policy: Option<PolicyConfig>,
+    /// Audit policy and key form; default `block`, hashed ids and keys.
+    #[serde(default)]
+    pub audit: NamespaceAudit,
     /// The file this namespace was read from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -222,6 +225,20 @@ impl NamespaceConfig {
                         "{chosen} {:?} but the schema's message {} asks for backend {wanted:?} \
                          (option prism.options.v1.backend); change one of them",
                         ns.backend.kind,
+                        schema.message_name()
+                    ),
+                ));
+            }
+            if ns.audit.policy == super::AuditPolicy::Drop
+                && let Some(field) = schema.fields().iter().find(|f| f.access_audit)
+            {
+                return Err(ConfigError::new(
+                    file,
+                    "audit.policy",
+                    format!(
+                        "is drop, but field `{}` of {} is marked access_audit, which needs \
+                         every access recorded; set audit.policy: block",
+                        field.path,
                         schema.message_name()
                     ),
                 ));

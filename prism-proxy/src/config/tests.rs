@@ -204,6 +204,21 @@ fn schema_and_policy_errors_name_the_field() {
     let err = parse("schema:\n  proto: p.proto\n  message: acme.users.v1.Order\n  encoding: xml\n")
         .unwrap_err();
     assert_eq!(err.field, "schema.encoding");
+    std::fs::write(
+        dir.path().join("q.proto"),
+        crate::schema::tests::PROFILE
+            .replace("option (prism.options.v1.backend) = \"postgres\";", ""),
+    )
+    .unwrap();
+    let err = parse(
+        "schema:\n  proto: q.proto\n  message: acme.users.v1.UserProfile\naudit:\n  policy: drop\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "audit.policy");
+    assert!(err.message.contains("`ssn`"), "{err}");
+    assert!(err.message.contains("access_audit"), "{err}");
+    parse("schema:\n  proto: q.proto\n  message: acme.users.v1.UserProfile\naudit:\n  policy: block\n")
+        .unwrap();
     let err = parse("policy:\n  read: [\"alice\"]\n").unwrap_err();
     assert_eq!(err.field, "policy.read[0]");
     let ok = parse(
@@ -224,4 +239,80 @@ fn the_profiles_example_loads() {
     let schema = namespaces[0].compiled_schema.as_ref().unwrap();
     assert_eq!(schema.message_name(), "acme.users.v1.UserProfile");
     assert!(schema.has_pii());
+}
+
+fn load_with_audit(audit: &str) -> Result<ProxyConfig, ConfigError> {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("ns")).unwrap();
+    write(
+        dir.path(),
+        "prism.yaml",
+        &format!("namespaces:\n  dir: ns\naudit:\n{audit}"),
+    );
+    ProxyConfig::load(&dir.path().join("prism.yaml"))
+}
+
+#[test]
+fn audit_defaults_to_a_file_under_the_data_dir_and_block() {
+    let cfg = ProxyConfig::embedded_default().unwrap();
+    let SinkConfig::File(file) = &cfg.audit.sink else {
+        panic!("file sink by default")
+    };
+    assert_eq!(
+        file.path(Path::new("/d")),
+        Path::new("/d/audit/audit.jsonl")
+    );
+    assert_eq!(
+        cfg.audit.hash_key_path(Path::new("/d")),
+        Path::new("/d/audit/hash.key")
+    );
+    assert_eq!(file.keep, 10);
+    assert_eq!(cfg.namespaces[0].audit.policy, AuditPolicy::Block);
+    assert!(!cfg.namespaces[0].audit.clear_keys);
+}
+
+#[test]
+fn audit_settings_are_strict_and_name_the_field() {
+    let cfg = load_with_audit("  sink: nats\n  nats:\n    subject_prefix: a.b\n").unwrap();
+    assert!(matches!(&cfg.audit.sink, SinkConfig::Nats(n) if n.subject_prefix == "a.b"));
+
+    let err = load_with_audit("  file:\n    max_byte: 10\n").unwrap_err();
+    assert!(err.field.starts_with("audit.file"), "{err}");
+    assert!(err.message.contains("unknown field `max_byte`"), "{err}");
+    let err = load_with_audit("  sink: nats\n  file: {keep: 2}\n").unwrap_err();
+    assert_eq!(err.field, "audit.file");
+    assert!(err.message.contains("only to audit.sink file"), "{err}");
+    let err = load_with_audit("  sink: nats\n").unwrap_err();
+    assert_eq!(err.field, "audit.nats");
+    let err = load_with_audit("  sink: nats\n  nats: {subject_prefix: 'a.*'}\n").unwrap_err();
+    assert_eq!(err.field, "audit.nats.subject_prefix");
+    let err = load_with_audit("  file: {keep: 0}\n").unwrap_err();
+    assert_eq!(err.field, "audit.file.keep");
+    let err = load_with_audit("  sink: kafka\n").unwrap_err();
+    assert_eq!(err.field, "audit.sink");
+    assert!(
+        err.message.contains("file") && err.message.contains("nats"),
+        "{err}"
+    );
+}
+
+#[test]
+fn namespace_audit_policy_is_checked() {
+    let ns = NamespaceConfig::parse(
+        "x.yaml",
+        "name: x\ndal: keyvalue\nbackend: {kind: memstore}\naudit: {policy: drop, clear_keys: true}\n",
+    )
+    .unwrap();
+    assert_eq!(ns.audit.policy, AuditPolicy::Drop);
+    assert!(ns.audit.clear_keys);
+    let err = NamespaceConfig::parse(
+        "x.yaml",
+        "name: x\ndal: keyvalue\nbackend: {kind: memstore}\naudit: {policy: sometimes}\n",
+    )
+    .unwrap_err();
+    assert_eq!(err.field, "audit.policy");
+    assert!(
+        err.message.contains("block") && err.message.contains("drop"),
+        "{err}"
+    );
 }

@@ -1,6 +1,7 @@
 //! `prism.keyvalue.v1.KeyValueService`: validates each request against its
 //! namespace, routes it to the namespace's backend, and maps the result.
-//! Metrics and logging wrap every RPC in one place ([`observe`]).
+//! Metrics, logging and the audit record wrap every RPC in one place
+//! ([`KvService::observe`]).
 
 mod validate;
 
@@ -15,6 +16,7 @@ use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
 use tonic::{Request, Response, Status};
 
+use crate::audit::{self, AuditLog, AuditedResponse, PiiField, PiiSlot};
 use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::metrics;
@@ -27,15 +29,17 @@ use validate::Check;
 #[derive(Clone)]
 pub struct KvService {
     registry: Arc<Registry>,
+    audit: Arc<AuditLog>,
     /// Whether callers are authenticated; decides what a namespace without
     /// a policy allows (see [`crate::policy`]).
     auth_enabled: bool,
 }
 
 impl KvService {
-    pub fn new(registry: Arc<Registry>) -> Self {
+    pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
         KvService {
             registry,
+            audit,
             auth_enabled: false,
         }
     }
@@ -87,6 +91,7 @@ impl KvService {
             schema,
             clear,
             masked_fields: Vec::new(),
+            returned: false,
         }
     }
 }
@@ -106,6 +111,8 @@ struct Reveal {
     clear: bool,
     /// PII fields masked in this response, for the audit record.
     masked_fields: Vec<String>,
+    /// Whether any value was returned.
+    returned: bool,
 }
 
 impl Reveal {
@@ -134,36 +141,94 @@ impl Reveal {
     fn items(&mut self, items: &mut [pb::Item]) {
         for item in items {
             self.value(&mut item.value);
+            self.returned |= !item.value.is_empty();
         }
+    }
+
+    /// Tells the audit record which PII fields the caller received and
+    /// whether masked: the masked ones, or (in clear) every PII field the
+    /// schema declares, once any value was returned.
+    fn report(self, slot: &PiiSlot) {
+        let Some(schema) = &self.schema else {
+            return;
+        };
+        let fields: Vec<PiiField> = if self.clear {
+            if !self.returned {
+                return;
+            }
+            schema
+                .fields()
+                .iter()
+                .filter(|f| f.pii.is_some())
+                .map(|f| PiiField {
+                    field: f.path.clone(),
+                    masked: false,
+                })
+                .collect()
+        } else {
+            self.masked_fields
+                .into_iter()
+                .map(|field| PiiField {
+                    field,
+                    masked: true,
+                })
+                .collect()
+        };
+        slot.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(fields);
     }
 }
 
-/// Runs one RPC body, recording its outcome and latency per namespace,
-/// method and status.
-async fn observe<T>(
-    method: &'static str,
-    namespace: &str,
-    body: impl Future<Output = Result<T, ProxyError>>,
-) -> Result<Response<T>, Status> {
-    let start = Instant::now();
-    let result = body.await;
-    let code = result
-        .as_ref()
-        .map_or_else(ProxyError::code, |_| tonic::Code::Ok);
-    // Unknown names are not used as labels: they would grow without bound.
-    let label = match &result {
-        Err(ProxyError::NamespaceNotFound { .. }) => metrics::UNKNOWN_NAMESPACE,
-        _ if namespace.is_empty() => metrics::UNKNOWN_NAMESPACE,
-        _ => namespace,
-    };
-    metrics::record_request(label, method, code, start.elapsed());
-    if let Err(e) = &result
-        && matches!(code, tonic::Code::Internal | tonic::Code::Unavailable)
-    {
-        tracing::warn!(namespace = label, method, code = ?code, error = %e, "request failed");
+impl KvService {
+    /// Runs one RPC body, recording its outcome and latency per namespace,
+    /// method and status, and writing the call's audit record (waiting
+    /// for it under the namespace's `block` policy; if the record cannot
+    /// be written the call fails with UNAVAILABLE).
+    async fn observe<T: AuditedResponse>(
+        &self,
+        call: audit::Call,
+        body: impl Future<Output = Result<T, ProxyError>>,
+    ) -> Result<Response<T>, Status> {
+        let method = call.method;
+        let start = Instant::now();
+        let result = body.await;
+        let mut code = result
+            .as_ref()
+            .map_or_else(ProxyError::code, |_| tonic::Code::Ok);
+        // Unknown names are not used as labels: they would grow without bound.
+        let ns = self.registry.lookup(call.namespace()).ok();
+        let label = ns
+            .as_ref()
+            .map_or(metrics::UNKNOWN_NAMESPACE, |ns| ns.config.name.as_str());
+        let audited = self
+            .audit
+            .finish(
+                call,
+                DAL,
+                ns.as_ref().map(|ns| &ns.config.audit),
+                code,
+                result.as_ref().ok().map(|r| r as &dyn AuditedResponse),
+            )
+            .await;
+        if let Err(e) = audited {
+            code = tonic::Code::Unavailable;
+            metrics::record_request(label, method, code, start.elapsed());
+            tracing::warn!(namespace = label, method, error = %e, "call refused: no audit record");
+            return Err(e.into());
+        }
+        metrics::record_request(label, method, code, start.elapsed());
+        if let Err(e) = &result
+            && matches!(code, tonic::Code::Internal | tonic::Code::Unavailable)
+        {
+            tracing::warn!(namespace = label, method, code = ?code, error = %e, "request failed");
+        }
+        result.map(Response::new).map_err(Status::from)
     }
-    result.map(Response::new).map_err(Status::from)
 }
+
+/// The DAL in audit records.
+const DAL: &str = "keyvalue";
 
 fn decode_token(token: &str, fingerprint: u64) -> Result<Option<Cursor>, ProxyError> {
     if token.is_empty() {
@@ -179,9 +244,9 @@ impl KeyValueService for KvService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let principal = caller(&request);
+        let call = self.audit.call("Put", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Put", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
@@ -209,9 +274,10 @@ impl KeyValueService for KvService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let principal = caller(&request);
+        let call = self.audit.call("Get", &request);
+        let pii = call.pii.clone();
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Get", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
@@ -232,7 +298,9 @@ impl KeyValueService for KvService {
                 )
                 .await?;
             let mut items: Vec<pb::Item> = page.items.into_iter().map(convert::item).collect();
-            self.reveal(&ns, &principal).items(&mut items);
+            let mut reveal = self.reveal(&ns, &principal);
+            reveal.items(&mut items);
+            reveal.report(&pii);
             Ok(pb::GetResponse {
                 items,
                 next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
@@ -246,9 +314,9 @@ impl KeyValueService for KvService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let principal = caller(&request);
+        let call = self.audit.call("Delete", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Delete", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
             let check = Check(&ns);
             check.id("id", &req.id)?;
@@ -265,9 +333,10 @@ impl KeyValueService for KvService {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let principal = caller(&request);
+        let call = self.audit.call("Scan", &request);
+        let pii = call.pii.clone();
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Scan", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
             let check = Check(&ns);
             check.capability(Capability::Scan, "Scan")?;
@@ -286,6 +355,7 @@ impl KeyValueService for KvService {
             for record in &mut records {
                 reveal.items(&mut record.items);
             }
+            reveal.report(&pii);
             Ok(pb::ScanResponse {
                 records,
                 next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
@@ -299,9 +369,9 @@ impl KeyValueService for KvService {
         request: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
         let principal = caller(&request);
+        let call = self.audit.call("Mutate", &request);
         let req = request.into_inner();
-        let namespace = req.namespace.clone();
-        observe("Mutate", &namespace, async move {
+        self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
             let check = Check(&ns);
             check.capability(Capability::Transactions, "Mutate")?;

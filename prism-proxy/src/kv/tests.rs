@@ -10,7 +10,9 @@ use prost_reflect::DynamicMessage;
 use tonic::{Code, Request};
 
 use super::KvService;
+use crate::audit::{AuditLog, TailFilter};
 use crate::auth::{AuthMethod, Principal};
+use crate::config::AuditConfig;
 use crate::config::NamespaceConfig;
 use crate::registry::Registry;
 use crate::resolver::Resolver;
@@ -19,6 +21,7 @@ use crate::schema::tests::{JANE, PROFILE};
 struct Fixture {
     _dir: tempfile::TempDir,
     service: KvService,
+    audit: Arc<AuditLog>,
     message: prost_reflect::MessageDescriptor,
 }
 
@@ -55,9 +58,13 @@ async fn fixture(encoding: &str, policy: &str) -> Fixture {
     )
     .await
     .unwrap();
+    let audit = AuditLog::start(&AuditConfig::default(), dir.path())
+        .await
+        .unwrap();
     Fixture {
         _dir: dir,
-        service: KvService::new(Arc::new(registry)).with_auth_enabled(true),
+        service: KvService::new(Arc::new(registry), audit.clone()).with_auth_enabled(true),
+        audit,
         message,
     }
 }
@@ -291,7 +298,7 @@ async fn with_auth_enabled_a_namespace_without_policy_denies_everyone() {
     assert!(err.message().contains("has no policy"), "{}", err.message());
     // Without authentication the same namespace serves the anonymous caller,
     // PII included (the local embedded default).
-    let open = KvService::new(f.service.registry.clone());
+    let open = KvService::new(f.service.registry.clone(), f.audit.clone());
     let anonymous = Principal::anonymous();
     let put = pb::PutRequest {
         namespace: "profiles".into(),
@@ -318,4 +325,44 @@ async fn with_auth_enabled_a_namespace_without_policy_denies_everyone() {
         .into_inner()
         .items;
     assert_eq!(f.decode(&items[0].value)["email"], "jane.doe@example.com");
+}
+
+#[tokio::test]
+async fn audit_records_name_the_pii_fields_returned_and_whether_masked() {
+    let f = fixture("protobuf", POLICY).await;
+    f.put(&as_user("writer", &[]), "u-1", f.encode(JANE))
+        .await
+        .unwrap();
+    f.get(&as_user("reader", &[])).await.unwrap();
+    f.get(&as_user("agent", &["support"])).await.unwrap();
+    let records = |who: &str| {
+        let filter = TailFilter {
+            principal: who.into(),
+            ..Default::default()
+        };
+        f.audit.tail().snapshot(&filter, 10).0
+    };
+    let reader = records("reader");
+    assert_eq!(reader.len(), 1);
+    let fields: Vec<(&str, bool)> = reader[0]
+        .pii_fields
+        .iter()
+        .map(|p| (p.field.as_str(), p.masked))
+        .collect();
+    assert!(fields.contains(&("email", true)), "{fields:?}");
+    assert!(fields.contains(&("home.street", true)), "{fields:?}");
+    assert!(fields.iter().all(|(_, masked)| *masked), "{fields:?}");
+    let agent = records("agent");
+    assert!(
+        agent[0]
+            .pii_fields
+            .iter()
+            .any(|p| p.field == "ssn" && !p.masked),
+        "{:?}",
+        agent[0].pii_fields
+    );
+    let writer = records("writer");
+    assert!(writer[0].pii_fields.is_empty(), "a Put returns no PII");
+    let json = serde_json::to_string(&*reader[0]).unwrap();
+    assert!(!json.contains("jane"), "{json}");
 }

@@ -618,7 +618,6 @@ async fn main() -> Result<()> {
         data_dir: data.path().join("proxy"),
         shutdown_grace_secs: 5,
         namespaces: configs,
-        auth: Default::default(),
         source: "prism-load".into(),
         ..ProxyConfig::default()
     };
