@@ -140,10 +140,10 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
-            .add_service(AdminServiceServer::new(AdminApi::new(
-                registry.clone(),
-                audit.clone(),
-            )))
+            .add_service(AdminServiceServer::new(
+                AdminApi::new(registry.clone(), audit.clone())
+                    .with_auth_enabled(config.auth.enabled),
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
                 grpc_stopped.await.ok();
             }),

@@ -18,11 +18,37 @@ use crate::registry::{Namespace, Registry};
 pub struct AdminApi {
     registry: Arc<Registry>,
     audit: Arc<AuditLog>,
+    /// With authentication, audit records are shown only for namespaces
+    /// on which the caller holds `admin`.
+    auth_enabled: bool,
 }
 
 impl AdminApi {
     pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
-        AdminApi { registry, audit }
+        AdminApi {
+            registry,
+            audit,
+            auth_enabled: false,
+        }
+    }
+
+    /// Sets whether authentication is enabled on the listener.
+    pub fn with_auth_enabled(mut self, enabled: bool) -> Self {
+        self.auth_enabled = enabled;
+        self
+    }
+
+    /// Whether `principal` may see audit records of `namespace`.
+    fn may_audit(&self, principal: &crate::auth::Principal, namespace: &str) -> bool {
+        !self.auth_enabled
+            || self.registry.lookup(namespace).is_ok_and(|ns| {
+                crate::policy::allows(
+                    ns.config.policy.as_ref(),
+                    true,
+                    principal,
+                    crate::policy::Permission::Admin,
+                )
+            })
     }
 }
 
@@ -102,7 +128,20 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::TailAuditRequest>,
     ) -> Result<Response<Self::TailAuditStream>, Status> {
+        let principal = request
+            .extensions()
+            .get::<crate::auth::Principal>()
+            .cloned()
+            .unwrap_or_else(crate::auth::Principal::anonymous);
         let req = request.into_inner();
+        if !req.namespace.is_empty() && !self.may_audit(&principal, &req.namespace) {
+            return Err(Status::permission_denied(format!(
+                "principal '{}' lacks the 'admin' permission on namespace '{}', which \
+                 reading its audit records needs; an operator can grant it in policy.admin \
+                 of the namespace's configuration",
+                principal.subject, req.namespace
+            )));
+        }
         let filter = TailFilter {
             namespace: req.namespace,
             principal: req.principal,
@@ -117,6 +156,18 @@ impl AdminService for AdminApi {
         }
         let limit = req.limit.unwrap_or(DEFAULT_TAIL) as usize;
         let (recent, follower) = self.audit.tail().snapshot(&filter, limit);
+        // Only namespaces the caller administers (with authentication).
+        let visible: std::collections::HashSet<String> = self
+            .registry
+            .list()
+            .iter()
+            .map(|ns| ns.config.name.clone())
+            .filter(|name| self.may_audit(&principal, name))
+            .collect();
+        let everything = !self.auth_enabled;
+        let shown =
+            move |r: &crate::audit::AuditRecord| everything || visible.contains(&r.namespace);
+        let recent: Vec<_> = recent.into_iter().filter(|r| shown(r)).collect();
         let (tx, rx) = tokio::sync::mpsc::channel(64);
         let follow = req.follow;
         tokio::spawn(async move {
@@ -134,7 +185,7 @@ impl AdminService for AdminApi {
                     () = tx.closed() => return,
                 };
                 match next {
-                    Ok(record) if filter.matches(&record) => {
+                    Ok(record) if filter.matches(&record) && shown(&record) => {
                         if tx.send(Ok(to_pb(&record))).await.is_err() {
                             return;
                         }

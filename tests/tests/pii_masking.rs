@@ -5,6 +5,8 @@
 //! refused and nothing is stored; and each call's audit record names the
 //! PII fields returned and whether they were masked.
 
+use prism_proto::admin::v1::TailAuditRequest;
+use prism_proto::admin::v1::admin_service_client::AdminServiceClient;
 use prism_proto::keyvalue::v1 as pb;
 use prism_tests::oidc::{self, TestIssuer};
 use prism_tests::{ProxyProcess, free_addr, repo_root};
@@ -36,7 +38,7 @@ async fn readers_see_masked_pii_unless_they_hold_pii_read() {
         "name: profiles\ndal: keyvalue\nbackend:\n  kind: memstore\nschema:\n  \
          proto: user_profile.proto\n  message: acme.users.v1.UserProfile\n  encoding: json\n\
          policy:\n  write: [\"user:profile-service\"]\n  read: [\"user:dashboard\", \
-         \"group:support\"]\n  pii_read: [\"group:support\"]\n",
+         \"group:support\"]\n  pii_read: [\"group:support\"]\n  admin: [\"group:auditors\"]\n",
     )
     .unwrap();
     std::fs::write(
@@ -154,6 +156,31 @@ async fn readers_see_masked_pii_unless_they_hold_pii_read() {
     );
     assert_eq!(clear[0]["email"], "jane.doe@example.com");
     assert_eq!(clear[0]["ssn"], "123-45-6789");
+
+    // Reading the audit log of a namespace takes `admin` on it.
+    let mut admin = AdminServiceClient::connect(proxy.grpc_url()).await.unwrap();
+    let tail = |namespace: &str| TailAuditRequest {
+        namespace: namespace.into(),
+        ..Default::default()
+    };
+    let err = admin
+        .tail_audit(with_token(tail("profiles"), &dashboard))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied, "{err:?}");
+    assert!(err.message().contains("'admin'"), "{}", err.message());
+    let auditor = token("auditor-1", &["auditors"]);
+    let mut stream = admin
+        .tail_audit(with_token(tail(""), &auditor))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut tailed = 0;
+    while let Some(record) = stream.message().await.unwrap() {
+        assert_eq!(record.namespace, "profiles");
+        tailed += 1;
+    }
+    assert_eq!(tailed, 5, "the auditor sees every call on the namespace");
 
     // One audit record per call, naming the PII returned and whether masked.
     let status = proxy.terminate();
