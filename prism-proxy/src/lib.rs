@@ -22,6 +22,7 @@ pub mod resolver;
 pub mod schema;
 pub mod server;
 pub mod status;
+pub mod store;
 
 pub use config::ProxyConfig;
 pub use server::{RunningProxy, StartError, start};

@@ -77,6 +77,7 @@ fn to_pb(r: &AuditRecord) -> pb::AuditRecord {
         status: r.status.clone(),
         latency_us: r.latency_us,
         trace_id: r.trace_id.clone(),
+        config_version: 0,
     }
 }
 
@@ -122,6 +123,47 @@ async fn namespace_status(ns: &Namespace) -> pb::NamespaceStatus {
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
+    async fn list_namespaces(
+        &self,
+        _request: Request<pb::ListNamespacesRequest>,
+    ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
+        Err(Status::unimplemented(
+            "ListNamespaces is not implemented yet",
+        ))
+    }
+
+    async fn get_namespace(
+        &self,
+        _request: Request<pb::GetNamespaceRequest>,
+    ) -> Result<Response<pb::NamespaceInfo>, Status> {
+        Err(Status::unimplemented("GetNamespace is not implemented yet"))
+    }
+
+    async fn apply_namespace(
+        &self,
+        _request: Request<pb::ApplyNamespaceRequest>,
+    ) -> Result<Response<pb::ApplyNamespaceResponse>, Status> {
+        Err(Status::unimplemented(
+            "ApplyNamespace is not implemented yet",
+        ))
+    }
+
+    async fn delete_namespace(
+        &self,
+        _request: Request<pb::DeleteNamespaceRequest>,
+    ) -> Result<Response<pb::DeleteNamespaceResponse>, Status> {
+        Err(Status::unimplemented(
+            "DeleteNamespace is not implemented yet",
+        ))
+    }
+
+    async fn reload(
+        &self,
+        _request: Request<pb::ReloadRequest>,
+    ) -> Result<Response<pb::ReloadResponse>, Status> {
+        Err(Status::unimplemented("Reload is not implemented yet"))
+    }
+
     type TailAuditStream = TailStream;
 
     async fn tail_audit(
