@@ -13,6 +13,10 @@
 //! or coalesced hint never loses a change.
 
 mod dir;
+mod nats;
+mod postgres;
+#[cfg(test)]
+mod suite;
 
 use std::fmt;
 
@@ -20,6 +24,8 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use dir::DirStore;
+pub use nats::NatsKvStore;
+pub use postgres::PostgresStore;
 
 /// One namespace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
