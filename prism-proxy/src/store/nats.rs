@@ -16,7 +16,6 @@ use std::time::Duration;
 use async_nats::jetstream::{self, context::PublishErrorKind, kv};
 use async_trait::async_trait;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
 use tokio_stream::StreamExt;
 
 use super::{ConfigStore, StoreError, StoredNamespace};
@@ -216,66 +215,6 @@ impl NatsKvStore {
             Err(e) => Err(self.unavailable("deleting", e)),
         }
     }
-
-    /// Follows the bucket until the receiver is dropped.
-    async fn run_watch(self, watch: kv::Watch, tx: mpsc::Sender<()>) {
-        let mut watch = Some(watch);
-        let mut backoff = BACKOFF_MIN;
-        let mut retry_at = Instant::now();
-        loop {
-            let connected = watch.is_some();
-            let next = async {
-                match watch.as_mut() {
-                    Some(w) => w.next().await,
-                    None => std::future::pending().await,
-                }
-            };
-            let resubscribe = async {
-                if connected {
-                    std::future::pending().await
-                } else {
-                    tokio::time::sleep_until(retry_at).await
-                }
-            };
-            tokio::select! {
-                () = tx.closed() => return,
-                item = next => match item {
-                    Some(Ok(_)) => if !hint(&tx) { return },
-                    end => {
-                        let error = match end {
-                            Some(Err(e)) => e.to_string(),
-                            _ => "stream ended".to_string(),
-                        };
-                        tracing::warn!(store = %self.describe(), %error, "config store watch lost; re-subscribing");
-                        watch = None;
-                        retry_at = Instant::now() + backoff;
-                    }
-                },
-                () = resubscribe => match tokio::time::timeout(TIMEOUT, self.kv.watch_all()).await {
-                    Ok(Ok(w)) => {
-                        watch = Some(w);
-                        backoff = BACKOFF_MIN;
-                        // Changes made meanwhile were not seen.
-                        if !hint(&tx) { return }
-                    }
-                    failed => {
-                        let error = match failed {
-                            Ok(Err(e)) => e.to_string(),
-                            _ => "timed out".to_string(),
-                        };
-                        tracing::warn!(store = %self.describe(), %error, "config store watch re-subscribe failed");
-                        backoff = (backoff * 2).min(BACKOFF_MAX);
-                        retry_at = Instant::now() + backoff;
-                    }
-                },
-            }
-        }
-    }
-}
-
-/// Sends a hint; false when the receiver is gone.
-fn hint(tx: &mpsc::Sender<()>) -> bool {
-    !matches!(tx.try_send(()), Err(mpsc::error::TrySendError::Closed(())))
 }
 
 #[async_trait]
@@ -388,16 +327,21 @@ impl ConfigStore for NatsKvStore {
     }
 
     async fn watch(&self) -> Result<mpsc::Receiver<()>, StoreError> {
+        // The sequence first, so nothing between the two is missed.
+        let last = self.last_sequence().await?;
         let watch = self
             .kv
             .watch_all()
             .await
             .map_err(|e| self.unavailable("watching the bucket", e))?;
         let (tx, rx) = mpsc::channel(1);
-        tokio::spawn(self.clone().run_watch(watch, tx));
+        tokio::spawn(self.clone().run_watch(watch, last, tx));
         Ok(rx)
     }
 }
+
+#[path = "nats_watch.rs"]
+mod watch;
 
 #[cfg(test)]
 #[path = "nats_tests.rs"]

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use super::*;
 use crate::store::suite;
 
@@ -107,6 +109,34 @@ async fn messages_never_show_credentials() {
                 err.contains("127.0.0.1:1") && err.contains("namespaces.store.url"),
                 "{err}"
             );
+        },
+        drop_bucket(bucket),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_watch_survives_losing_its_consumer() {
+    let bucket = bucket();
+    let b = bucket.clone();
+    suite::with_cleanup(
+        async move {
+            let store = NatsKvStore::connect(URL, &b).await.unwrap();
+            let mut rx = store.watch().await.unwrap();
+            // Remove the watch's consumer on the server.
+            let stream = store.js.get_stream(format!("KV_{b}")).await.unwrap();
+            let mut names = stream.consumer_names();
+            let mut removed = 0;
+            while let Some(name) = names.next().await {
+                stream.delete_consumer(&name.unwrap()).await.unwrap();
+                removed += 1;
+            }
+            assert_eq!(removed, 1, "the watch's consumer was found");
+            let other = NatsKvStore::connect(URL, &b).await.unwrap();
+            let v = other.put("late", "name: late\n", None).await.unwrap();
+            suite::wait_seen(&mut rx, &store, "late", Some(v), Duration::from_secs(5)).await;
+            let v = other.put("later", "name: later\n", None).await.unwrap();
+            suite::wait_seen(&mut rx, &store, "later", Some(v), Duration::from_secs(5)).await;
         },
         drop_bucket(bucket),
     )
