@@ -89,6 +89,36 @@ fn check_key(name: &str) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// Opens `bucket`, creating it when missing.
+async fn open_bucket(js: &jetstream::Context, bucket: &str) -> Result<kv::Store, String> {
+    if let Ok(kv) = js.get_key_value(bucket).await {
+        return Ok(kv);
+    }
+    // The stream a KV bucket is, made directly: JetStream's
+    // `create_key_value` first asks for account details that servers
+    // before 2.10 answer in a form it cannot read.
+    let config = jetstream::stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("Prism namespace definitions".to_string()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: jetstream::stream::DiscardPolicy::New,
+        num_replicas: 1,
+        ..Default::default()
+    };
+    let created = js.create_stream(config).await;
+    // Failed: another proxy may have created it meanwhile.
+    js.get_key_value(bucket)
+        .await
+        .map_err(|open| match created {
+            Ok(_) => format!("cannot open the bucket just created: {open}"),
+            Err(create) => format!("cannot create the bucket: {create}"),
+        })
+}
+
 impl NatsKvStore {
     /// Connects to `url` (e.g. `nats://127.0.0.1:4222`, credentials in the
     /// URL if needed) and opens `bucket`, creating it (one revision per
@@ -121,36 +151,22 @@ impl NatsKvStore {
             })?;
         let mut js = jetstream::new(client);
         js.set_timeout(TIMEOUT);
-        let kv = match js.get_key_value(bucket).await {
-            Ok(kv) => kv,
-            Err(_) => {
-                // The stream a KV bucket is, made directly: JetStream's
-                // `create_key_value` first asks for account details that
-                // servers before 2.10 answer in a form it cannot read.
-                let config = jetstream::stream::Config {
-                    name: format!("KV_{bucket}"),
-                    description: Some("Prism namespace definitions".to_string()),
-                    subjects: vec![format!("$KV.{bucket}.>")],
-                    max_messages_per_subject: 1,
-                    allow_rollup: true,
-                    deny_delete: true,
-                    allow_direct: true,
-                    discard: jetstream::stream::DiscardPolicy::New,
-                    num_replicas: 1,
-                    ..Default::default()
-                };
-                match js.create_stream(config).await {
-                    Ok(_) => js.get_key_value(bucket).await.map_err(|e| {
-                        unavailable(format!("cannot open the bucket just created: {e}"))
-                    })?,
-                    // Another proxy may have created it meanwhile.
-                    Err(create) => js.get_key_value(bucket).await.map_err(|_| {
-                        unavailable(format!(
-                            "cannot create the bucket: {create}; is JetStream enabled on the \
-                             NATS server at {address} (nats-server -js), and may this user \
-                             create KV buckets?"
-                        ))
-                    })?,
+        // A server error while several proxies create the bucket at once
+        // is worth another try.
+        let mut attempt = 0;
+        let kv = loop {
+            match open_bucket(&js, bucket).await {
+                Ok(kv) => break kv,
+                Err(e) if attempt < 2 => {
+                    attempt += 1;
+                    tracing::debug!(error = %e, "config store bucket not opened; retrying");
+                    tokio::time::sleep(Duration::from_millis(200) * attempt).await;
+                }
+                Err(e) => {
+                    return Err(unavailable(format!(
+                        "{e}; is JetStream enabled on the NATS server at {address} \
+                         (nats-server -js), and may this user create KV buckets?"
+                    )));
                 }
             }
         };
