@@ -13,7 +13,7 @@ use tonic::{Request, Response, Status};
 use crate::audit::{AuditLog, AuditRecord, TailFilter};
 use crate::auth::Principal;
 use crate::config::NamespaceConfig;
-use crate::manage::{ManageError, Manager};
+use crate::manage::Manager;
 use crate::registry::{Namespace, Registry};
 
 /// The admin gRPC service.
@@ -60,10 +60,8 @@ impl AdminApi {
     /// PERMISSION_DENIED for others (who may not learn what exists).
     fn require_admin(&self, principal: &Principal, namespace: &str) -> Result<(), Status> {
         if self.may_admin(principal, namespace) {
-            if self.registry.get(namespace).is_none() {
-                return Err(ManageError::NotFound(namespace.to_string()).into());
-            }
-            return Ok(());
+            // NOT_FOUND lists the namespaces served.
+            return self.registry.lookup(namespace).map(|_| ()).map_err(Into::into);
         }
         Err(Status::permission_denied(format!(
             "principal '{}' lacks the 'admin' permission on namespace '{namespace}' (or it does \
