@@ -28,7 +28,7 @@ function h(spec, attrs, ...children) {
   return el;
 }
 
-function append(el, children) {
+function append(el, ...children) {
   for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined || c === false) continue;
     el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));

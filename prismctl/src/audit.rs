@@ -200,6 +200,7 @@ mod tests {
             status: "OK".into(),
             latency_us: 42,
             trace_id: "t-1".into(),
+            config_version: 0,
         }
     }
 

@@ -17,11 +17,13 @@ use serde_json::{Value, json};
 use super::{AdminState, router};
 use crate::audit::AuditLog;
 use crate::auth::{Authenticator, Principal};
-use crate::config::{AuditConfig, AuthConfig, JwtConfig, NamespaceConfig};
+use crate::config::{AuditConfig, AuthConfig, BackendCatalog, JwtConfig};
 use crate::kv::KvService;
+use crate::manage::{Manager, ManagerSetup};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::status::AdminApi;
+use crate::store::DirStore;
 
 const SECRET: &str = "a-development-secret-of-at-least-32-bytes";
 const ISS: &str = "https://issuer.test/";
@@ -32,32 +34,38 @@ struct Fixture {
     kv: KvService,
 }
 
-/// Two namespaces: `orders` administered by group `ops`, `billing` by
-/// user `carol` only.
+/// Two namespaces in a directory store: `orders` administered by group
+/// `ops`, `billing` by user `carol` only; group `root` administers all.
 async fn fixture(auth_enabled: bool) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     let secret = dir.path().join("hs256.secret");
     std::fs::write(&secret, SECRET).unwrap();
-    let namespaces = [("orders", "group:ops"), ("billing", "user:carol")].map(|(name, admin)| {
+    let ns_dir = dir.path().join("namespaces");
+    std::fs::create_dir(&ns_dir).unwrap();
+    for (name, admin) in [("orders", "group:ops"), ("billing", "user:carol")] {
         let yaml = format!(
             "name: {name}\ndal: keyvalue\nbackend:\n  kind: memstore\npolicy:\n  \
              read: [\"{admin}\"]\n  write: [\"{admin}\"]\n  admin: [\"{admin}\"]\n"
         );
-        NamespaceConfig::parse(&format!("{name}.yaml"), &yaml).unwrap()
-    });
-    let registry = Arc::new(
-        Registry::open(
-            &namespaces,
-            &Resolver::builtin(),
-            dir.path(),
-            Arc::new(SystemClock),
-        )
-        .await
-        .unwrap(),
-    );
+        std::fs::write(ns_dir.join(format!("{name}.yaml")), yaml).unwrap();
+    }
+    let registry = Arc::new(Registry::empty());
     let audit = AuditLog::start(&AuditConfig::default(), dir.path())
         .await
         .unwrap();
+    let manager = Manager::new(ManagerSetup {
+        store: Arc::new(DirStore::new(&ns_dir)),
+        registry: registry.clone(),
+        audit: audit.clone(),
+        catalog: BackendCatalog::default(),
+        resolver: Resolver::builtin(),
+        data_dir: dir.path().to_path_buf(),
+        schema_base: Some(ns_dir.clone()),
+        clock: Arc::new(SystemClock),
+        grace: Duration::from_secs(5),
+    });
+    let report = manager.load_initial().await.unwrap();
+    assert!(report.rejected.is_empty(), "{:?}", report.rejected);
     let auth = Authenticator::new(&AuthConfig {
         enabled: auth_enabled,
         jwt: Some(JwtConfig {
@@ -69,11 +77,15 @@ async fn fixture(auth_enabled: bool) -> Fixture {
             groups_claim: "groups".into(),
         }),
         tls: None,
+        admins: vec!["group:root".to_string()],
     })
     .await
     .unwrap();
-    let api =
-        Arc::new(AdminApi::new(registry.clone(), audit.clone()).with_auth_enabled(auth_enabled));
+    let api = Arc::new(
+        AdminApi::new(registry.clone(), audit.clone(), manager)
+            .with_auth_enabled(auth_enabled)
+            .with_admins(vec!["group:root".to_string()]),
+    );
     let state = Arc::new(AdminState {
         registry: registry.clone(),
         metrics: crate::metrics::install(),
@@ -215,16 +227,27 @@ async fn status_and_explain_answer_like_the_grpc_service() {
         .iter()
         .map(|n| n["name"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(names, ["billing", "orders"]);
-    assert_eq!(a.json()["namespaces"][1]["backendKind"], "memstore");
-    assert_eq!(a.json()["namespaces"][1]["healthy"], true);
+    assert_eq!(names, ["orders"], "only the namespaces olivia administers");
+    assert_eq!(a.json()["namespaces"][0]["backendKind"], "memstore");
+    assert_eq!(a.json()["namespaces"][0]["healthy"], true);
 
     let a = call(&f.app, "GET", "/api/v1/namespaces/orders/explain", Some(&t)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert_eq!(a.json()["backendKind"], "memstore");
     assert_eq!(a.json()["explicit"], true);
 
+    // Without admin on every namespace, an unknown one reads as denied.
     let a = call(&f.app, "GET", "/api/v1/namespaces/nope/explain", Some(&t)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.json()["code"], "PERMISSION_DENIED");
+    let root = token("rita", &["root"], 600);
+    let a = call(
+        &f.app,
+        "GET",
+        "/api/v1/namespaces/nope/explain",
+        Some(&root),
+    )
+    .await;
     assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
     assert_eq!(a.json()["code"], "NOT_FOUND");
     assert!(a.json()["message"].as_str().unwrap().contains("'nope'"));
@@ -316,22 +339,28 @@ async fn the_audit_tail_lists_recent_records_then_follows_as_ndjson() {
     put(&f, "orders", "olivia", &["ops"]).await;
     put(&f, "billing", "carol", &[]).await;
 
-    // Recent records: only the namespace olivia administers.
+    // Recent records: only the namespace olivia administers (its data
+    // calls and the record of its loading).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let records = loop {
         let a = call(&f.app, "GET", "/api/v1/audit", Some(&t)).await;
         assert_eq!(a.status, StatusCode::OK, "{}", a.body);
         let records = a.json()["records"].as_array().unwrap().clone();
-        if !records.is_empty() || tokio::time::Instant::now() > deadline {
+        if records.iter().any(|r| r["dal"] == "keyvalue") || tokio::time::Instant::now() > deadline
+        {
             break records;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
-    assert_eq!(records.len(), 1, "{records:?}");
-    assert_eq!(records[0]["namespace"], "orders");
-    assert_eq!(records[0]["principal"], "olivia");
-    assert_eq!(records[0]["method"], "Put");
-    assert_eq!(records[0]["status"], "OK");
+    assert!(
+        records.iter().all(|r| r["namespace"] == "orders"),
+        "{records:?}"
+    );
+    let puts: Vec<_> = records.iter().filter(|r| r["dal"] == "keyvalue").collect();
+    assert_eq!(puts.len(), 1, "{records:?}");
+    assert_eq!(puts[0]["principal"], "olivia");
+    assert_eq!(puts[0]["method"], "Put");
+    assert_eq!(puts[0]["status"], "OK");
 
     // Follow: only new records, one JSON document per line.
     let response = send(
@@ -404,4 +433,109 @@ async fn the_ui_and_the_public_endpoints_need_no_token() {
     );
     let about = call(&f.app, "GET", "/about", None).await;
     assert!(about.body.contains("/api/v1"), "{}", about.body);
+}
+
+#[tokio::test]
+async fn namespaces_are_listed_applied_with_a_dry_run_and_deleted() {
+    let f = fixture(true).await;
+    let root = token("rita", &["root"], 600);
+    let t = ops();
+
+    // Olivia administers orders only; the list shows what one administers.
+    let a = call(&f.app, "GET", "/api/v1/namespaces", Some(&t)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let names: Vec<_> = a.json()["namespaces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(names, ["orders"]);
+
+    let a = call(&f.app, "GET", "/api/v1/namespaces/orders", Some(&t)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.json()["yaml"].as_str().unwrap().contains("name: orders"));
+    assert_eq!(a.json()["policy"]["admin"], json!(["group:ops"]));
+    assert_eq!(a.json()["status"]["healthy"], true);
+    let a = call(&f.app, "GET", "/api/v1/namespaces/billing", Some(&t)).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+
+    // A dry run with a wrong backend: 200 with the error next to its field.
+    let bad = json!({ "yaml": "name: stock\ndal: keyvalue\nbackend:\n  kind: nosuchdb\n" });
+    let a = call_with(
+        &f.app,
+        "POST",
+        "/api/v1/namespaces?dry_run=true",
+        Some(&root),
+        &bad.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.json()["dryRun"], true);
+    let errors = a.json()["errors"].as_array().unwrap().clone();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e["field"].as_str().unwrap().starts_with("backend")),
+        "{errors:?}"
+    );
+    // The same without dry run is refused.
+    let a = call_with(
+        &f.app,
+        "POST",
+        "/api/v1/namespaces",
+        Some(&root),
+        &bad.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::BAD_REQUEST, "{}", a.body);
+
+    // Creating needs auth.admins.
+    let good = json!({ "yaml": "name: stock\ndal: keyvalue\nbackend:\n  kind: memstore\n" });
+    let a = call_with(
+        &f.app,
+        "POST",
+        "/api/v1/namespaces",
+        Some(&t),
+        &good.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    let a = call_with(
+        &f.app,
+        "POST",
+        "/api/v1/namespaces",
+        Some(&root),
+        &good.to_string(),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.json()["created"], true);
+    let version = a.json()["version"].as_str().unwrap().to_string();
+
+    // A stale expected version is 412; the right one deletes.
+    let a = call(
+        &f.app,
+        "DELETE",
+        "/api/v1/namespaces/stock?expected_version=999999",
+        Some(&root),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::PRECONDITION_FAILED, "{}", a.body);
+    assert_eq!(a.json()["code"], "FAILED_PRECONDITION");
+    let a = call(
+        &f.app,
+        "DELETE",
+        &format!("/api/v1/namespaces/stock?expected_version={version}"),
+        Some(&root),
+    )
+    .await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.json()["name"], "stock");
+    let a = call(&f.app, "GET", "/api/v1/namespaces/stock", Some(&root)).await;
+    assert_eq!(a.status, StatusCode::NOT_FOUND, "{}", a.body);
+
+    let a = call(&f.app, "POST", "/api/v1/reload", Some(&root)).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert!(a.json()["rejected"].as_array().unwrap().is_empty());
 }
