@@ -65,7 +65,8 @@ const Api = {
 
   // Reads the audit tail as a stream; calls onRecord(record) per line
   // until `signal` aborts or the stream ends. Rejects with an ApiError.
-  async follow(path, signal, onRecord) {
+  // onOpen() runs once the proxy accepted the stream.
+  async follow(path, signal, onRecord, onOpen) {
     const response = await fetch(`/api/v1${path}`, { headers: this.headers(), signal, cache: "no-store" });
     if (!response.ok) {
       let json = {};
@@ -74,6 +75,7 @@ const Api = {
       if (response.status === 401) App.unauthenticated(err);
       throw err;
     }
+    if (onOpen) onOpen();
     const reader = response.body.getReader();
     const decoder = new TextDecoder();
     let buffered = "";

@@ -545,9 +545,7 @@ Views.audit = async function (el, params) {
   if (params.namespace) q.set("namespace", params.namespace);
   if (params.principal) q.set("principal", params.principal);
   if (params.status) q.set("status", params.status);
-  let count = 0;
   const add = (r) => {
-    count += 1;
     empty.hidden = true;
     const row = h("tr", { class: r.status === "OK" ? null : "failed", "data-principal": r.principal },
       h("td.mono.small", r.time),
@@ -561,10 +559,12 @@ Views.audit = async function (el, params) {
     tbody.insertBefore(row, tbody.firstChild);
     while (tbody.children.length > 500) tbody.removeChild(tbody.lastChild);
   };
-  state.textContent = "live";
-  state.className = "badge ok";
+  const opened = () => {
+    state.textContent = "live";
+    state.className = "badge ok";
+  };
   try {
-    await Api.follow(`/audit?${q}`, controller.signal, add);
+    await Api.follow(`/audit?${q}`, controller.signal, add, opened);
     if (!controller.signal.aborted) {
       state.textContent = "ended";
       state.className = "badge muted";
@@ -576,5 +576,4 @@ Views.audit = async function (el, params) {
     state.className = "badge bad";
     append(errorSlot, errorBox(e, "follow the audit log"));
   }
-  void count;
 };
