@@ -91,6 +91,9 @@ const Charts = {
     const { W, H, PAD } = Charts;
     const all = lines.flatMap((l) => l.values.filter((p) => p.v !== null && p.v !== undefined));
     const now = Date.now() / 1000;
+    // Zoom on the data until the window fills (at least 30 s).
+    const first = Math.min(now, ...lines.flatMap((l) => l.values.map((p) => p.t)));
+    windowSecs = Math.min(windowSecs, Math.max(30, Math.ceil((now - first) / 10) * 10 + 10));
     const t0 = now - windowSecs;
     let max = Math.max(0, ...all.map((p) => p.v));
     max = max > 0 ? Charts.nice(max) : 1;
@@ -121,7 +124,7 @@ const Charts = {
     });
     const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, width: W, height: H, role: "img", "aria-label": title },
       grid,
-      svg("text", { x: PAD.left, y: H - 4, class: "axis" }, `${Math.round(windowSecs / 60)} min ago`),
+      svg("text", { x: PAD.left, y: H - 4, class: "axis" }, windowSecs >= 120 ? `${Math.round(windowSecs / 60)} min ago` : `${Math.round(windowSecs)} s ago`),
       svg("text", { x: W - PAD.right, y: H - 4, class: "axis", "text-anchor": "end" }, "now"),
       paths);
     return h("figure.chart", h("figcaption", title, " ", h("span.unit", `(${unit})`)), chart, h("div.legends", latest));

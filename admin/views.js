@@ -184,10 +184,10 @@ Views.namespace = async function (el, params) {
         ["Capabilities", (s.capabilities || []).length ? s.capabilities.join(", ") : ""],
       ]), patternDetails(s.pattern))),
     h("section.card", h("h2", "Live traffic"), h("p.help", "Computed in your browser from this proxy's /metrics, polled every 3 seconds."), chartsSlot),
+    h("section.card#schema", h("h2", "Schema"), schemaDetails(ns.schema)),
     h("div.grid",
-      h("section.card#schema", h("h2", "Schema"), schemaDetails(ns.schema)),
-      h("section.card#policy", h("h2", "Policy"), policyDetails(ns.policy))),
-    limitsDetails(ns.limits),
+      h("section.card#policy", h("h2", "Policy"), policyDetails(ns.policy)),
+      limitsDetails(ns.limits)),
     h("section.card#explain", h("h2", "Why this backend"), loading("the explanation")),
     h("section.card#config", h("h2", "Configuration (YAML)"), h("pre.yaml", ns.yaml || "(empty)")));
 

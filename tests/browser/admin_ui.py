@@ -26,6 +26,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 import urllib.error
@@ -252,7 +253,11 @@ class Ui:
     def shot(self, name):
         self.step += 1
         path = SHOTS / f"{self.step:02d}-{name}.png"
+        # The whole page, not only the viewport.
+        height = self.driver.execute_script("return document.documentElement.scrollHeight")
+        self.driver.set_window_size(1360, min(max(1000, height + 140), 4000))
         self.driver.save_screenshot(str(path))
+        self.driver.set_window_size(1360, 1000)
         print(f"  screenshot {path.relative_to(ROOT)}")
 
     def console_errors(self):
@@ -315,12 +320,26 @@ def step_detail(proxy, ui, ops):
     assert "name: profiles" in ui.text("#config")
     ui.wait_text("explicitly", "#explain")
     ui.wait("three charts", lambda: len(ui.all("#charts figure.chart svg")) == 3)
-    # More traffic while the page polls /metrics: the rate chart shows it.
-    for i in range(4):
-        proxy.prismctl(ops, "kv", "get", "--namespace", "profiles", "--id", f"user-{i}")
-    ui.wait("a non-zero request rate in the chart",
-            lambda: any(line.startswith("now:") and not line.startswith("now: 0 ") and "—" not in line
-                        for line in ui.text("#charts").splitlines()) and len(ui.all("#charts polyline, #charts circle")) > 0)
+    # Steady traffic while the page polls /metrics: the rate chart draws it.
+    stop = threading.Event()
+
+    def traffic():
+        i = 0
+        while not stop.wait(0.4):
+            proxy.prismctl(ops, "kv", "get", "--namespace", "profiles", "--id", f"user-{i % 6}")
+            i += 1
+
+    worker = threading.Thread(target=traffic, daemon=True)
+    worker.start()
+    try:
+        ui.wait("a rate line with a non-zero latest rate",
+                lambda: len(ui.all("#charts figure:first-child polyline")) > 0
+                and any(line.startswith("now:") and not line.startswith("now: 0 ") and "—" not in line
+                        for line in ui.text("#charts figure:first-child").splitlines()))
+        ui.wait("latency percentiles", lambda: "p99: —" not in ui.text("#charts") and "p99:" in ui.text("#charts"))
+    finally:
+        stop.set()
+        worker.join()
     ui.wait_text("requests since the proxy started", "#charts")
     ui.shot("namespace-detail")
 
