@@ -124,7 +124,7 @@ def wait_for(what, condition, timeout=WAIT):
 class Proxy:
     """The real prism-proxy with auth on, in a temporary directory."""
 
-    def __init__(self, workdir):
+    def __init__(self, workdir, auth=True):
         self.dir = Path(workdir)
         self.secret = secrets.token_hex(32)
         (self.dir / "hs256.secret").write_text(self.secret)
@@ -145,7 +145,7 @@ namespaces:
 data_dir: data
 shutdown_grace_secs: 5
 auth:
-  enabled: true
+  enabled: {str(auth).lower()}
   jwt:
     issuer: {ISSUER}
     audience: {AUDIENCE}
@@ -469,6 +469,28 @@ def scenario(proxy, ui):
     assert not unexpected, f"errors in the browser console: {unexpected}"
 
 
+def auth_off_check(workdir):
+    """With authentication off the UI says so and needs no sign-in."""
+    print("step: authentication disabled")
+    proxy = Proxy(workdir, auth=False)
+    ui = None
+    try:
+        ui = Ui(proxy.url)
+        ui.go("")
+        ui.wait_css("#namespaces table")
+        ui.wait_text("Authentication is disabled on this proxy", "#banner")
+        assert "authentication is disabled on this proxy" in ui.text("#user")
+        ui.go("#/signin")
+        ui.wait_css("#auth-off")
+        assert "no token is needed" in ui.text("#auth-off"), ui.text("#auth-off")
+        ui.step = 90
+        ui.shot("auth-disabled")
+    finally:
+        if ui is not None:
+            ui.quit()
+        proxy.stop()
+
+
 def main():
     for path in (TARGET / "prism-proxy", TARGET / "prismctl", Path(CHROMIUM), Path(CHROMEDRIVER)):
         if not path.exists():
@@ -495,6 +517,8 @@ def main():
             if ui is not None:
                 ui.quit()
             proxy.stop()
+    with tempfile.TemporaryDirectory(prefix="prism-browser-") as workdir:
+        auth_off_check(workdir)
     print(f"admin UI browser test passed; screenshots in {SHOTS.relative_to(ROOT)}")
 
 
