@@ -409,7 +409,7 @@ async fn the_ui_and_the_public_endpoints_need_no_token() {
     assert!(a.body.contains("Prism admin"), "{}", a.body);
     let csp = a.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
     assert!(csp.contains("script-src 'self'"), "{csp}");
-    for file in ["app.js", "api.js", "charts.js", "app.css"] {
+    for file in ["app.js", "api.js", "charts.js", "editor.js", "app.css"] {
         let a = call(&f.app, "GET", &format!("/ui/{file}"), None).await;
         assert_eq!(a.status, StatusCode::OK, "{file}");
         assert!(!a.body.is_empty());
