@@ -206,6 +206,11 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
     let in_flight = Arc::new(InFlight::default());
     let authenticator = Authenticator::new(&config.auth).await?;
+    let admin_api = Arc::new(
+        AdminApi::new(registry.clone(), audit.clone(), manager.clone())
+            .with_auth_enabled(config.auth.enabled)
+            .with_admins(config.auth.admins.clone()),
+    );
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = &config.auth.tls {
         builder = builder
@@ -216,15 +221,11 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let grpc_task = tokio::spawn(
         builder
             .layer(InFlightLayer(in_flight.clone()))
-            .layer(AuthLayer(authenticator))
+            .layer(AuthLayer(authenticator.clone()))
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
-            .add_service(AdminServiceServer::new(
-                AdminApi::new(registry.clone(), audit.clone(), manager.clone())
-                    .with_auth_enabled(config.auth.enabled)
-                    .with_admins(config.auth.admins.clone()),
-            ))
+            .add_service(AdminServiceServer::from_arc(admin_api.clone()))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
                 grpc_stopped.await.ok();
             }),
@@ -234,6 +235,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         registry: registry.clone(),
         metrics: crate::metrics::install(),
         ready: true.into(),
+        api: admin_api,
+        auth: authenticator,
     });
     let (admin_stop, admin_stopped) = oneshot::channel::<()>();
     let app = admin::router(admin.clone());

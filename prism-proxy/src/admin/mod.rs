@@ -1,6 +1,15 @@
-//! The admin HTTP listener: `/healthz` (the process is alive), `/readyz`
-//! (it can serve: not draining, every backend healthy) and `/metrics`
-//! (Prometheus text format).
+//! The admin HTTP listener: the admin UI at `/` (see [`ui`]), the admin API
+//! as JSON under `/api/v1` (see [`api`]), and, public even with
+//! authentication on, `/healthz` (the process is alive), `/readyz` (it can
+//! serve: not draining, every backend healthy) and `/metrics` (Prometheus
+//! text format). `/about` lists the routes in plain text.
+
+pub mod api;
+pub mod json;
+pub mod ui;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +23,9 @@ use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
 use pattern_core::grpc::process::PatternState;
 
+use crate::auth::Authenticator;
 use crate::registry::Registry;
+use crate::status::AdminApi;
 
 /// What the admin endpoints read.
 pub struct AdminState {
@@ -22,23 +33,32 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// False before start-up completes and once draining begins.
     pub ready: AtomicBool,
+    /// The admin service the gRPC listener also serves; `/api/v1` calls it.
+    pub api: Arc<AdminApi>,
+    /// Authenticates `/api/v1` callers, as the gRPC listener does.
+    pub auth: Arc<Authenticator>,
 }
 
 /// The admin routes.
 pub fn router(state: Arc<AdminState>) -> Router {
     Router::new()
-        .route("/", get(index))
+        .merge(ui::routes())
+        .route("/about", get(about))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
+        .nest("/api/v1", api::routes())
         .with_state(state)
 }
 
-async fn index() -> impl IntoResponse {
+async fn about() -> impl IntoResponse {
     "Prism admin listener\n\n\
-     /healthz  liveness: 200 while the process runs\n\
-     /readyz   readiness: 200 when every namespace's backend is healthy, 503 while draining\n\
-     /metrics  Prometheus metrics (prism_requests_total, prism_request_duration_seconds)\n"
+     /          the admin UI (sign in with a bearer token when authentication is on)\n\
+     /api/v1    the admin API as JSON (whoami, status, namespaces, reload, audit); send\n\
+     \x20          `Authorization: Bearer <token>` when authentication is on\n\
+     /healthz   liveness: 200 while the process runs\n\
+     /readyz    readiness: 200 when every namespace's backend is healthy, 503 while draining\n\
+     /metrics   Prometheus metrics (prism_requests_total, prism_request_duration_seconds)\n"
 }
 
 async fn readyz(State(state): State<Arc<AdminState>>) -> impl IntoResponse {
