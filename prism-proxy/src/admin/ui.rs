@@ -1,7 +1,7 @@
 //! The admin web UI: a page shell and a few scripts and styles from the
 //! repository's `admin/` directory, compiled into the binary so the proxy
 //! serves the UI with no network access and no build step (see
-//! `docs-cms/adr/012-admin-ui-stack.md`). The scripts call `/api/v1` and
+//! `docs-cms/adr/013-admin-ui-stack.md`). The scripts call `/api/v1` and
 //! read `/metrics`.
 
 use std::sync::Arc;
