@@ -61,7 +61,11 @@ impl AdminApi {
     fn require_admin(&self, principal: &Principal, namespace: &str) -> Result<(), Status> {
         if self.may_admin(principal, namespace) {
             // NOT_FOUND lists the namespaces served.
-            return self.registry.lookup(namespace).map(|_| ()).map_err(Into::into);
+            return self
+                .registry
+                .lookup(namespace)
+                .map(|_| ())
+                .map_err(Into::into);
         }
         Err(Status::permission_denied(format!(
             "principal '{}' lacks the 'admin' permission on namespace '{namespace}' (or it does \
