@@ -58,6 +58,13 @@ struct RecordView<'a> {
     status: &'a str,
     latency_us: u64,
     trace_id: &'a str,
+    /// Admin changes: the namespace version the change made.
+    #[serde(skip_serializing_if = "is_zero")]
+    config_version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +96,7 @@ impl<'a> RecordView<'a> {
             status: &r.status,
             latency_us: r.latency_us,
             trace_id: &r.trace_id,
+            config_version: r.config_version,
         }
     }
 }
@@ -150,6 +158,11 @@ fn print(out: &mut impl Write, format: OutputFormat, r: &AuditRecord) -> io::Res
             serde_json::to_writer(&mut *out, &RecordView::new(r))?;
             writeln!(out)?;
         }
+        // One YAML document per record, so a followed stream stays valid.
+        OutputFormat::Yaml => {
+            let yaml = crate::output::to_yaml(&RecordView::new(r)).map_err(io::Error::other)?;
+            write!(out, "---\n{yaml}")?;
+        }
     }
     // With --follow a record must show as soon as it arrives.
     out.flush()
@@ -200,6 +213,7 @@ mod tests {
             status: "OK".into(),
             latency_us: 42,
             trace_id: "t-1".into(),
+            config_version: 0,
         }
     }
 
