@@ -15,6 +15,7 @@ pub mod config;
 pub mod error;
 pub mod inflight;
 pub mod kv;
+pub mod manage;
 pub mod metrics;
 pub mod policy;
 pub mod registry;

@@ -104,6 +104,23 @@ async fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    #[cfg(unix)]
+    {
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+            .expect("installing the SIGHUP handler");
+        let stop = shutdown_signal();
+        tokio::pin!(stop);
+        loop {
+            tokio::select! {
+                () = &mut stop => break,
+                _ = hangup.recv() => {
+                    tracing::info!("SIGHUP: reloading namespaces");
+                    proxy.manager().reload_logged("SIGHUP").await;
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
     shutdown_signal().await;
     proxy.shutdown().await;
     ExitCode::SUCCESS

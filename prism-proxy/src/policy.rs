@@ -81,23 +81,7 @@ impl PolicyConfig {
             Permission::Admin,
             Permission::PiiRead,
         ] {
-            for (i, entry) in self.entries(permission).iter().enumerate() {
-                let ok = entry == "*"
-                    || ["user:", "group:", "scope:"].iter().any(|prefix| {
-                        entry
-                            .strip_prefix(prefix)
-                            .is_some_and(|rest| !rest.is_empty() && rest.trim() == rest)
-                    });
-                if !ok {
-                    return Err((
-                        format!("{}[{i}]", permission.field()),
-                        format!(
-                            "{entry:?} is not a policy entry; use \"*\", \"user:<subject>\", \
-                             \"group:<group>\" or \"scope:<scope>\""
-                        ),
-                    ));
-                }
-            }
+            validate_entries(permission.field(), self.entries(permission))?;
         }
         Ok(())
     }
@@ -113,7 +97,13 @@ pub fn allows(
     let Some(policy) = policy else {
         return !auth_enabled;
     };
-    policy.entries(permission).iter().any(|entry| {
+    matches_any(policy.entries(permission), principal)
+}
+
+/// Whether any of `entries` (policy entries: `*`, `user:`, `group:`,
+/// `scope:`) names `principal`.
+pub fn matches_any(entries: &[String], principal: &Principal) -> bool {
+    entries.iter().any(|entry| {
         if entry == "*" {
             return true;
         }
@@ -124,6 +114,28 @@ pub fn allows(
             _ => false,
         }
     })
+}
+
+/// Checks the form of policy entries; the error names `field[i]`.
+pub fn validate_entries(field: &str, entries: &[String]) -> Result<(), (String, String)> {
+    for (i, entry) in entries.iter().enumerate() {
+        let ok = entry == "*"
+            || ["user:", "group:", "scope:"].iter().any(|prefix| {
+                entry
+                    .strip_prefix(prefix)
+                    .is_some_and(|rest| !rest.is_empty() && rest.trim() == rest)
+            });
+        if !ok {
+            return Err((
+                format!("{field}[{i}]"),
+                format!(
+                    "{entry:?} is not a policy entry; use \"*\", \"user:<subject>\", \
+                     \"group:<group>\" or \"scope:<scope>\""
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use pattern_core::grpc::Endpoint;
@@ -27,6 +27,83 @@ pub struct Namespace {
     pub pattern: Option<Arc<PatternProcess>>,
     /// Where the pattern listens, in `process` and `remote` modes.
     pub endpoint: Option<String>,
+    /// The config store's version of this definition.
+    pub version: u64,
+    /// When this proxy started serving this version.
+    pub applied_at: SystemTime,
+}
+
+impl Namespace {
+    /// Opens `config`'s backend, or shares `previous`'s when the backend
+    /// section is unchanged (a change of policy, limits, schema or
+    /// description keeps the backend, its data and its connections).
+    pub async fn open(
+        config: NamespaceConfig,
+        version: u64,
+        previous: Option<&Namespace>,
+        resolver: &Resolver,
+        data_dir: &Path,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Namespace, String> {
+        if let Some(prev) = previous
+            && prev.config.backend == config.backend
+        {
+            return Ok(Namespace {
+                config,
+                backend: prev.backend.clone(),
+                capabilities: prev.capabilities,
+                pattern: prev.pattern.clone(),
+                endpoint: prev.endpoint.clone(),
+                version,
+                applied_at: SystemTime::now(),
+            });
+        }
+        let (backend, pattern, endpoint) = open_backend(&config, resolver, data_dir, clock).await?;
+        let capabilities = backend.capabilities();
+        tracing::info!(
+            namespace = %config.name,
+            backend = backend.kind(),
+            mode = config.backend.mode.name(),
+            chosen_by = if config.selection.is_some() { "needs" } else { "backend" },
+            capabilities = ?capabilities.names(),
+            version,
+            "namespace backend opened"
+        );
+        Ok(Namespace {
+            config,
+            backend,
+            capabilities,
+            pattern,
+            endpoint,
+            version,
+            applied_at: SystemTime::now(),
+        })
+    }
+
+    /// Whether `other` uses the same backend instance.
+    pub fn shares_backend(&self, other: &Namespace) -> bool {
+        Arc::ptr_eq(&self.backend, &other.backend)
+    }
+
+    /// Waits until no call holds this namespace any more (the registry no
+    /// longer lists it and calls in flight have finished), up to `grace`.
+    /// Returns whether it drained.
+    pub async fn drained(self: &Arc<Self>, grace: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + grace;
+        // `self` is one reference; the caller holds it.
+        while Arc::strong_count(self) > 1 {
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        true
+    }
+
+    /// Closes the backend; logs (never fails on) a close error.
+    pub async fn close(&self) {
+        close_namespaces(std::iter::once(self)).await;
+    }
 }
 
 const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -132,49 +209,78 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Opens the backend of every namespace. The first failure stops
-    /// start-up with an error naming the namespace's file and the field.
+    /// Opens the backend of every namespace (`(config, version)`). The
+    /// first failure stops start-up with an error naming the namespace's
+    /// file and the field.
     pub async fn open(
-        configs: &[NamespaceConfig],
+        configs: &[(NamespaceConfig, u64)],
         resolver: &Resolver,
         data_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, ConfigError> {
-        resolver.check_all(configs)?;
-        let mut map = BTreeMap::new();
-        for config in configs {
-            let opened = open_backend(config, resolver, data_dir, clock.clone()).await;
-            let (backend, pattern, endpoint) = match opened {
-                Ok(opened) => opened,
+        let plain: Vec<NamespaceConfig> = configs.iter().map(|(c, _)| c.clone()).collect();
+        resolver.check_all(&plain)?;
+        let mut map: BTreeMap<String, Arc<Namespace>> = BTreeMap::new();
+        for (config, version) in configs {
+            let opened = Namespace::open(
+                config.clone(),
+                *version,
+                None,
+                resolver,
+                data_dir,
+                clock.clone(),
+            )
+            .await;
+            match opened {
+                Ok(ns) => {
+                    map.insert(config.name.clone(), Arc::new(ns));
+                }
                 Err(e) => {
                     // Namespaces opened so far may own pattern processes.
-                    close_namespaces(map.values()).await;
+                    close_namespaces(map.values().map(|n| n.as_ref())).await;
                     return Err(ConfigError::new(&config.source, "backend", e));
                 }
-            };
-            let capabilities = backend.capabilities();
-            tracing::info!(
-                namespace = %config.name,
-                backend = backend.kind(),
-                mode = config.backend.mode.name(),
-                chosen_by = if config.selection.is_some() { "needs" } else { "backend" },
-                capabilities = ?capabilities.names(),
-                "namespace loaded"
-            );
-            map.insert(
-                config.name.clone(),
-                Arc::new(Namespace {
-                    config: config.clone(),
-                    backend,
-                    capabilities,
-                    pattern,
-                    endpoint,
-                }),
-            );
+            }
         }
         Ok(Registry {
             namespaces: ArcSwap::from_pointee(map),
         })
+    }
+
+    /// A registry serving nothing yet.
+    pub fn empty() -> Self {
+        Registry {
+            namespaces: ArcSwap::from_pointee(BTreeMap::new()),
+        }
+    }
+
+    /// The namespace called `name`, if served.
+    pub fn get(&self, name: &str) -> Option<Arc<Namespace>> {
+        self.namespaces.load().get(name).cloned()
+    }
+
+    /// Serves `ns` in place of the namespace of the same name (atomically:
+    /// each call sees the old or the new one); returns the one replaced.
+    pub fn replace(&self, ns: Arc<Namespace>) -> Option<Arc<Namespace>> {
+        let name = ns.config.name.clone();
+        let mut previous = None;
+        self.namespaces.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            previous = map.insert(name.clone(), ns.clone());
+            map
+        });
+        previous
+    }
+
+    /// Stops serving `name`; returns it. Calls already holding it finish.
+    pub fn remove(&self, name: &str) -> Option<Arc<Namespace>> {
+        let mut removed = None;
+        self.namespaces.rcu(|map| {
+            let mut map = BTreeMap::clone(map);
+            removed = map.remove(name);
+            map
+        });
+        removed
     }
 
     /// The namespace called `name`, or NOT_FOUND listing the known ones.
@@ -196,11 +302,13 @@ impl Registry {
     /// Closes every backend (draining pattern processes); logs (never
     /// fails on) close errors.
     pub async fn close_all(&self) {
-        close_namespaces(self.list().iter()).await;
+        let all = self.list();
+        // Namespaces sharing a backend (none today) close it once.
+        close_namespaces(all.iter().map(|n| n.as_ref())).await;
     }
 }
 
-async fn close_namespaces<'a>(namespaces: impl Iterator<Item = &'a Arc<Namespace>>) {
+async fn close_namespaces<'a>(namespaces: impl Iterator<Item = &'a Namespace>) {
     for ns in namespaces {
         if let Err(e) = ns.backend.close().await {
             tracing::warn!(namespace = %ns.config.name, error = %e, "closing backend failed");

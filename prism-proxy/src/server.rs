@@ -19,12 +19,15 @@ use tonic_health::server::HealthReporter;
 use crate::admin::{self, AdminState};
 use crate::audit::{AuditError, AuditLog};
 use crate::auth::{AuthLayer, Authenticator, SetupError};
+use crate::config::StoreSpec;
 use crate::config::{ConfigError, ProxyConfig};
 use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
+use crate::manage::{Manager, ManagerSetup};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::status::AdminApi;
+use crate::store::{ConfigStore, DirStore, MemoryStore};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,26 @@ pub enum StartError {
     Audit(#[from] AuditError),
     #[error("building the gRPC reflection service: {0}")]
     Reflection(String),
+    #[error("{0}")]
+    Store(crate::store::StoreError),
+}
+
+/// Opens the configured namespace store.
+async fn open_store(config: &ProxyConfig) -> Result<Arc<dyn ConfigStore>, StartError> {
+    Ok(match &config.store {
+        StoreSpec::Memory => Arc::new(MemoryStore::new(
+            config
+                .namespaces
+                .iter()
+                .map(|ns| (ns.name.clone(), ns.yaml.clone(), ns.source.clone())),
+        )),
+        StoreSpec::Dir(dir) => Arc::new(DirStore::new(dir.clone())),
+        StoreSpec::Postgres { .. } | StoreSpec::Nats { .. } => {
+            return Err(StartError::Store(crate::store::StoreError::Invalid(
+                "namespaces.store: shared stores are not available in this build yet".into(),
+            )));
+        }
+    })
 }
 
 /// A running proxy.
@@ -58,6 +81,9 @@ pub struct RunningProxy {
     pub admin_addr: SocketAddr,
     registry: Arc<Registry>,
     audit: Arc<AuditLog>,
+    manager: Arc<Manager>,
+    watch_stop: tokio::sync::watch::Sender<bool>,
+    watch_task: JoinHandle<()>,
     admin: Arc<AdminState>,
     health: HealthReporter,
     grpc_stop: oneshot::Sender<()>,
@@ -82,15 +108,64 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
 /// serving. Returns once the proxy is ready.
 pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     let audit = AuditLog::start(&config.audit, &config.data_dir).await?;
-    let registry = Arc::new(
-        Registry::open(
-            &config.namespaces,
-            &Resolver::builtin(),
-            &config.data_dir,
-            Arc::new(SystemClock),
+    let store = open_store(&config).await?;
+    let clock: Arc<dyn pattern_core::Clock> = Arc::new(SystemClock);
+    let registry = if config.store.is_shared() {
+        // Namespaces come from the store; the manager loads them below.
+        Arc::new(Registry::empty())
+    } else {
+        // Parsed with the configuration (strictly: an invalid file stops
+        // start-up); versions come from the store.
+        let stored = store.list().await.map_err(StartError::Store)?;
+        let with_versions: Vec<_> = config
+            .namespaces
+            .iter()
+            .map(|ns| {
+                let version = stored
+                    .iter()
+                    .find(|s| s.name == ns.name)
+                    .map_or(0, |s| s.version);
+                (ns.clone(), version)
+            })
+            .collect();
+        Arc::new(
+            Registry::open(
+                &with_versions,
+                &Resolver::builtin(),
+                &config.data_dir,
+                clock.clone(),
+            )
+            .await?,
         )
-        .await?,
-    );
+    };
+    let manager = Manager::new(ManagerSetup {
+        store: store.clone(),
+        registry: registry.clone(),
+        audit: audit.clone(),
+        catalog: config.backends.clone(),
+        resolver: Resolver::builtin(),
+        data_dir: config.data_dir.clone(),
+        schema_base: match &config.store {
+            StoreSpec::Memory => None,
+            StoreSpec::Dir(dir) => Some(dir.clone()),
+            _ => Some(config.schema_dir.clone()),
+        },
+        clock,
+        grace: Duration::from_secs(config.shutdown_grace_secs),
+    });
+    if config.store.is_shared() {
+        let report = manager.load_initial().await.map_err(|e| {
+            StartError::Store(match e {
+                crate::manage::ManageError::Store(e) => e,
+                other => crate::store::StoreError::Invalid(other.to_string()),
+            })
+        })?;
+        for (name, why) in &report.rejected {
+            tracing::error!(namespace = %name, error = %why, "namespace in the config store rejected; not served until fixed");
+        }
+    }
+    let (watch_stop, watch_stopped) = tokio::sync::watch::channel(false);
+    let watch_task = tokio::spawn(manager.clone().watch(watch_stopped));
     let grpc_listener = bind("grpc", config.listeners.grpc).await?;
     let admin_listener = bind("admin", config.listeners.admin).await?;
     let grpc_addr = grpc_listener
@@ -141,8 +216,9 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
             .add_service(reflection)
             .add_service(kv)
             .add_service(AdminServiceServer::new(
-                AdminApi::new(registry.clone(), audit.clone())
-                    .with_auth_enabled(config.auth.enabled),
+                AdminApi::new(registry.clone(), audit.clone(), manager.clone())
+                    .with_auth_enabled(config.auth.enabled)
+                    .with_admins(config.auth.admins.clone()),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
                 grpc_stopped.await.ok();
@@ -167,7 +243,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         grpc = %grpc_addr,
         admin = %admin_addr,
         namespaces = registry.list().len(),
-        source = %config.source,
+        store = %store.describe(),
         "prism proxy serving"
     );
     Ok(RunningProxy {
@@ -175,6 +251,9 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         admin_addr,
         registry,
         audit,
+        manager,
+        watch_stop,
+        watch_task,
         admin,
         health,
         grpc_stop,
@@ -228,6 +307,11 @@ impl RunningProxy {
         &self.audit
     }
 
+    /// Applies namespace changes (reload on SIGHUP).
+    pub fn manager(&self) -> &Arc<Manager> {
+        &self.manager
+    }
+
     /// Drains and stops: readiness and gRPC health turn to not-serving, the
     /// gRPC listener stops accepting (audit tail followers end), in-flight
     /// calls finish (up to the grace period), the audit log writes and
@@ -235,6 +319,8 @@ impl RunningProxy {
     /// listener stops.
     pub async fn shutdown(self) {
         tracing::info!(grace_secs = self.grace.as_secs(), "draining");
+        let _ = self.watch_stop.send(true);
+        let _ = self.watch_task.await;
         self.admin.ready.store(false, Ordering::Release);
         self.health
             .set_not_serving::<KeyValueServiceServer<KvService>>()

@@ -11,25 +11,77 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditRecord, TailFilter};
+use crate::auth::Principal;
 use crate::config::NamespaceConfig;
+use crate::manage::{ManageError, Manager};
 use crate::registry::{Namespace, Registry};
 
 /// The admin gRPC service.
 pub struct AdminApi {
     registry: Arc<Registry>,
     audit: Arc<AuditLog>,
-    /// With authentication, audit records are shown only for namespaces
-    /// on which the caller holds `admin`.
+    manager: Arc<Manager>,
+    /// With authentication, every method but WhoAmI needs `admin` on the
+    /// namespace concerned (or `auth.admins`).
     auth_enabled: bool,
+    /// `auth.admins`: administrators of every namespace.
+    admins: Vec<String>,
 }
 
 impl AdminApi {
-    pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
+    pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>, manager: Arc<Manager>) -> Self {
         AdminApi {
             registry,
             audit,
+            manager,
             auth_enabled: false,
+            admins: Vec::new(),
         }
+    }
+
+    /// Sets `auth.admins`.
+    pub fn with_admins(mut self, admins: Vec<String>) -> Self {
+        self.admins = admins;
+        self
+    }
+
+    /// Whether `principal` administers every namespace.
+    fn is_global_admin(&self, principal: &Principal) -> bool {
+        !self.auth_enabled || crate::policy::matches_any(&self.admins, principal)
+    }
+
+    /// Whether `principal` administers `namespace` (which exists).
+    fn may_admin(&self, principal: &Principal, namespace: &str) -> bool {
+        self.is_global_admin(principal) || self.may_audit(principal, namespace)
+    }
+
+    /// PERMISSION_DENIED unless `principal` administers `namespace`; an
+    /// unknown namespace is NOT_FOUND for global admins and
+    /// PERMISSION_DENIED for others (who may not learn what exists).
+    fn require_admin(&self, principal: &Principal, namespace: &str) -> Result<(), Status> {
+        if self.may_admin(principal, namespace) {
+            if self.registry.get(namespace).is_none() {
+                return Err(ManageError::NotFound(namespace.to_string()).into());
+            }
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "principal '{}' lacks the 'admin' permission on namespace '{namespace}' (or it does \
+             not exist); an operator grants it in the namespace's policy.admin or in auth.admins \
+             of prism.yaml",
+            principal.subject
+        )))
+    }
+
+    fn require_global_admin(&self, principal: &Principal, what: &str) -> Result<(), Status> {
+        if self.is_global_admin(principal) {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "principal '{}' may not {what}: that needs auth.admins in prism.yaml (the \
+             administrators of every namespace)",
+            principal.subject
+        )))
     }
 
     /// Sets whether authentication is enabled on the listener.
@@ -39,8 +91,9 @@ impl AdminApi {
     }
 
     /// Whether `principal` may see audit records of `namespace`.
-    fn may_audit(&self, principal: &crate::auth::Principal, namespace: &str) -> bool {
+    fn may_audit(&self, principal: &Principal, namespace: &str) -> bool {
         !self.auth_enabled
+            || crate::policy::matches_any(&self.admins, principal)
             || self.registry.lookup(namespace).is_ok_and(|ns| {
                 crate::policy::allows(
                     ns.config.policy.as_ref(),
@@ -77,7 +130,7 @@ fn to_pb(r: &AuditRecord) -> pb::AuditRecord {
         status: r.status.clone(),
         latency_us: r.latency_us,
         trace_id: r.trace_id.clone(),
-        config_version: 0,
+        config_version: r.config_version.unwrap_or(0),
     }
 }
 
@@ -125,43 +178,139 @@ async fn namespace_status(ns: &Namespace) -> pb::NamespaceStatus {
 impl AdminService for AdminApi {
     async fn list_namespaces(
         &self,
-        _request: Request<pb::ListNamespacesRequest>,
+        request: Request<pb::ListNamespacesRequest>,
     ) -> Result<Response<pb::ListNamespacesResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListNamespaces is not implemented yet",
-        ))
+        let principal = principal_of(&request);
+        let visible: Vec<_> = self
+            .registry
+            .list()
+            .into_iter()
+            .filter(|ns| self.may_admin(&principal, &ns.config.name))
+            .collect();
+        let mut namespaces = Vec::with_capacity(visible.len());
+        for ns in &visible {
+            namespaces.push(namespace_info(ns).await);
+        }
+        Ok(Response::new(pb::ListNamespacesResponse {
+            namespaces,
+            store: self.manager.store().describe(),
+        }))
     }
 
     async fn get_namespace(
         &self,
-        _request: Request<pb::GetNamespaceRequest>,
+        request: Request<pb::GetNamespaceRequest>,
     ) -> Result<Response<pb::NamespaceInfo>, Status> {
-        Err(Status::unimplemented("GetNamespace is not implemented yet"))
+        let principal = principal_of(&request);
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name is empty; give the namespace to get",
+            ));
+        }
+        self.require_admin(&principal, &name)?;
+        let ns = self.registry.lookup(&name)?;
+        Ok(Response::new(namespace_info(&ns).await))
     }
 
     async fn apply_namespace(
         &self,
-        _request: Request<pb::ApplyNamespaceRequest>,
+        request: Request<pb::ApplyNamespaceRequest>,
     ) -> Result<Response<pb::ApplyNamespaceResponse>, Status> {
-        Err(Status::unimplemented(
-            "ApplyNamespace is not implemented yet",
-        ))
+        let principal = principal_of(&request);
+        let req = request.into_inner();
+        if req.yaml.trim().is_empty() {
+            return Err(Status::invalid_argument(
+                "yaml is empty; send the namespace's YAML (as in a namespace file)",
+            ));
+        }
+        if req.yaml.contains(":***@") {
+            return Err(Status::invalid_argument(
+                "the YAML holds a redacted password (`:***@` in a URL, as `namespace get` shows \
+                 it); put the real password back, or move the URL into the backends: catalog \
+                 of prism.yaml and state `needs:` instead",
+            ));
+        }
+        match crate::manage::name_of(&req.yaml) {
+            Some(name) if self.registry.get(&name).is_some() => {
+                self.require_admin(&principal, &name)?;
+            }
+            _ => self.require_global_admin(&principal, "create namespaces")?,
+        }
+        let outcome = self
+            .manager
+            .apply(
+                &req.yaml,
+                req.dry_run,
+                req.expected_version,
+                &principal.subject,
+            )
+            .await?;
+        Ok(Response::new(pb::ApplyNamespaceResponse {
+            name: outcome.name,
+            version: outcome.version,
+            created: outcome.created,
+            changed: outcome.changed,
+            diff: outcome.diff,
+            dry_run: outcome.dry_run,
+            errors: outcome
+                .errors
+                .into_iter()
+                .map(|e| pb::FieldError {
+                    field: if e.field == "." {
+                        String::new()
+                    } else {
+                        e.field
+                    },
+                    message: e.message,
+                })
+                .collect(),
+        }))
     }
 
     async fn delete_namespace(
         &self,
-        _request: Request<pb::DeleteNamespaceRequest>,
+        request: Request<pb::DeleteNamespaceRequest>,
     ) -> Result<Response<pb::DeleteNamespaceResponse>, Status> {
-        Err(Status::unimplemented(
-            "DeleteNamespace is not implemented yet",
-        ))
+        let principal = principal_of(&request);
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name is empty; give the namespace to delete",
+            ));
+        }
+        self.require_admin(&principal, &req.name)?;
+        let version = self
+            .manager
+            .delete(&req.name, req.expected_version, &principal.subject)
+            .await?;
+        Ok(Response::new(pb::DeleteNamespaceResponse {
+            name: req.name,
+            version,
+        }))
     }
 
     async fn reload(
         &self,
-        _request: Request<pb::ReloadRequest>,
+        request: Request<pb::ReloadRequest>,
     ) -> Result<Response<pb::ReloadResponse>, Status> {
-        Err(Status::unimplemented("Reload is not implemented yet"))
+        let principal = principal_of(&request);
+        self.require_global_admin(&principal, "reload the namespaces")?;
+        let report = self.manager.reload().await?;
+        Ok(Response::new(pb::ReloadResponse {
+            applied: report.applied,
+            removed: report.removed,
+            rejected: report
+                .rejected
+                .into_iter()
+                .map(|(namespace, e)| pb::RejectedChange {
+                    namespace,
+                    source: e.file,
+                    field: e.field,
+                    message: e.message,
+                })
+                .collect(),
+        }))
     }
 
     type TailAuditStream = TailStream;
@@ -247,11 +396,18 @@ impl AdminService for AdminApi {
 
     async fn get_status(
         &self,
-        _: Request<pb::GetStatusRequest>,
+        request: Request<pb::GetStatusRequest>,
     ) -> Result<Response<pb::GetStatusResponse>, Status> {
-        let mut namespaces = Vec::new();
-        for ns in self.registry.list() {
-            namespaces.push(namespace_status(&ns).await);
+        let principal = principal_of(&request);
+        let visible: Vec<_> = self
+            .registry
+            .list()
+            .into_iter()
+            .filter(|ns| self.may_admin(&principal, &ns.config.name))
+            .collect();
+        let mut namespaces = Vec::with_capacity(visible.len());
+        for ns in &visible {
+            namespaces.push(namespace_status(ns).await);
         }
         Ok(Response::new(pb::GetStatusResponse { namespaces }))
     }
@@ -281,15 +437,144 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ExplainNamespaceRequest>,
     ) -> Result<Response<pb::ExplainNamespaceResponse>, Status> {
+        let principal = principal_of(&request);
         let name = request.into_inner().name;
         if name.is_empty() {
             return Err(Status::invalid_argument(
                 "name is empty; give the namespace to explain",
             ));
         }
+        self.require_admin(&principal, &name)?;
         let ns = self.registry.lookup(&name)?;
         Ok(Response::new(explain(&ns.config)))
     }
+}
+
+/// The caller, as the auth layer found it (anonymous without one).
+fn principal_of<T>(request: &Request<T>) -> Principal {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .unwrap_or_else(Principal::anonymous)
+}
+
+/// One namespace for ListNamespaces and GetNamespace.
+async fn namespace_info(ns: &Namespace) -> pb::NamespaceInfo {
+    let c = &ns.config;
+    let l = &c.limits;
+    let limits = [
+        ("max_key_bytes", l.max_key_bytes),
+        ("max_id_bytes", l.max_id_bytes),
+        ("max_value_bytes", l.max_value_bytes),
+        ("max_items_per_call", l.max_items_per_call),
+        ("default_page_size_bytes", l.default_page_size_bytes),
+        ("max_page_size_bytes", l.max_page_size_bytes),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v as u64))
+    .collect();
+    pb::NamespaceInfo {
+        name: c.name.clone(),
+        dal: c.dal.name().to_string(),
+        description: c.description.clone(),
+        version: ns.version,
+        yaml: redact_urls_in(&c.yaml),
+        source: c.source.clone(),
+        applied_at: crate::audit::rfc3339_millis(ns.applied_at),
+        status: Some(namespace_status(ns).await),
+        explicit_backend: c.selection.is_none(),
+        schema: c.compiled_schema.as_deref().map(schema_info),
+        policy: Some(match &c.policy {
+            Some(p) => pb::PolicyInfo {
+                defined: true,
+                read: p.read.clone(),
+                write: p.write.clone(),
+                admin: p.admin.clone(),
+                pii_read: p.pii_read.clone(),
+            },
+            None => pb::PolicyInfo::default(),
+        }),
+        limits,
+    }
+}
+
+/// Every field of the schema's message (nested messages flattened to
+/// dotted paths, three levels deep), with its annotations.
+fn schema_info(schema: &crate::schema::Schema) -> pb::SchemaInfo {
+    use prost_reflect::Kind;
+    fn walk(
+        message: &prost_reflect::MessageDescriptor,
+        prefix: &str,
+        depth: usize,
+        annotated: &std::collections::HashMap<&str, &crate::schema::FieldAnnotation>,
+        out: &mut Vec<pb::SchemaField>,
+    ) {
+        for field in message.fields() {
+            let path = if prefix.is_empty() {
+                field.name().to_string()
+            } else {
+                format!("{prefix}.{}", field.name())
+            };
+            let kind = field.kind();
+            let mut type_name = match &kind {
+                Kind::Message(m) => m.full_name().to_string(),
+                Kind::Enum(e) => e.full_name().to_string(),
+                other => format!("{other:?}").to_lowercase(),
+            };
+            if field.is_list() {
+                type_name = format!("repeated {type_name}");
+            } else if field.is_map() {
+                type_name = "map".to_string();
+            }
+            let a = annotated.get(path.as_str());
+            out.push(pb::SchemaField {
+                path: path.clone(),
+                r#type: type_name,
+                pii: a
+                    .and_then(|a| a.pii)
+                    .map(|k| format!("{k:?}").to_lowercase())
+                    .unwrap_or_default(),
+                index: a.and_then(|a| a.index.clone()).unwrap_or_default(),
+                access_audit: a.is_some_and(|a| a.access_audit),
+            });
+            if let Kind::Message(m) = kind
+                && depth < 3
+                && !field.is_map()
+            {
+                walk(&m, &path, depth + 1, annotated, out);
+            }
+        }
+    }
+    let annotated = schema
+        .fields()
+        .iter()
+        .map(|f| (f.path.as_str(), f))
+        .collect();
+    let mut fields = Vec::new();
+    walk(schema.descriptor(), "", 0, &annotated, &mut fields);
+    pb::SchemaInfo {
+        message: schema.message_name().to_string(),
+        encoding: schema.encoding().name().to_string(),
+        proto: schema.source().display().to_string(),
+        fields,
+    }
+}
+
+/// `text` with the password of every `scheme://user:password@` URL
+/// replaced by `***`.
+fn redact_urls_in(text: &str) -> String {
+    text.split_inclusive(char::is_whitespace)
+        .map(|word| {
+            let trimmed = word.trim_end();
+            let quoted = trimmed.trim_matches(|c| c == '"' || c == '\'');
+            if quoted.contains("://") {
+                word.replacen(quoted, &redact_url(quoted), 1)
+            } else {
+                word.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The explanation of one namespace's backend.

@@ -236,6 +236,7 @@ impl AuditLog {
             status: code_name(code).to_string(),
             latency_us,
             trace_id: call.trace_id,
+            config_version: None,
         }
     }
 
@@ -297,6 +298,43 @@ impl AuditLog {
                 }
             }
         }
+    }
+
+    /// Records a change to a namespace's definition (dal `admin`):
+    /// `method` is e.g. `ApplyNamespace`, `version` the version the change
+    /// made (0 when it failed). Uses `block`: a configuration change is
+    /// always recorded; an error is returned when the sink cannot take it.
+    pub async fn admin_change(
+        &self,
+        principal: &str,
+        namespace: &str,
+        method: &str,
+        code: tonic::Code,
+        version: u64,
+        started: std::time::Instant,
+    ) -> Result<(), SubmitError> {
+        let record = AuditRecord {
+            time: rfc3339_millis(std::time::SystemTime::now()),
+            principal: principal.to_string(),
+            namespace: if crate::config::validate_name(namespace).is_ok() {
+                namespace.to_string()
+            } else {
+                INVALID_NAMESPACE.to_string()
+            },
+            dal: "admin".to_string(),
+            method: method.to_string(),
+            ids: Vec::new(),
+            keys: Vec::new(),
+            selection: None,
+            truncated: false,
+            pii_fields: Vec::new(),
+            status: code_name(code).to_string(),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            trace_id: self.trace_ids.generate(),
+            config_version: (version > 0).then_some(version),
+        };
+        let label = record.namespace.clone();
+        self.submit(record, label, AuditPolicy::Block).await
     }
 
     /// Queues `entry` if there is room, else drops and counts it.

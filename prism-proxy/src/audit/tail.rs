@@ -125,6 +125,7 @@ mod tests {
             status: status.into(),
             latency_us: 1,
             trace_id: String::new(),
+            config_version: None,
         })
     }
 

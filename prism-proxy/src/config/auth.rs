@@ -33,6 +33,10 @@ pub struct AuthFile {
     pub jwt: Option<JwtFile>,
     /// TLS (and optionally client certificates) on the gRPC listener.
     pub tls: Option<TlsFile>,
+    /// Who administers every namespace and may create new ones (policy
+    /// entries: `user:`, `group:`, `scope:`, `*`). Default: nobody; each
+    /// namespace's `policy.admin` still applies.
+    pub admins: Vec<String>,
 }
 
 /// `auth.jwt` as written.
@@ -124,6 +128,8 @@ pub struct AuthConfig {
     pub enabled: bool,
     pub jwt: Option<JwtConfig>,
     pub tls: Option<TlsConfig>,
+    /// `auth.admins`: administrators of every namespace.
+    pub admins: Vec<String>,
 }
 
 impl AuthFile {
@@ -243,10 +249,13 @@ impl AuthFile {
                     .into(),
             ));
         }
+        crate::policy::validate_entries("auth.admins", &self.admins)
+            .map_err(|(field, message)| err(&field, message))?;
         Ok(AuthConfig {
             enabled: self.enabled,
             jwt,
             tls,
+            admins: self.admins,
         })
     }
 }

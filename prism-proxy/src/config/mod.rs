@@ -109,10 +109,81 @@ impl Default for Listeners {
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields, default)]
 pub struct NamespacesSource {
-    /// A directory with one `<name>.yaml` per namespace. Required in a
-    /// `prism.yaml`; only the embedded default (no file) serves the
-    /// built-in demo namespaces.
+    /// A directory with one `<name>.yaml` per namespace, watched for
+    /// changes. A `prism.yaml` sets this or `store`; only the embedded
+    /// default (no file) serves the built-in demo namespaces.
     pub dir: Option<PathBuf>,
+    /// A config store shared by a fleet of proxies, instead of `dir`.
+    pub store: Option<StoreFile>,
+    /// Where relative `schema.proto` paths of namespaces in `store` are
+    /// found. Default: the directory of `prism.yaml`.
+    pub schema_dir: Option<PathBuf>,
+}
+
+/// `namespaces.store`: exactly one of these.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase", deny_unknown_fields)]
+pub enum StoreFile {
+    /// A PostgreSQL table.
+    Postgres(PostgresStoreFile),
+    /// A NATS JetStream key-value bucket.
+    Nats(NatsStoreFile),
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresStoreFile {
+    /// e.g. `postgres://prism@db:5432/prism`.
+    pub url: String,
+    /// Default `prism_config.namespaces`; created when missing.
+    #[serde(default = "default_store_table")]
+    pub table: String,
+}
+
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct NatsStoreFile {
+    /// e.g. `nats://127.0.0.1:4222`.
+    pub url: String,
+    /// Default `prism-namespaces`; created when missing.
+    #[serde(default = "default_store_bucket")]
+    pub bucket: String,
+}
+
+fn default_store_table() -> String {
+    "prism_config.namespaces".to_string()
+}
+
+fn default_store_bucket() -> String {
+    "prism-namespaces".to_string()
+}
+
+/// Where the proxy keeps its namespaces.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum StoreSpec {
+    /// In memory, seeded from [`ProxyConfig::namespaces`]: the embedded
+    /// default and configurations built in code. Changes made through the
+    /// admin API last until the proxy stops.
+    #[default]
+    Memory,
+    /// `namespaces.dir`.
+    Dir(PathBuf),
+    Postgres {
+        url: String,
+        table: String,
+    },
+    Nats {
+        url: String,
+        bucket: String,
+    },
+}
+
+impl StoreSpec {
+    /// Whether the store is shared by a fleet (namespaces are read from
+    /// it, not from files at start-up).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, StoreSpec::Postgres { .. } | StoreSpec::Nats { .. })
+    }
 }
 
 /// `log` in `prism.yaml`.
@@ -193,6 +264,12 @@ pub struct ProxyConfig {
     /// `backends` of `prism.yaml`; the namespaces above were resolved
     /// against it.
     pub backends: BackendCatalog,
+    /// Where namespaces are stored and watched. With a shared store,
+    /// `namespaces` is empty: they are read from the store at start-up.
+    pub store: StoreSpec,
+    /// Base directory of relative `schema.proto` paths for namespaces
+    /// read from a shared store.
+    pub schema_dir: PathBuf,
 }
 
 impl Default for ProxyConfig {
@@ -211,6 +288,8 @@ impl Default for ProxyConfig {
             backends: file.backends,
             auth: AuthConfig::default(),
             audit: AuditConfig::default(),
+            store: StoreSpec::Memory,
+            schema_dir: PathBuf::from("."),
         }
     }
 }
@@ -261,8 +340,29 @@ impl ProxyConfig {
             }
         };
         file.backends.source = shown.to_string();
-        let (namespaces, source) = match &file.namespaces.dir {
-            Some(dir) => {
+        let (namespaces, source, store) = match (&file.namespaces.dir, &file.namespaces.store) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::new(
+                    shown,
+                    "namespaces.store",
+                    "set either namespaces.dir (a directory of YAML files) or namespaces.store \
+                     (a store shared by a fleet of proxies), not both",
+                ));
+            }
+            (None, Some(store)) => {
+                let spec = match store {
+                    StoreFile::Postgres(p) => StoreSpec::Postgres {
+                        url: p.url.clone(),
+                        table: p.table.clone(),
+                    },
+                    StoreFile::Nats(n) => StoreSpec::Nats {
+                        url: n.url.clone(),
+                        bucket: n.bucket.clone(),
+                    },
+                };
+                (Vec::new(), "the shared config store".to_string(), spec)
+            }
+            (Some(dir), None) => {
                 let dir = resolve(dir);
                 if !dir.is_dir() {
                     return Err(ConfigError::new(
@@ -279,16 +379,18 @@ impl ProxyConfig {
                 (
                     load_namespace_dir(&dir, &file.backends)?,
                     dir.display().to_string(),
+                    StoreSpec::Dir(dir),
                 )
             }
-            None if !demo => {
+            (None, None) if !demo => {
                 return Err(ConfigError::new(
                     shown,
                     "namespaces.dir",
-                    "is required: the directory holding one <name>.yaml per namespace",
+                    "is required: the directory holding one <name>.yaml per namespace (or set \
+                     namespaces.store for a store shared by several proxies)",
                 ));
             }
-            None => (
+            (None, None) => (
                 DEMO_NAMESPACES
                     .iter()
                     .map(|(name, text)| {
@@ -300,8 +402,14 @@ impl ProxyConfig {
                     })
                     .collect::<Result<Vec<_>, _>>()?,
                 "built-in demo namespaces".to_string(),
+                StoreSpec::Memory,
             ),
         };
+        let schema_dir = file
+            .namespaces
+            .schema_dir
+            .as_deref()
+            .map_or_else(|| base.to_path_buf(), resolve);
         if file.listeners.grpc == file.listeners.admin {
             return Err(ConfigError::new(
                 shown,
@@ -321,6 +429,8 @@ impl ProxyConfig {
             namespaces,
             source,
             backends: file.backends,
+            store,
+            schema_dir,
         })
     }
 }

@@ -153,6 +153,9 @@ pub struct NamespaceConfig {
     /// The file this namespace was read from, for error messages.
     #[serde(skip)]
     pub source: String,
+    /// The YAML text it was parsed from.
+    #[serde(skip)]
+    pub yaml: String,
     /// `schema`, compiled when the namespace was parsed.
     #[serde(skip)]
     pub compiled_schema: Option<Arc<Schema>>,
@@ -197,8 +200,22 @@ impl NamespaceConfig {
         text: &str,
         catalog: &BackendCatalog,
     ) -> Result<Self, ConfigError> {
+        let base = Path::new(file).parent().unwrap_or(Path::new("."));
+        Self::parse_in(file, text, catalog, base)
+    }
+
+    /// [`NamespaceConfig::parse_with`] for text that is not a file (a
+    /// shared store's entry): relative `schema.proto` paths are resolved
+    /// against `schema_base`.
+    pub fn parse_in(
+        file: &str,
+        text: &str,
+        catalog: &BackendCatalog,
+        schema_base: &Path,
+    ) -> Result<Self, ConfigError> {
         let mut ns: NamespaceConfig = parse_yaml(file, text)?;
         ns.source = file.to_string();
+        ns.yaml = text.to_string();
         ns.resolve_needs(file, catalog)?;
         ns.validate(file)?;
         if let Some(policy) = &ns.policy {
@@ -207,9 +224,8 @@ impl NamespaceConfig {
                 .map_err(|(field, message)| ConfigError::new(file, &field, message))?;
         }
         if let Some(config) = &ns.schema {
-            let base = Path::new(file).parent().unwrap_or(Path::new("."));
-            let schema =
-                Schema::load(config, base).map_err(|e| ConfigError::new(file, "schema", e))?;
+            let schema = Schema::load(config, schema_base)
+                .map_err(|e| ConfigError::new(file, "schema", e))?;
             if let Some(wanted) = &schema.annotations().backend
                 && *wanted != ns.backend.kind
             {

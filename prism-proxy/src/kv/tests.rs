@@ -51,7 +51,7 @@ async fn fixture(encoding: &str, policy: &str) -> Fixture {
         .descriptor()
         .clone();
     let registry = Registry::open(
-        &[config],
+        &[(config, 1)],
         &Resolver::builtin(),
         dir.path(),
         Arc::new(SystemClock),

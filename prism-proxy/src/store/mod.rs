@@ -13,6 +13,7 @@
 //! or coalesced hint never loses a change.
 
 mod dir;
+mod memory;
 
 use std::fmt;
 
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use tokio::sync::mpsc;
 
 pub use dir::DirStore;
+pub use memory::MemoryStore;
 
 /// One namespace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
