@@ -149,7 +149,9 @@ impl Target {
     /// then from the defaults.
     pub fn settings(&self, config: &config::Loaded) -> Settings {
         let file = &config.file;
-        let (addr, addr_origin) = match (&self.addr, &file.address) {
+        // An empty PRISM_ADDR counts as unset.
+        let flag = self.addr.as_ref().filter(|a| !a.trim().is_empty());
+        let (addr, addr_origin) = match (flag, &file.address) {
             (Some(addr), _) => (addr.clone(), Origin::Flag),
             (None, Some(addr)) => (
                 addr.clone(),
@@ -257,22 +259,23 @@ impl Settings {
                 || "~/.prism/config.yaml".to_owned(),
                 |p| p.display().to_string(),
             );
+        let addr = normalize_addr(&self.addr).unwrap_or_else(|_| self.addr.clone());
         match &self.addr_origin {
             Origin::Flag => format!(
                 "is prism-proxy running at {}? the address came from --addr or PRISM_ADDR; fix \
                  it there",
-                self.addr
+                addr
             ),
             Origin::ConfigFile(path) => format!(
                 "is prism-proxy running at {}? the address came from `address:` in {}; fix it \
                  there or override it with --addr",
-                self.addr,
+                addr,
                 path.display()
             ),
             Origin::Default => format!(
                 "is prism-proxy running at {} (the default)? start it with `prism-proxy`, or \
                  set --addr (or PRISM_ADDR) or `address:` in {config}",
-                self.addr
+                addr
             ),
         }
     }

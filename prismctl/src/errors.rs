@@ -61,7 +61,7 @@ fn hints(status: &Status) -> Vec<String> {
         Code::NotFound if message.contains("namespace") => {
             vec!["`prismctl namespace list` shows the namespaces you can see".to_owned()]
         }
-        Code::FailedPrecondition if message.contains("version") => vec![
+        Code::FailedPrecondition if message.contains("at version") => vec![
             "someone changed it since you read it: `prismctl namespace get NAME` shows the \
              current version; re-apply your change on top of it, or drop --expected-version"
                 .to_owned(),
@@ -194,7 +194,9 @@ mod tests {
 
     #[test]
     fn stale_versions_and_unknown_namespaces_say_what_next() {
-        let stale = status_report(&Status::failed_precondition("namespace is at version 4"));
+        let stale = status_report(&Status::failed_precondition(
+            "namespace 'x' is at version 4, not 3; someone else changed it",
+        ));
         assert!(stale.contains("prismctl namespace get"), "{stale}");
         let missing = status_report(&Status::not_found("namespace 'x' not found"));
         assert!(missing.contains("prismctl namespace list"), "{missing}");

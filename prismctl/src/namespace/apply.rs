@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use serde::Serialize;
+use tonic::{Code, Status};
 
 use prism_proto::admin::v1::{
     ApplyNamespaceRequest, ApplyNamespaceResponse, DeleteNamespaceRequest,
@@ -160,13 +161,20 @@ pub async fn apply(
     });
     let response = client
         .apply_namespace(ApplyNamespaceRequest {
-            yaml,
+            yaml: yaml.clone(),
             dry_run,
             expected_version,
         })
         .await;
     spinner.finish();
-    let view = ApplyView::from(response?.into_inner());
+    let response = match response {
+        Ok(response) => response.into_inner(),
+        Err(status) if status.code() == Code::InvalidArgument && !dry_run => {
+            return Err(field_errors(client, yaml, status).await.into());
+        }
+        Err(status) => return Err(status.into()),
+    };
+    let view = ApplyView::from(response);
     let mut out = std::io::stdout().lock();
     match format {
         OutputFormat::Table => view.write_text(&mut out)?,
@@ -181,6 +189,39 @@ pub async fn apply(
         view.errors.len()
     );
     Ok(ExitCode::FAILURE)
+}
+
+/// An apply refused as invalid, with the field errors one per line: a
+/// dry run of the same YAML gives them as fields. Falls back to the
+/// proxy's own message when the dry run does not.
+async fn field_errors(client: &mut Client, yaml: String, refused: Status) -> Status {
+    let dry_run = ApplyNamespaceRequest {
+        yaml,
+        dry_run: true,
+        expected_version: None,
+    };
+    let errors = match client.apply_namespace(dry_run).await {
+        Ok(r) => r.into_inner().errors,
+        Err(_) => return refused,
+    };
+    if errors.is_empty() {
+        return refused;
+    }
+    let lines: Vec<String> = errors
+        .into_iter()
+        .map(|e| {
+            FieldErrorView {
+                field: e.field,
+                message: e.message,
+            }
+            .line()
+        })
+        .collect();
+    Status::invalid_argument(format!(
+        "the namespace YAML is invalid; nothing was changed and the previous version keeps \
+         serving:\n{}",
+        lines.join("\n")
+    ))
 }
 
 /// The result of `namespace delete`.
