@@ -106,7 +106,7 @@ const COLUMNS: [(&str, usize); 7] = [
     ("TIME", 24),
     ("PRINCIPAL", 12),
     ("NAMESPACE", 16),
-    ("METHOD", 6),
+    ("METHOD", 15),
     ("STATUS", 9),
     ("LATENCY", 9),
     ("IDS", 0),
@@ -133,6 +133,10 @@ fn header() -> String {
 fn row(r: &AuditRecord) -> String {
     let latency = format!("{}us", r.latency_us);
     let mut ids = r.ids.join(",");
+    if ids.is_empty() && r.config_version > 0 {
+        // An admin change: the namespace version it made.
+        ids = format!("version {}", r.config_version);
+    }
     if ids.is_empty() {
         ids.push('-');
     }

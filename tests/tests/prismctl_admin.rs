@@ -287,6 +287,31 @@ fn namespace_apply_get_list_dry_run_delete_and_explain() {
     assert!(err.contains("prismctl namespace list"), "{err}");
     let out = ok(&ctl.run(&["namespace", "list"]));
     assert!(!out.contains(&name), "{out}");
+
+    // The audit log has every change, with the version it made.
+    let out = ok(&ctl.run(&[
+        "-o",
+        "json",
+        "audit",
+        "tail",
+        "--namespace",
+        &name,
+        "-n",
+        "100",
+    ]));
+    let records: Vec<serde_json::Value> = out.lines().map(json).collect();
+    assert!(
+        records
+            .iter()
+            .any(|r| r["method"] == "ApplyNamespace" && r["config_version"] == second),
+        "{out}"
+    );
+    assert!(
+        records.iter().any(|r| r["method"] == "DeleteNamespace"),
+        "{out}"
+    );
+    let out = ok(&ctl.run(&["audit", "tail", "--namespace", &name, "-n", "100"]));
+    assert!(out.contains(&format!("version {second}")), "{out}");
 }
 
 #[test]
@@ -532,4 +557,72 @@ fn yaml_and_json_output_of_the_older_commands() {
     assert!(out.starts_with("---\n"), "{out}");
     assert!(out.contains("method: Get"), "the last call: {out}");
     assert_eq!(out.matches("---\n").count(), 1, "{out}");
+}
+
+#[test]
+fn permission_denied_says_which_permission_and_who_grants_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let issuer = prism_tests::oidc::TestIssuer::start();
+    let name = unique("e2e-guarded");
+    let ns_dir = dir.path().join("namespaces");
+    std::fs::create_dir_all(&ns_dir).unwrap();
+    std::fs::write(
+        ns_dir.join(format!("{name}.yaml")),
+        format!(
+            "name: {name}\ndal: keyvalue\nbackend:\n  kind: memstore\n\
+             policy:\n  read: [\"*\"]\n  admin: [\"user:bob\"]\n"
+        ),
+    )
+    .unwrap();
+    let config = dir.path().join("prism.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "listeners:\n  grpc: {}\n  admin: {}\nnamespaces:\n  dir: namespaces\n\
+             auth:\n  enabled: true\n  jwt:\n    issuer: {}\n    audience: {}\n    \
+             jwks_url: {}\n",
+            free_addr(),
+            free_addr(),
+            issuer.url(),
+            prism_tests::oidc::AUDIENCE,
+            issuer.jwks_url()
+        ),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let proxy = ProxyProcess::start_with(&dir.path().join("data"), &["--config", &config]);
+    let config_dir = dir.path().join("cli");
+    std::fs::create_dir_all(&config_dir).unwrap();
+    let ctl = Ctl::new(&config_dir, &proxy);
+
+    // The token comes from the config file.
+    let alice = issuer.sign(&issuer.claims("alice"));
+    std::fs::write(config_dir.join("config.yaml"), format!("token: {alice}\n")).unwrap();
+    let out = ok(&ctl.run(&["-o", "json", "whoami"]));
+    assert_eq!(json(&out)["subject"], "alice", "{out}");
+
+    // alice may read but not administer the namespace.
+    let err = fails(&ctl.run(&["namespace", "get", &name]));
+    assert!(err.contains("PERMISSION_DENIED"), "{err}");
+    assert!(
+        err.contains("hint: you lack the 'admin' permission"),
+        "{err}"
+    );
+    assert!(
+        err.contains("policy.admin") && err.contains("auth.admins"),
+        "{err}"
+    );
+    assert!(err.contains("prismctl whoami"), "{err}");
+
+    // bob (by --token, which beats the file) administers it.
+    let bob = issuer.sign(&issuer.claims("bob"));
+    let out = ok(&ctl.run(&["--token", &bob, "namespace", "get", &name]));
+    assert!(out.contains(&format!("Name:        {name}")), "{out}");
+    assert!(out.contains("admin: user:bob"), "{out}");
+
+    // Without any token: UNAUTHENTICATED, and how to log in.
+    std::fs::remove_file(config_dir.join("config.yaml")).unwrap();
+    let err = fails(&ctl.run(&["namespace", "list"]));
+    assert!(err.contains("UNAUTHENTICATED"), "{err}");
+    assert!(err.contains("prismctl login"), "{err}");
 }

@@ -117,10 +117,11 @@ impl ApplyView {
                     "dry run: namespace {name} {would}; nothing was changed"
                 )?;
             } else {
+                let n = self.errors.len();
+                let errors = if n == 1 { "error" } else { "errors" };
                 writeln!(
                     out,
-                    "dry run: namespace {name} is invalid ({} errors); nothing was changed",
-                    self.errors.len()
+                    "dry run: namespace {name} is invalid ({n} {errors}); nothing was changed"
                 )?;
             }
         } else {
@@ -185,8 +186,8 @@ pub async fn apply(
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!(
-        "error: the namespace YAML has {} error(s); fix them and run the dry run again",
-        view.errors.len()
+        "error: the namespace YAML is invalid (see errors: above); fix it and run the dry run \
+         again"
     );
     Ok(ExitCode::FAILURE)
 }
