@@ -58,7 +58,8 @@ fn hints(status: &Status) -> Vec<String> {
                  the proxy takes you for"
             )]
         }
-        Code::NotFound if message.contains("namespace") => {
+        // Newer proxies name the command themselves; say it once.
+        Code::NotFound if message.contains("namespace") && !message.contains("namespace list") => {
             vec!["`prismctl namespace list` shows the namespaces you can see".to_owned()]
         }
         Code::FailedPrecondition if message.contains("at version") => vec![
@@ -200,6 +201,14 @@ mod tests {
         assert!(stale.contains("prismctl namespace get"), "{stale}");
         let missing = status_report(&Status::not_found("namespace 'x' not found"));
         assert!(missing.contains("prismctl namespace list"), "{missing}");
+        let named = status_report(&Status::not_found(
+            "namespace 'x' does not exist; `prismctl namespace list` shows the namespaces served",
+        ));
+        assert_eq!(
+            named.matches("prismctl namespace list").count(),
+            1,
+            "{named}"
+        );
         let plain = status_report(&Status::internal("boom"));
         assert_eq!(plain, "error: INTERNAL (13): boom\n");
     }
