@@ -42,6 +42,14 @@ pub fn status_report(status: &Status) -> String {
 /// What to do next about a failed call.
 fn hints(status: &Status) -> Vec<String> {
     let message = status.message();
+    if message.contains("grpc-status header missing") {
+        return vec![
+            "something at this address answers HTTP but not gRPC: point --addr (or address: in \
+             ~/.prism/config.yaml) at the proxy's gRPC listener (listeners.grpc, default port \
+             8980), not its admin HTTP listener"
+                .to_owned(),
+        ];
+    }
     match status.code() {
         Code::Unauthenticated => vec![
             "log in with `prismctl login --issuer URL --client-id ID`, pass --token (or \
@@ -209,6 +217,10 @@ mod tests {
             1,
             "{named}"
         );
+        let http = status_report(&Status::unimplemented(
+            "grpc-status header missing, mapped from HTTP status code 404",
+        ));
+        assert!(http.contains("gRPC listener"), "{http}");
         let plain = status_report(&Status::internal("boom"));
         assert_eq!(plain, "error: INTERNAL (13): boom\n");
     }
