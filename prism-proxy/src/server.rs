@@ -27,7 +27,7 @@ use crate::manage::{Manager, ManagerSetup};
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::status::AdminApi;
-use crate::store::{ConfigStore, DirStore, MemoryStore};
+use crate::store::{ConfigStore, DirStore, MemoryStore, NatsKvStore, PostgresStore};
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -65,11 +65,16 @@ async fn open_store(config: &ProxyConfig) -> Result<Arc<dyn ConfigStore>, StartE
                 .map(|ns| (ns.name.clone(), ns.yaml.clone(), ns.source.clone())),
         )),
         StoreSpec::Dir(dir) => Arc::new(DirStore::new(dir.clone())),
-        StoreSpec::Postgres { .. } | StoreSpec::Nats { .. } => {
-            return Err(StartError::Store(crate::store::StoreError::Invalid(
-                "namespaces.store: shared stores are not available in this build yet".into(),
-            )));
-        }
+        StoreSpec::Postgres { url, table } => Arc::new(
+            PostgresStore::connect(url, table)
+                .await
+                .map_err(StartError::Store)?,
+        ),
+        StoreSpec::Nats { url, bucket } => Arc::new(
+            NatsKvStore::connect(url, bucket)
+                .await
+                .map_err(StartError::Store)?,
+        ),
     })
 }
 

@@ -122,12 +122,12 @@ pub struct NamespacesSource {
 
 /// `namespaces.store`: exactly one of these.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase", deny_unknown_fields)]
-pub enum StoreFile {
+#[serde(deny_unknown_fields)]
+pub struct StoreFile {
     /// A PostgreSQL table.
-    Postgres(PostgresStoreFile),
+    pub postgres: Option<PostgresStoreFile>,
     /// A NATS JetStream key-value bucket.
-    Nats(NatsStoreFile),
+    pub nats: Option<NatsStoreFile>,
 }
 
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
@@ -350,15 +350,23 @@ impl ProxyConfig {
                 ));
             }
             (None, Some(store)) => {
-                let spec = match store {
-                    StoreFile::Postgres(p) => StoreSpec::Postgres {
+                let spec = match (&store.postgres, &store.nats) {
+                    (Some(p), None) => StoreSpec::Postgres {
                         url: p.url.clone(),
                         table: p.table.clone(),
                     },
-                    StoreFile::Nats(n) => StoreSpec::Nats {
+                    (None, Some(n)) => StoreSpec::Nats {
                         url: n.url.clone(),
                         bucket: n.bucket.clone(),
                     },
+                    _ => {
+                        return Err(ConfigError::new(
+                            shown,
+                            "namespaces.store",
+                            "set exactly one of namespaces.store.postgres {url, table} and \
+                             namespaces.store.nats {url, bucket}",
+                        ));
+                    }
                 };
                 (Vec::new(), "the shared config store".to_string(), spec)
             }

@@ -316,3 +316,49 @@ fn namespace_audit_policy_is_checked() {
         "{err}"
     );
 }
+
+#[test]
+fn a_shared_store_replaces_the_directory_and_exactly_one_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "prism.yaml",
+        "namespaces:\n  store:\n    postgres:\n      url: postgres://p@db/prism\n",
+    );
+    let config = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap();
+    assert_eq!(
+        config.store,
+        StoreSpec::Postgres {
+            url: "postgres://p@db/prism".into(),
+            table: "prism_config.namespaces".into()
+        }
+    );
+    assert!(config.namespaces.is_empty() && config.store.is_shared());
+    assert_eq!(config.schema_dir, dir.path());
+
+    write(
+        dir.path(),
+        "prism.yaml",
+        "namespaces:\n  store:\n    nats: {url: 'nats://h:4222'}\n    postgres: {url: 'postgres://db'}\n",
+    );
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert_eq!(err.field, "namespaces.store");
+    assert!(err.message.contains("exactly one"), "{err}");
+
+    std::fs::create_dir(dir.path().join("ns")).unwrap();
+    write(
+        dir.path(),
+        "prism.yaml",
+        "namespaces:\n  dir: ns\n  store:\n    nats: {url: 'nats://h:4222'}\n",
+    );
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert!(err.message.contains("not both"), "{err}");
+
+    write(
+        dir.path(),
+        "prism.yaml",
+        "namespaces: {dir: ns}\nauth: {admins: ['group:ops', 'ops']}\n",
+    );
+    let err = ProxyConfig::load(&dir.path().join("prism.yaml")).unwrap_err();
+    assert_eq!(err.field, "auth.admins[1]");
+}

@@ -14,6 +14,10 @@
 
 mod dir;
 mod memory;
+mod nats;
+mod postgres;
+#[cfg(test)]
+mod suite;
 
 use std::fmt;
 
@@ -22,6 +26,8 @@ use tokio::sync::mpsc;
 
 pub use dir::DirStore;
 pub use memory::MemoryStore;
+pub use nats::NatsKvStore;
+pub use postgres::PostgresStore;
 
 /// One namespace as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
