@@ -58,6 +58,13 @@ struct RecordView<'a> {
     status: &'a str,
     latency_us: u64,
     trace_id: &'a str,
+    /// Admin changes: the namespace version the change made.
+    #[serde(skip_serializing_if = "is_zero")]
+    config_version: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Serialize)]
@@ -89,6 +96,7 @@ impl<'a> RecordView<'a> {
             status: &r.status,
             latency_us: r.latency_us,
             trace_id: &r.trace_id,
+            config_version: r.config_version,
         }
     }
 }
@@ -98,7 +106,7 @@ const COLUMNS: [(&str, usize); 7] = [
     ("TIME", 24),
     ("PRINCIPAL", 12),
     ("NAMESPACE", 16),
-    ("METHOD", 6),
+    ("METHOD", 15),
     ("STATUS", 9),
     ("LATENCY", 9),
     ("IDS", 0),
@@ -125,6 +133,10 @@ fn header() -> String {
 fn row(r: &AuditRecord) -> String {
     let latency = format!("{}us", r.latency_us);
     let mut ids = r.ids.join(",");
+    if ids.is_empty() && r.config_version > 0 {
+        // An admin change: the namespace version it made.
+        ids = format!("version {}", r.config_version);
+    }
     if ids.is_empty() {
         ids.push('-');
     }
@@ -149,6 +161,11 @@ fn print(out: &mut impl Write, format: OutputFormat, r: &AuditRecord) -> io::Res
         OutputFormat::Json => {
             serde_json::to_writer(&mut *out, &RecordView::new(r))?;
             writeln!(out)?;
+        }
+        // One YAML document per record, so a followed stream stays valid.
+        OutputFormat::Yaml => {
+            let yaml = crate::output::to_yaml(&RecordView::new(r)).map_err(io::Error::other)?;
+            write!(out, "---\n{yaml}")?;
         }
     }
     // With --follow a record must show as soon as it arrives.

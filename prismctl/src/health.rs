@@ -113,7 +113,10 @@ impl HealthReport {
 
 async fn namespaces(addr: &connect::Target) -> Result<Vec<NamespaceHealth>> {
     let mut client = AdminServiceClient::new(connect::connect(addr).await?);
-    let status = match client.get_status(GetStatusRequest {}).await {
+    let spinner = crate::progress::Spinner::start("checking backend health");
+    let response = client.get_status(GetStatusRequest {}).await;
+    spinner.finish();
+    let status = match response {
         Ok(r) => r.into_inner(),
         // A proxy without the admin API: nothing more to show.
         Err(status) if status.code() == Code::Unimplemented => return Ok(Vec::new()),

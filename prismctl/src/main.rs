@@ -1,7 +1,8 @@
 //! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items,
-//! checks the health of a running proxy, explains how its namespaces are
-//! served and tails its audit log over gRPC, and logs in to the proxy's
-//! OpenID Connect issuer.
+//! checks the health of a running proxy, lists, shows, applies, deletes and
+//! explains its namespaces, shows its backends and pattern processes,
+//! reloads its config store and tails its audit log over gRPC, and logs in
+//! to the proxy's OpenID Connect issuer.
 //!
 //! Exit codes: 0 on success, 1 on any failure (a gRPC error, an unreachable
 //! proxy, a service that is not serving), 2 on a usage error.
@@ -9,6 +10,8 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod completion;
+mod config;
 mod connect;
 mod errors;
 mod health;
@@ -17,22 +20,55 @@ mod login;
 mod namespace;
 mod output;
 mod pages;
+mod progress;
+mod reload;
 mod selection;
+mod status;
 mod token_cache;
 mod ttl;
 mod whoami;
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::audit::AuditCommand;
 use crate::kv::KvCommand;
 use crate::namespace::NamespaceCommand;
 use crate::output::OutputFormat;
+use crate::status::{BackendCommand, PatternCommand};
+
+/// The long help's epilogue: the config file.
+const CONFIG_HELP: &str = "\
+CONFIG FILE:
+  ~/.prism/config.yaml (or config.yaml in $PRISM_CONFIG_DIR, where `prismctl
+  login` also caches its token) holds defaults for the connection flags:
+
+    address: https://prism.example.com:8980   # --addr / PRISM_ADDR
+    token: eyJ...                             # --token / PRISM_TOKEN
+    tls:
+      ca_file: ca.pem                         # --ca-file / PRISM_CA_FILE
+      cert_file: client.pem                   # --cert-file / PRISM_CERT_FILE
+      key_file: client.key                    # --key-file / PRISM_KEY_FILE
+      server_name: prism.internal             # --server-name / PRISM_TLS_SERVER_NAME
+
+  Every field is optional; relative paths are relative to the file's
+  directory. Each setting comes from its flag, else its environment
+  variable, else this file, else the default (address http://127.0.0.1:8980;
+  token: the one cached by `prismctl login`; CA: the Mozilla roots). An
+  unknown field is an error naming the file and the field.
+
+PROGRESS:
+  Slow calls (apply, delete, reload, health checks, connecting) show a
+  spinner on stderr when it is a terminal; set PRISM_NO_PROGRESS=1 to hide it.";
 
 #[derive(Debug, Parser)]
-#[command(name = "prismctl", version, about = "Operate a Prism proxy over gRPC")]
+#[command(
+    name = "prismctl",
+    version,
+    about = "Operate a Prism proxy over gRPC",
+    after_long_help = CONFIG_HELP
+)]
 struct Cli {
     #[command(flatten)]
     target: connect::Target,
@@ -52,9 +88,19 @@ enum Command {
     Kv(KvCommand),
     /// Check the proxy's gRPC health service; fails unless it is serving.
     Health,
-    /// Inspect namespaces: `explain NAME` says which backend serves one and why.
+    /// Manage namespaces: list, get, apply (create or change from YAML),
+    /// delete, and explain which backend serves one and why.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// Show each namespace's backend and its health.
+    #[command(subcommand)]
+    Backend(BackendCommand),
+    /// Show the pattern processes serving namespaces.
+    #[command(subcommand)]
+    Pattern(PatternCommand),
+    /// Make the proxy re-read its config store now and apply what changed
+    /// (it also does so by itself on change and on SIGHUP).
+    Reload,
     /// Log in with the OpenID Connect device flow and cache the token
     /// (in $PRISM_CONFIG_DIR or ~/.prism/) for later commands.
     Login(login::LoginArgs),
@@ -65,6 +111,11 @@ enum Command {
     /// Read the proxy's audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completion {
+        #[arg(value_enum)]
+        shell: completion::Shell,
+    },
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -81,9 +132,18 @@ async fn main() -> ExitCode {
         Command::Whoami => whoami::run(&cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
-        Command::Namespace(command) => namespace::run(command, &cli.target, cli.output)
+        Command::Namespace(command) => namespace::run(command, &cli.target, cli.output).await,
+        Command::Backend(command) => status::backend(command, &cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
+        Command::Pattern(command) => status::pattern(command, &cli.target, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Reload => reload::run(&cli.target, cli.output).await,
+        Command::Completion { shell } => {
+            completion::write(shell, &mut Cli::command(), &mut std::io::stdout().lock())
+                .map(|()| ExitCode::SUCCESS)
+        }
         Command::Audit(command) => audit::run(command, &cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
@@ -94,7 +154,6 @@ async fn main() -> ExitCode {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
     use clap::error::ErrorKind;
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
@@ -120,7 +179,7 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(cli.output, OutputFormat::Json);
-        assert_eq!(cli.target.addr, "h:1");
+        assert_eq!(cli.target.addr.as_deref(), Some("h:1"));
         let cli = parse(&["--output", "table", "health"]).unwrap();
         assert_eq!(cli.output, OutputFormat::Table);
     }
@@ -134,6 +193,84 @@ mod tests {
         ));
         let err = parse(&["namespace", "explain"]).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+    }
+
+    #[test]
+    fn namespace_apply_takes_a_file_or_stdin_and_a_version() {
+        let cli = parse(&[
+            "namespace",
+            "apply",
+            "-f",
+            "-",
+            "--dry-run",
+            "--expected-version",
+            "3",
+        ])
+        .unwrap();
+        let Command::Namespace(NamespaceCommand::Apply {
+            file,
+            dry_run,
+            expected_version,
+        }) = cli.command
+        else {
+            panic!("namespace apply")
+        };
+        assert_eq!(file, std::path::Path::new("-"));
+        assert!(dry_run);
+        assert_eq!(expected_version, Some(3));
+        let err = parse(&["namespace", "apply"]).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::MissingRequiredArgument);
+        let cli = parse(&["namespace", "delete", "x", "--expected-version", "0"]).unwrap();
+        assert!(matches!(
+            cli.command,
+            Command::Namespace(NamespaceCommand::Delete { ref name, expected_version: Some(0) })
+                if name == "x"
+        ));
+    }
+
+    #[test]
+    fn every_command_takes_yaml_output() {
+        for args in [
+            &["namespace", "list"][..],
+            &["namespace", "get", "x"],
+            &["backend", "status"],
+            &["pattern", "list"],
+            &["reload"],
+            &["whoami"],
+            &["health"],
+            &["audit", "tail"],
+        ] {
+            let cli = parse(&[args, &["-o", "yaml"]].concat()).unwrap();
+            assert_eq!(cli.output, OutputFormat::Yaml, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn completion_scripts_name_the_commands() {
+        for shell in [
+            completion::Shell::Bash,
+            completion::Shell::Zsh,
+            completion::Shell::Fish,
+        ] {
+            let mut out = Vec::new();
+            completion::write(shell, &mut Cli::command(), &mut out).unwrap();
+            let script = String::from_utf8(out).unwrap();
+            assert!(script.contains("prismctl"), "{shell:?}");
+            assert!(script.contains("namespace"), "{shell:?}");
+            assert!(script.contains("apply"), "{shell:?}");
+        }
+        assert_eq!(
+            parse(&["completion", "tcsh"]).unwrap_err().kind(),
+            ErrorKind::InvalidValue
+        );
+    }
+
+    #[test]
+    fn the_long_help_documents_the_config_file() {
+        let help = Cli::command().render_long_help().to_string();
+        assert!(help.contains("config.yaml"), "{help}");
+        assert!(help.contains("server_name"), "{help}");
+        assert!(help.contains("PRISM_CONFIG_DIR"), "{help}");
     }
 
     #[test]

@@ -1,5 +1,5 @@
-//! Rendering of command results: aligned tables or one JSON document on
-//! stdout, with keys and values shown as text or hex.
+//! Rendering of command results: aligned tables, one JSON document or one
+//! YAML document on stdout, with keys and values shown as text or hex.
 
 use std::fmt::Write as _;
 use std::io::{self, Write};
@@ -15,6 +15,8 @@ pub enum OutputFormat {
     Table,
     /// One JSON document.
     Json,
+    /// One YAML document (the JSON document's fields, as YAML).
+    Yaml,
 }
 
 /// A command result that can be printed in either format. Its `Serialize`
@@ -29,10 +31,34 @@ pub fn print(format: OutputFormat, report: &impl Report) -> anyhow::Result<()> {
     let mut out = io::stdout().lock();
     match format {
         OutputFormat::Table => report.table().write_to(&mut out)?,
-        OutputFormat::Json => writeln!(out, "{}", serde_json::to_string_pretty(report)?)?,
+        OutputFormat::Json | OutputFormat::Yaml => print_document(&mut out, format, report)?,
     }
     out.flush()?;
     Ok(())
+}
+
+/// Writes `value` as one pretty JSON document or one YAML document. The
+/// YAML carries the same fields as the JSON.
+pub fn print_document(
+    out: &mut impl Write,
+    format: OutputFormat,
+    value: &impl Serialize,
+) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Yaml => out.write_all(to_yaml(value)?.as_bytes())?,
+        _ => writeln!(out, "{}", serde_json::to_string_pretty(value)?)?,
+    }
+    Ok(())
+}
+
+/// `value` as a YAML document ending in a newline: the same fields, in the
+/// same order, as its JSON form.
+pub fn to_yaml(value: &impl Serialize) -> anyhow::Result<String> {
+    let mut text = yaml_serde::to_string(value)?;
+    if !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
 }
 
 /// Plain-text columns, each as wide as its widest cell.
@@ -343,6 +369,24 @@ mod tests {
         assert_eq!(rfc3339(&ts(-1, 0)), "1969-12-31T23:59:59Z");
         assert_eq!(unix_ms(&ts(1_700_000_000, 999_999)), 1_700_000_000_000);
         assert_eq!(unix_ms(&ts(i64::MAX, 0)), i64::MAX);
+    }
+
+    #[test]
+    fn yaml_carries_the_json_fields() {
+        let item = Item {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            version: 2,
+            expires_at: None,
+        };
+        let yaml = to_yaml(&ItemView::new(Some("r"), &item)).unwrap();
+        assert_eq!(
+            yaml,
+            "id: r\nkey: k\nvalue: v\nversion: 2\nexpires_at: null\nexpires_at_unix_ms: null\n"
+        );
+        let mut out = Vec::new();
+        print_document(&mut out, OutputFormat::Json, &serde_json::json!({"a": 1})).unwrap();
+        assert_eq!(String::from_utf8(out).unwrap(), "{\n  \"a\": 1\n}\n");
     }
 
     #[test]

@@ -201,11 +201,21 @@ impl Drop for ProxyProcess {
     }
 }
 
-/// Runs `prismctl` against `addr` with `args`.
+/// Runs `prismctl` against `addr` with `args`, without the caller's
+/// `~/.prism/` (config file and cached token) or `PRISM_*` variables.
 pub fn prismctl(addr: SocketAddr, args: &[&str]) -> Output {
     Command::new(binary("prismctl"))
         .args(["--addr", &format!("http://{addr}")])
         .args(args)
+        .env(
+            "PRISM_CONFIG_DIR",
+            std::env::temp_dir().join("prism-tests-no-config-dir"),
+        )
+        .env_remove("PRISM_TOKEN")
+        .env_remove("PRISM_CA_FILE")
+        .env_remove("PRISM_CERT_FILE")
+        .env_remove("PRISM_KEY_FILE")
+        .env_remove("PRISM_TLS_SERVER_NAME")
         .output()
         .expect("running prismctl")
 }

@@ -1,29 +1,17 @@
-//! `prismctl namespace ...`: what the proxy knows about a namespace.
-//! `explain` asks `prism.admin.v1.AdminService/ExplainNamespace` which
-//! backend serves it and why.
+//! `prismctl namespace explain`: asks
+//! `prism.admin.v1.AdminService/ExplainNamespace` which backend serves a
+//! namespace and why.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::Result;
-use clap::Subcommand;
 use serde::Serialize;
 
-use prism_proto::admin::v1::admin_service_client::AdminServiceClient;
 use prism_proto::admin::v1::{ExplainNamespaceRequest, ExplainNamespaceResponse};
 
-use crate::connect;
+use super::Client;
 use crate::output::{OutputFormat, Report, Table};
-
-#[derive(Debug, Subcommand)]
-pub enum NamespaceCommand {
-    /// Show which backend serves a namespace and why: the needs in effect,
-    /// the reasons for the choice and why each other backend was rejected.
-    Explain {
-        /// The namespace.
-        name: String,
-    },
-}
 
 /// One need in effect.
 #[derive(Debug, Serialize, PartialEq, Eq)]
@@ -153,21 +141,15 @@ impl Explanation {
     }
 }
 
-/// Runs a `namespace` subcommand and prints the result.
-pub async fn run(
-    command: NamespaceCommand,
-    addr: &connect::Target,
-    format: OutputFormat,
-) -> Result<()> {
-    let NamespaceCommand::Explain { name } = command;
-    let mut client = AdminServiceClient::new(connect::connect(addr).await?);
+/// `namespace explain NAME`.
+pub async fn run(client: &mut Client, name: String, format: OutputFormat) -> Result<()> {
     let response = client
         .explain_namespace(ExplainNamespaceRequest { name })
         .await?
         .into_inner();
     let explanation = Explanation::from(response);
     match format {
-        OutputFormat::Json => crate::output::print(format, &explanation)?,
+        OutputFormat::Json | OutputFormat::Yaml => crate::output::print(format, &explanation)?,
         OutputFormat::Table => {
             let mut out = std::io::stdout().lock();
             explanation.write_text(&mut out)?;
