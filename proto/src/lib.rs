@@ -16,6 +16,14 @@ pub mod keyvalue {
     }
 }
 
+pub mod timeseries {
+    /// `prism.timeseries.v1`: the TimeSeries DAL (API contract; not served
+    /// yet).
+    pub mod v1 {
+        tonic::include_proto!("prism.timeseries.v1");
+    }
+}
+
 pub mod pattern {
     /// `prism.pattern.v1`: the lifecycle protocol between the proxy and a
     /// pattern process.
