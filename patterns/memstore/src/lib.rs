@@ -13,6 +13,7 @@
 #![forbid(unsafe_code)]
 
 pub mod store;
+pub mod timeseries;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,0 +1,199 @@
+//! The TimeSeries DAL's backend trait (see
+//! `docs-cms/adr/014-timeseries-and-pubsub-plan.md`).
+//!
+//! An event's identity is `(series_id, time_us, event_id)`; writing an
+//! identity that is stored writes nothing and counts a duplicate. Every
+//! stored event gets a namespace-wide `sequence` in commit order: an event
+//! with a higher sequence becomes visible no earlier than one with a lower
+//! sequence. [`tail`] builds a gap-free, duplicate-free tail on that rule
+//! from two backend methods: [`TimeSeriesBackend::read_since`] and
+//! [`TimeSeriesBackend::watch_sequence`].
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokio::sync::{mpsc, watch};
+
+use crate::error::BackendError;
+
+/// One event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    pub series_id: String,
+    /// Microseconds since the Unix epoch (UTC).
+    pub time_us: i64,
+    pub event_id: String,
+    pub tags: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+impl Event {
+    /// What the event counts against a page's byte budget.
+    pub fn size(&self) -> usize {
+        self.payload.len()
+            + self.event_id.len()
+            + self
+                .tags
+                .iter()
+                .map(|(k, v)| k.len() + v.len())
+                .sum::<usize>()
+    }
+
+    /// Whether the event carries every tag of `filter` with its value.
+    pub fn matches(&self, filter: &BTreeMap<String, String>) -> bool {
+        filter.iter().all(|(k, v)| self.tags.get(k) == Some(v))
+    }
+}
+
+/// An event as stored, with its commit-order sequence.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event: Event,
+    pub sequence: u64,
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteSummary {
+    pub written: u32,
+    pub duplicates: u32,
+}
+
+/// Read order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Order {
+    #[default]
+    OldestFirst,
+    NewestFirst,
+}
+
+/// A ranged read of one series.
+#[derive(Debug, Clone, Default)]
+pub struct ReadQuery {
+    pub series_id: String,
+    /// Inclusive; `None`: the beginning.
+    pub start_us: Option<i64>,
+    /// Exclusive; `None`: no end.
+    pub end_us: Option<i64>,
+    pub tags: BTreeMap<String, String>,
+    pub order: Order,
+    /// Byte budget; at least one event is returned when any remain.
+    pub budget_bytes: usize,
+    /// Continue after this `(time_us, event_id)` (in `order`).
+    pub after: Option<(i64, String)>,
+}
+
+/// A page of events; `next` continues after the last one.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventPage {
+    pub events: Vec<StoredEvent>,
+    pub next: Option<(i64, String)>,
+}
+
+/// A tail's selection: one series, events at or after a time, tags.
+#[derive(Debug, Clone, Default)]
+pub struct TailQuery {
+    pub series_id: String,
+    /// Only events with `time_us >= from_us`.
+    pub from_us: i64,
+    pub tags: BTreeMap<String, String>,
+}
+
+/// A TimeSeries backend.
+#[async_trait]
+pub trait TimeSeriesBackend: Send + Sync + 'static {
+    /// The backend kind, e.g. `memstore`.
+    fn kind(&self) -> &'static str;
+
+    /// Stores `events`, all or nothing; an event whose identity is stored
+    /// (or repeated within the batch) is counted as a duplicate.
+    async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError>;
+
+    /// The events of a series in a time range, in `query.order`.
+    async fn read(&self, query: &ReadQuery) -> Result<EventPage, BackendError>;
+
+    /// Up to `limit` events matching `query` with a sequence above
+    /// `after_sequence`, in sequence order.
+    async fn read_since(
+        &self,
+        query: &TailQuery,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError>;
+
+    /// The highest sequence visible to [`TimeSeriesBackend::read_since`],
+    /// updated after every write.
+    fn watch_sequence(&self) -> watch::Receiver<u64>;
+
+    /// Releases the backend's resources.
+    async fn close(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+/// One item of a tail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TailItem {
+    Event(StoredEvent),
+    /// Every event stored when the tail started has been sent; what
+    /// follows is live. Carries the highest sequence sent so far.
+    CaughtUp(u64),
+}
+
+/// How many events a tail reads per backend call.
+const TAIL_BATCH: usize = 256;
+
+/// Tails `query` on `backend` into a channel, starting after sequence
+/// `after` (0: every stored event; the current high-water mark: only new
+/// ones): stored events first, then
+/// [`TailItem::CaughtUp`], then new events as they are written, each
+/// exactly once, in sequence order. Ends when the receiver is dropped, or
+/// after sending an error.
+pub fn tail(
+    backend: std::sync::Arc<dyn TimeSeriesBackend>,
+    query: TailQuery,
+    after: u64,
+) -> mpsc::Receiver<Result<TailItem, BackendError>> {
+    let (tx, rx) = mpsc::channel(TAIL_BATCH);
+    tokio::spawn(async move {
+        // Subscribe before the first read: a write landing between the
+        // read and the wait still wakes the loop.
+        let mut high_water = backend.watch_sequence();
+        let mut last = after;
+        let mut caught_up = false;
+        loop {
+            high_water.borrow_and_update();
+            // Drain everything visible above `last`.
+            loop {
+                let batch = match backend.read_since(&query, last, TAIL_BATCH).await {
+                    Ok(batch) => batch,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                let full = batch.len() == TAIL_BATCH;
+                for event in batch {
+                    last = event.sequence;
+                    if tx.send(Ok(TailItem::Event(event))).await.is_err() {
+                        return;
+                    }
+                }
+                if !full {
+                    break;
+                }
+            }
+            if !caught_up {
+                caught_up = true;
+                if tx.send(Ok(TailItem::CaughtUp(last))).await.is_err() {
+                    return;
+                }
+            }
+            tokio::select! {
+                changed = high_water.changed() => if changed.is_err() { return },
+                () = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}
