@@ -21,17 +21,60 @@ pub enum Capability {
     Idempotency,
     /// An acknowledged write survives a crash of the process.
     Durable,
+    /// TimeSeries: events older than the namespace's retention are removed
+    /// by whole time buckets (no row-by-row deletes).
+    Retention,
+    /// PubSub: messages with the same ordering key are delivered to a group
+    /// in publish order.
+    OrderingKey,
+    /// PubSub: a new consumer group can start from the earliest retained
+    /// message instead of only new ones.
+    Replay,
+    /// PubSub: consumers of one group share the messages (each message goes
+    /// to one consumer of the group); groups each get every message.
+    ConsumerGroups,
+    /// PubSub: a message delivered `max_attempts` times without an ack is
+    /// moved to the topic's dead-letter topic.
+    DeadLetter,
 }
 
 impl Capability {
     /// Every capability, in a stable order (used for tables and matrices).
-    pub const ALL: [Capability; 7] = [
+    pub const ALL: [Capability; 12] = [
         Capability::Ttl,
         Capability::Scan,
         Capability::ConditionalWrite,
         Capability::Transactions,
         Capability::SnapshotReads,
         Capability::Idempotency,
+        Capability::Durable,
+        Capability::Retention,
+        Capability::OrderingKey,
+        Capability::Replay,
+        Capability::ConsumerGroups,
+        Capability::DeadLetter,
+    ];
+
+    /// The capabilities a KeyValue backend may declare, in matrix order.
+    pub const KEYVALUE: [Capability; 7] = [
+        Capability::Ttl,
+        Capability::Scan,
+        Capability::ConditionalWrite,
+        Capability::Transactions,
+        Capability::SnapshotReads,
+        Capability::Idempotency,
+        Capability::Durable,
+    ];
+
+    /// The capabilities a TimeSeries backend may declare.
+    pub const TIMESERIES: [Capability; 2] = [Capability::Retention, Capability::Durable];
+
+    /// The capabilities a PubSub backend may declare.
+    pub const PUBSUB: [Capability; 5] = [
+        Capability::OrderingKey,
+        Capability::Replay,
+        Capability::ConsumerGroups,
+        Capability::DeadLetter,
         Capability::Durable,
     ];
 
@@ -50,6 +93,11 @@ impl Capability {
             Capability::SnapshotReads => "snapshot_reads",
             Capability::Idempotency => "idempotency",
             Capability::Durable => "durable",
+            Capability::Retention => "retention",
+            Capability::OrderingKey => "ordering_key",
+            Capability::Replay => "replay",
+            Capability::ConsumerGroups => "consumer_groups",
+            Capability::DeadLetter => "dead_letter",
         }
     }
 }

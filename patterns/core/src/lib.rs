@@ -16,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keyvalue;
 pub mod paging;
+pub mod pubsub;
 pub mod timeseries;
 
 #[cfg(feature = "acceptance")]

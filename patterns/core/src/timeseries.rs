@@ -10,10 +10,15 @@
 //! [`TimeSeriesBackend::watch_sequence`].
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
+use crate::capabilities::Capabilities;
+use crate::clock::Clock;
 use crate::error::BackendError;
 
 /// One event.
@@ -99,11 +104,63 @@ pub struct TailQuery {
     pub tags: BTreeMap<String, String>,
 }
 
+/// The default time bucket: one hour.
+pub const DEFAULT_BUCKET: Duration = Duration::from_secs(3600);
+
+/// What a TimeSeries backend is opened for.
+#[derive(Clone)]
+pub struct TimeSeriesContext {
+    /// The namespace the backend serves.
+    pub namespace: String,
+    /// The proxy's data directory, for backends that keep files.
+    pub data_dir: PathBuf,
+    /// The clock retention is measured with.
+    pub clock: Arc<dyn Clock>,
+    /// The width of a time bucket: the unit in which a backend that
+    /// declares [`crate::Capability::Retention`] stores and drops events
+    /// (PostgreSQL: one partition per bucket).
+    pub bucket: Duration,
+}
+
+impl TimeSeriesContext {
+    /// The bucket width in microseconds (at least 1).
+    pub fn bucket_us(&self) -> i64 {
+        i64::try_from(self.bucket.as_micros()).unwrap_or(i64::MAX).max(1)
+    }
+}
+
+/// The start (in microseconds) of the bucket holding `time_us`, for
+/// buckets `bucket_us` wide aligned on the Unix epoch.
+pub fn bucket_start(time_us: i64, bucket_us: i64) -> i64 {
+    time_us.div_euclid(bucket_us) * bucket_us
+}
+
+/// Opens TimeSeries backends of one kind.
+#[async_trait]
+pub trait TimeSeriesFactory: Send + Sync + 'static {
+    /// The kind this factory opens, as written in namespace configuration.
+    fn kind(&self) -> &'static str;
+
+    /// Checks the namespace's backend `options` without opening anything;
+    /// unknown fields are refused with [`BackendError::Config`].
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
+
+    /// Opens a backend for `ctx.namespace`.
+    async fn open(
+        &self,
+        ctx: TimeSeriesContext,
+        options: serde_json::Value,
+    ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError>;
+}
+
 /// A TimeSeries backend.
 #[async_trait]
 pub trait TimeSeriesBackend: Send + Sync + 'static {
     /// The backend kind, e.g. `memstore`.
     fn kind(&self) -> &'static str;
+
+    /// What the backend declares ([`crate::Capability::TIMESERIES`] members).
+    fn capabilities(&self) -> Capabilities;
 
     /// Stores `events`, all or nothing; an event whose identity is stored
     /// (or repeated within the batch) is counted as a duplicate.
@@ -124,6 +181,15 @@ pub trait TimeSeriesBackend: Send + Sync + 'static {
     /// The highest sequence visible to [`TimeSeriesBackend::read_since`],
     /// updated after every write.
     fn watch_sequence(&self) -> watch::Receiver<u64>;
+
+    /// Removes every event of every series in the buckets that end at or
+    /// before `cutoff_us` (whole buckets only: an event in the bucket
+    /// holding `cutoff_us` stays until its bucket has passed). Returns how
+    /// many events were removed, when the backend knows. Called
+    /// periodically by the proxy with `now - retention`; a backend without
+    /// [`crate::Capability::Retention`] returns
+    /// [`BackendError::Unsupported`].
+    async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError>;
 
     /// Releases the backend's resources.
     async fn close(&self) -> Result<(), BackendError> {

@@ -1,17 +1,20 @@
 //! The memstore TimeSeries backend: events in memory, per series a map
 //! ordered by `(time, event id)` and an index by sequence. Sequences are
 //! assigned under the store's lock, so commit order is sequence order.
-//! Nothing is kept across restarts. Retention is not implemented yet.
+//! Nothing is kept across restarts. Retention removes whole buckets: the
+//! events of a series are ordered by time, so dropping the buckets before a
+//! cutoff is one split of each series' map.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use pattern_core::BackendError;
 use pattern_core::timeseries::{
-    Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend, WriteSummary,
+    DEFAULT_BUCKET, Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery,
+    TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
 };
+use pattern_core::{BackendError, Capabilities, Capability};
 use tokio::sync::watch;
 
 type Key = (i64, String);
@@ -26,6 +29,7 @@ struct Series {
 pub struct MemTimeSeries {
     inner: Mutex<Inner>,
     high_water: watch::Sender<u64>,
+    bucket_us: i64,
 }
 
 #[derive(Default)]
@@ -36,23 +40,64 @@ struct Inner {
 
 impl Default for MemTimeSeries {
     fn default() -> Self {
-        MemTimeSeries {
-            inner: Mutex::new(Inner::default()),
-            high_water: watch::channel(0).0,
-        }
+        Self::with_bucket_us(DEFAULT_BUCKET.as_micros() as i64)
     }
 }
 
 impl MemTimeSeries {
+    /// A backend with the default one-hour buckets.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A backend whose retention drops buckets `bucket_us` wide.
+    pub fn with_bucket_us(bucket_us: i64) -> Self {
+        MemTimeSeries {
+            inner: Mutex::new(Inner::default()),
+            high_water: watch::channel(0).0,
+            bucket_us: bucket_us.max(1),
+        }
+    }
+}
+
+/// Opens [`MemTimeSeries`] backends (kind `memstore`, no options).
+pub struct MemTimeSeriesFactory;
+
+#[async_trait]
+impl TimeSeriesFactory for MemTimeSeriesFactory {
+    fn kind(&self) -> &'static str {
+        crate::KIND
+    }
+
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
+        match options {
+            serde_json::Value::Null => Ok(()),
+            serde_json::Value::Object(map) if map.is_empty() => Ok(()),
+            _ => Err(BackendError::Config(
+                "the memstore TimeSeries backend takes no options; remove `backend.options`"
+                    .into(),
+            )),
+        }
+    }
+
+    async fn open(
+        &self,
+        ctx: TimeSeriesContext,
+        options: serde_json::Value,
+    ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError> {
+        self.check_options(&options)?;
+        Ok(Arc::new(MemTimeSeries::with_bucket_us(ctx.bucket_us())))
     }
 }
 
 #[async_trait]
 impl TimeSeriesBackend for MemTimeSeries {
     fn kind(&self) -> &'static str {
-        "memstore"
+        crate::KIND
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::none().with(Capability::Retention)
     }
 
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
@@ -149,6 +194,22 @@ impl TimeSeriesBackend for MemTimeSeries {
 
     fn watch_sequence(&self) -> watch::Receiver<u64> {
         self.high_water.subscribe()
+    }
+
+    async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError> {
+        let keep_from = bucket_start(cutoff_us, self.bucket_us);
+        let mut inner = self.inner.lock().expect("timeseries lock");
+        let mut dropped = 0u64;
+        inner.series.retain(|_, series| {
+            let kept = series.by_time.split_off(&(keep_from, String::new()));
+            let gone = std::mem::replace(&mut series.by_time, kept);
+            for stored in gone.values() {
+                series.by_sequence.remove(&stored.sequence);
+            }
+            dropped += gone.len() as u64;
+            !series.by_time.is_empty()
+        });
+        Ok(dropped)
     }
 }
 
