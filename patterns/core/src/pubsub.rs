@@ -157,16 +157,11 @@ pub trait PubSubBackend: Send + Sync + 'static {
     /// delivered again. Returns how many were still outstanding (an ack of
     /// a delivery already acked, or redelivered since, counts 0 and is
     /// not an error).
-    async fn ack(&self, topic: &str, group: &str, ack_ids: &[String])
-    -> Result<u32, BackendError>;
+    async fn ack(&self, topic: &str, group: &str, ack_ids: &[String]) -> Result<u32, BackendError>;
 
     /// Makes deliveries due for redelivery at once.
-    async fn nack(
-        &self,
-        topic: &str,
-        group: &str,
-        ack_ids: &[String],
-    ) -> Result<u32, BackendError>;
+    async fn nack(&self, topic: &str, group: &str, ack_ids: &[String])
+    -> Result<u32, BackendError>;
 
     /// Releases the backend's resources.
     async fn close(&self) -> Result<(), BackendError> {

@@ -125,7 +125,9 @@ pub struct TimeSeriesContext {
 impl TimeSeriesContext {
     /// The bucket width in microseconds (at least 1).
     pub fn bucket_us(&self) -> i64 {
-        i64::try_from(self.bucket.as_micros()).unwrap_or(i64::MAX).max(1)
+        i64::try_from(self.bucket.as_micros())
+            .unwrap_or(i64::MAX)
+            .max(1)
     }
 }
 

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pattern_core::timeseries::{
-    DEFAULT_BUCKET, Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery,
-    TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
+    DEFAULT_BUCKET, Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
+    TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
 use tokio::sync::watch;
@@ -74,8 +74,7 @@ impl TimeSeriesFactory for MemTimeSeriesFactory {
             serde_json::Value::Null => Ok(()),
             serde_json::Value::Object(map) if map.is_empty() => Ok(()),
             _ => Err(BackendError::Config(
-                "the memstore TimeSeries backend takes no options; remove `backend.options`"
-                    .into(),
+                "the memstore TimeSeries backend takes no options; remove `backend.options`".into(),
             )),
         }
     }

@@ -15,12 +15,14 @@ pub mod fixtures;
 pub mod keyvalue;
 mod process;
 mod report;
+pub mod timeseries;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use process::ProcessFactory;
-pub use report::CaseReport;
+pub use report::{CaseReport, CaseSubject};
+pub use timeseries::TimeSeriesHarness;
 
 use crate::capabilities::Capabilities;
 use crate::clock::{Clock, ManualClock, SystemClock};

@@ -18,7 +18,30 @@ use std::io::Write;
 use std::time::Instant;
 
 use super::Harness;
-use crate::capabilities::Capability;
+use crate::capabilities::{Capabilities, Capability};
+
+/// What a case report says about the backend under test; implemented by
+/// every suite's harness.
+pub trait CaseSubject {
+    /// The backend kind under test.
+    fn backend_kind(&self) -> &'static str;
+    /// `embedded` or `process`.
+    fn mode(&self) -> &'static str;
+    /// What the last opened backend declared, `None` before one opened.
+    fn claimed(&self) -> Option<Capabilities>;
+}
+
+impl CaseSubject for Harness {
+    fn backend_kind(&self) -> &'static str {
+        Harness::backend_kind(self)
+    }
+    fn mode(&self) -> &'static str {
+        Harness::mode(self)
+    }
+    fn claimed(&self) -> Option<Capabilities> {
+        Harness::claimed(self)
+    }
+}
 
 /// The environment variable naming the report file.
 pub const REPORT_ENV: &str = "PRISM_ACCEPTANCE_REPORT";
@@ -26,7 +49,7 @@ pub const REPORT_ENV: &str = "PRISM_ACCEPTANCE_REPORT";
 /// Records one case's outcome when dropped: `failed` unless
 /// [`CaseReport::passed`] was called first.
 pub struct CaseReport<'a> {
-    harness: &'a Harness,
+    harness: &'a dyn CaseSubject,
     suite: &'static str,
     case: &'static str,
     capability: Option<Capability>,
@@ -37,7 +60,7 @@ pub struct CaseReport<'a> {
 impl<'a> CaseReport<'a> {
     /// Starts timing a case.
     pub fn start(
-        harness: &'a Harness,
+        harness: &'a dyn CaseSubject,
         suite: &'static str,
         case: &'static str,
         capability: Option<Capability>,
