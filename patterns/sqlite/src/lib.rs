@@ -24,6 +24,7 @@
 
 mod ops;
 mod schema;
+pub mod timeseries;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -41,6 +42,7 @@ use rusqlite::Connection;
 use serde::Deserialize;
 
 pub use schema::SCHEMA_VERSION;
+pub use timeseries::{SqliteTimeSeries, SqliteTimeSeriesFactory, SqliteTimeSeriesOptions};
 
 /// The backend kind name.
 pub const KIND: &str = "sqlite";
@@ -128,7 +130,10 @@ pub struct SqliteBackend {
     sweeper: Periodic,
 }
 
-fn open_connection(path: &PathBuf, options: &SqliteOptions) -> Result<Connection, BackendError> {
+pub(crate) fn open_connection(
+    path: &PathBuf,
+    options: &SqliteOptions,
+) -> Result<Connection, BackendError> {
     let conn = Connection::open(path).map_err(|e| {
         BackendError::Config(format!(
             "cannot open sqlite database {}: {e}",
