@@ -30,6 +30,7 @@
 
 mod ops;
 pub mod schema;
+pub mod timeseries;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -44,6 +45,8 @@ use pattern_core::{
 };
 use serde::Deserialize;
 use tokio_postgres::NoTls;
+
+pub use timeseries::{PostgresTimeSeries, PostgresTimeSeriesFactory, PostgresTimeSeriesOptions};
 
 /// The backend kind name.
 pub const KIND: &str = "postgres";
