@@ -143,7 +143,7 @@ impl Shared {
 /// The postgres TimeSeries backend for one namespace.
 pub struct PostgresTimeSeries {
     shared: Arc<Shared>,
-    _notifier: notify::Notifier,
+    notifier: notify::Notifier,
 }
 
 impl PostgresTimeSeries {
@@ -179,10 +179,7 @@ impl PostgresTimeSeries {
             url,
             Duration::from_millis(options.poll_interval_ms),
         );
-        Ok(PostgresTimeSeries {
-            shared,
-            _notifier: notifier,
-        })
+        Ok(PostgresTimeSeries { shared, notifier })
     }
 
     /// Where this namespace's events live.
@@ -229,6 +226,7 @@ impl TimeSeriesBackend for PostgresTimeSeries {
     }
 
     async fn close(&self) -> Result<(), BackendError> {
+        self.notifier.stop();
         self.shared.pool.close();
         Ok(())
     }

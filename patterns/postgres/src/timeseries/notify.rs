@@ -31,11 +31,18 @@ pub struct Notifier {
     tasks: Vec<JoinHandle<()>>,
 }
 
-impl Drop for Notifier {
-    fn drop(&mut self) {
+impl Notifier {
+    /// Stops listening and polling.
+    pub fn stop(&self) {
         for task in &self.tasks {
             task.abort();
         }
+    }
+}
+
+impl Drop for Notifier {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
 
