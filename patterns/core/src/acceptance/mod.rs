@@ -14,13 +14,14 @@
 pub mod fixtures;
 pub mod keyvalue;
 mod process;
+pub mod pubsub;
 mod report;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 pub use process::ProcessFactory;
-pub use report::CaseReport;
+pub use report::{CaseReport, ReportSource};
 
 use crate::capabilities::Capabilities;
 use crate::clock::{Clock, ManualClock, SystemClock};

@@ -17,16 +17,38 @@
 use std::io::Write;
 use std::time::Instant;
 
-use super::Harness;
-use crate::capabilities::Capability;
+use crate::capabilities::{Capabilities, Capability};
 
 /// The environment variable naming the report file.
 pub const REPORT_ENV: &str = "PRISM_ACCEPTANCE_REPORT";
 
+/// What a report line says about the run: implemented by every suite's
+/// harness ([`super::Harness`], [`super::pubsub::PubSubHarness`]).
+pub trait ReportSource {
+    /// The backend kind under test.
+    fn backend_kind(&self) -> &'static str;
+    /// `embedded` or `process`.
+    fn mode(&self) -> &'static str;
+    /// The capabilities the last opened backend declared.
+    fn claimed(&self) -> Option<Capabilities>;
+}
+
+impl ReportSource for super::Harness {
+    fn backend_kind(&self) -> &'static str {
+        super::Harness::backend_kind(self)
+    }
+    fn mode(&self) -> &'static str {
+        super::Harness::mode(self)
+    }
+    fn claimed(&self) -> Option<Capabilities> {
+        super::Harness::claimed(self)
+    }
+}
+
 /// Records one case's outcome when dropped: `failed` unless
 /// [`CaseReport::passed`] was called first.
 pub struct CaseReport<'a> {
-    harness: &'a Harness,
+    harness: &'a dyn ReportSource,
     suite: &'static str,
     case: &'static str,
     capability: Option<Capability>,
@@ -37,7 +59,7 @@ pub struct CaseReport<'a> {
 impl<'a> CaseReport<'a> {
     /// Starts timing a case.
     pub fn start(
-        harness: &'a Harness,
+        harness: &'a dyn ReportSource,
         suite: &'static str,
         case: &'static str,
         capability: Option<Capability>,
