@@ -59,6 +59,10 @@ pub const KIND: &str = "nats";
 /// and consumer management) may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// Most unacknowledged deliveries of one group; beyond it pulls return
+/// nothing until acks or deadlines free room.
+pub const MAX_ACK_PENDING: i64 = 10_000;
+
 /// nats options.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -229,6 +233,7 @@ impl NatsBackend {
             ack_policy: consumer::AckPolicy::Explicit,
             ack_wait: sub.ack_deadline,
             max_deliver: -1,
+            max_ack_pending: MAX_ACK_PENDING,
             deliver_policy: match sub.start_at {
                 StartAt::Latest => consumer::DeliverPolicy::New,
                 StartAt::Earliest => consumer::DeliverPolicy::All,
