@@ -32,6 +32,7 @@
 
 pub mod layout;
 mod ops;
+pub mod pubsub;
 mod scripts;
 
 use std::sync::Arc;
@@ -50,6 +51,7 @@ use serde::Deserialize;
 
 pub use layout::Layout;
 pub use ops::SweepStats;
+pub use pubsub::{RedisPubSubBackend, RedisPubSubFactory, RedisPubSubOptions};
 
 /// The backend kind name.
 pub const KIND: &str = "redis";
@@ -119,6 +121,24 @@ impl RedisOptions {
             ))
         })
     }
+}
+
+/// An auto-reconnecting connection to `options.url`, and the server's
+/// `host:port` for messages. Shared by the KeyValue and PubSub backends.
+pub(crate) async fn connect(
+    options: &RedisOptions,
+) -> Result<(ConnectionManager, String), BackendError> {
+    let client = options.client()?;
+    let address = client.get_connection_info().addr().to_string();
+    let config = ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(CONNECT_RETRIES)
+        .set_max_delay(Duration::from_secs(1));
+    let conn = ConnectionManager::new_with_config(client, config)
+        .await
+        .map_err(|e| redis_err(&address, e))?;
+    Ok((conn, address))
 }
 
 /// What the operations need: the connection, the key layout, a clock.
@@ -205,16 +225,7 @@ impl RedisBackend {
                  '{{' or '}}'"
             )));
         }
-        let client = options.client()?;
-        let address = client.get_connection_info().addr().to_string();
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(CONNECT_RETRIES)
-            .set_max_delay(Duration::from_secs(1));
-        let conn = ConnectionManager::new_with_config(client, config)
-            .await
-            .map_err(|e| redis_err(&address, e))?;
+        let (conn, address) = connect(options).await?;
         let shared = Arc::new(Shared {
             conn,
             layout: Layout::new(&options.key_prefix, namespace),

@@ -14,6 +14,7 @@
 pub mod fixtures;
 pub mod keyvalue;
 mod process;
+pub mod pubsub;
 mod report;
 pub mod timeseries;
 
