@@ -70,6 +70,30 @@ BACKENDS = {
 MODES = ("embedded", "process")
 SUITE_TARGET = "acceptance"
 
+#: The other DALs' suites: suite -> (test target, {backend: package}). Their
+#: backends run linked into the test (mode `embedded` only), and their rows
+#: are labelled `suite:backend/mode`.
+DAL_SUITES = {
+    "timeseries": (
+        "timeseries",
+        {"memstore": "pattern-memstore", "sqlite": "pattern-sqlite", "postgres": "pattern-postgres"},
+    ),
+    "pubsub": (
+        "pubsub",
+        {"nats": "pattern-nats", "redis": "pattern-redis", "kafka": "pattern-kafka"},
+    ),
+}
+SUITES = ("keyvalue", *DAL_SUITES)
+#: Every backend of any suite, for --backends.
+ALL_BACKENDS = {b: None for b in [*BACKENDS, *(b for _, pk in DAL_SUITES.values() for b in pk)]}
+#: Test target -> the suite name shown in row labels (none for KeyValue).
+_LABEL_PREFIX = {target: f"{suite}:" for suite, (target, _) in DAL_SUITES.items()}
+
+
+def run_label(target: str, backend: str, mode: str) -> str:
+    """`backend/mode` for KeyValue rows, `suite:backend/mode` for the others."""
+    return f"{_LABEL_PREFIX.get(target, '')}{backend}/{mode}"
+
 #: Outcomes a report line may carry.
 PASSED, FAILED, NOT_APPLICABLE = "passed", "failed", "not_applicable"
 #: A case the test binary skipped (`#[ignore]`); it wrote no report line.
@@ -154,7 +178,7 @@ class Job:
 
     @property
     def label(self) -> str:
-        return f"{self.backend}/{self.mode}"
+        return run_label(self.target, self.backend, self.mode)
 
 
 @dataclasses.dataclass
@@ -204,7 +228,7 @@ class RunSummary:
 
     @property
     def label(self) -> str:
-        return f"{self.backend}/{self.mode}"
+        return run_label(self.target, self.backend, self.mode)
 
     def count(self, outcome: str) -> int:
         return sum(1 for c in self.cases if c.outcome == outcome)
@@ -629,6 +653,11 @@ def _md_escape(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _md_label(run: RunSummary) -> str:
+    """`backend / mode` (with the suite first for TimeSeries and PubSub)."""
+    return f"{_LABEL_PREFIX.get(run.target, '')}{run.backend} / {run.mode}"
+
+
 def render_markdown(matrix: Matrix) -> str:
     out = ["# Prism acceptance matrix", ""]
     verdict = "PASS" if matrix.ok else "FAIL"
@@ -642,7 +671,7 @@ def render_markdown(matrix: Matrix) -> str:
         for col in matrix.columns:
             text = CELL_TEXT[run.cells[col]]
             cells.append(f"**{text}**" if run.cells[col] == CELL_FAIL else text)
-        out.append(f"| {run.backend} / {run.mode} | " + " | ".join(cells) + " |")
+        out.append(f"| {_md_label(run)} | " + " | ".join(cells) + " |")
     out.append("")
     for key, text in LEGEND:
         out.append(f"- `{key}`: {text}")
@@ -651,7 +680,7 @@ def render_markdown(matrix: Matrix) -> str:
     out.append("|---|---|---|---|---|---|")
     for run in matrix.runs:
         out.append(
-            f"| {run.backend} / {run.mode} | {run.count(PASSED)} | {run.count(NOT_APPLICABLE)} "
+            f"| {_md_label(run)} | {run.count(PASSED)} | {run.count(NOT_APPLICABLE)} "
             f"| {run.count(FAILED)} | {run.count(IGNORED)} | {run.seconds:.1f} |"
         )
     failures = matrix.failures()
@@ -683,6 +712,7 @@ def to_json(matrix: Matrix) -> dict[str, Any]:
         "totals": totals,
         "runs": [
             {
+                "suite": r.target if r.target in _LABEL_PREFIX else "keyvalue",
                 "backend": r.backend,
                 "mode": r.mode,
                 "package": r.package,
@@ -1014,8 +1044,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Run the backend acceptance suite on every backend x mode in parallel "
         "and print a backend x capability matrix.",
     )
-    parser.add_argument("--backends", type=_csv(BACKENDS, "backend"), default=list(BACKENDS),
-                        help="comma-separated backends (default: %(default)s)".replace("%(default)s", ",".join(BACKENDS)))
+    parser.add_argument("--backends", type=_csv(ALL_BACKENDS, "backend"), default=None,
+                        help="comma-separated backends (default: every backend of each suite: "
+                        + ",".join(ALL_BACKENDS) + ")")
+    parser.add_argument("--suites", type=_csv(SUITES, "suite"), default=list(SUITES),
+                        help="comma-separated suites (default: keyvalue,timeseries,pubsub); "
+                        "--backends filters each suite's backends")
     parser.add_argument("--modes", type=_csv(MODES, "mode"), default=list(MODES),
                         help="comma-separated modes (default: embedded,process)")
     parser.add_argument("--format", choices=("terminal", "markdown", "json"), default="terminal",
@@ -1041,7 +1075,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def plan(args: argparse.Namespace) -> list[tuple[str, str, str, str, bool]]:
     """(backend, mode, package, target, ignored) of every run, in matrix order."""
-    runs = [(b, m, BACKENDS[b], SUITE_TARGET, False) for b in args.backends for m in args.modes]
+    runs = []
+    backends = set(args.backends) if args.backends else None
+    if "keyvalue" in args.suites:
+        kv = [b for b in BACKENDS if backends is None or b in backends]
+        runs += [(b, m, BACKENDS[b], SUITE_TARGET, False) for b in kv for m in args.modes]
+    for suite, (target, packages) in DAL_SUITES.items():
+        if suite not in args.suites or "embedded" not in args.modes:
+            continue
+        for backend, package in packages.items():
+            if backends is None or backend in backends:
+                runs.append((backend, "embedded", package, target, False))
     if args.include_broken_fixture:
         f = BROKEN_FIXTURE
         runs.append((f.backend, f.mode, f.package, f.target, f.ignored))

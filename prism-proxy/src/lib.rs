@@ -11,19 +11,24 @@
 pub mod admin;
 pub mod audit;
 pub mod auth;
+pub mod backend;
 pub mod config;
 pub mod error;
+pub mod gate;
 pub mod inflight;
 pub mod kv;
 pub mod manage;
 pub mod metrics;
 pub mod policy;
+pub mod pubsub;
 pub mod registry;
 pub mod resolver;
+pub mod retention;
 pub mod schema;
 pub mod server;
 pub mod status;
 pub mod store;
+pub mod timeseries;
 
 pub use config::ProxyConfig;
 pub use server::{RunningProxy, StartError, start};

@@ -62,3 +62,16 @@ pub fn record_request(namespace: &str, method: &'static str, code: tonic::Code, 
     metrics::counter!(REQUESTS, &labels).increment(1);
     metrics::histogram!(DURATION, &labels).record(took.as_secs_f64());
 }
+
+/// Counts the events or messages one stream (Tail, Subscribe) sent.
+pub fn record_stream_items(namespace: &str, dal: &'static str, method: &'static str, n: u64) {
+    let labels = [
+        ("namespace", namespace.to_string()),
+        ("dal", dal.to_string()),
+        ("method", method.to_string()),
+    ];
+    metrics::counter!(STREAM_ITEMS, &labels).increment(n);
+}
+
+/// Items (events, messages) sent on Tail and Subscribe streams.
+pub const STREAM_ITEMS: &str = "prism_stream_items_total";

@@ -10,17 +10,20 @@ use std::time::{Duration, SystemTime};
 use arc_swap::ArcSwap;
 use pattern_core::grpc::Endpoint;
 use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
+use pattern_core::pubsub::{PubSubBackend, PubSubContext};
+use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesContext};
 use pattern_core::{Capabilities, Clock, KeyValueBackend, OpenContext};
 use prism_proto::pattern::v1 as lc;
 
-use crate::config::{BackendMode, ConfigError, NamespaceConfig};
+use crate::backend::{DalBackend, wrong_dal};
+use crate::config::{BackendMode, ConfigError, Dal, NamespaceConfig};
 use crate::error::ProxyError;
 use crate::resolver::Resolver;
 
 /// A served namespace.
 pub struct Namespace {
     pub config: NamespaceConfig,
-    pub backend: Arc<dyn KeyValueBackend>,
+    pub backend: DalBackend,
     /// The backend's capabilities, read once when the namespace loaded.
     pub capabilities: Capabilities,
     /// The supervised pattern process, in `process` mode.
@@ -31,6 +34,8 @@ pub struct Namespace {
     pub version: u64,
     /// When this proxy started serving this version.
     pub applied_at: SystemTime,
+    /// TimeSeries retention, while this version is served.
+    _retention: Option<crate::retention::RetentionTask>,
 }
 
 impl Namespace {
@@ -47,7 +52,10 @@ impl Namespace {
     ) -> Result<Namespace, String> {
         if let Some(prev) = previous
             && prev.config.backend == config.backend
+            && prev.config.dal == config.dal
+            && prev.config.timeseries_settings().bucket == config.timeseries_settings().bucket
         {
+            let retention = crate::retention::RetentionTask::start(&config, &prev.backend);
             return Ok(Namespace {
                 config,
                 backend: prev.backend.clone(),
@@ -56,10 +64,52 @@ impl Namespace {
                 endpoint: prev.endpoint.clone(),
                 version,
                 applied_at: SystemTime::now(),
+                _retention: retention,
             });
         }
-        let (backend, pattern, endpoint) = open_backend(&config, resolver, data_dir, clock).await?;
+        let (backend, pattern, endpoint) = match config.dal {
+            Dal::Keyvalue => {
+                let (b, p, e) = open_backend(&config, resolver, data_dir, clock).await?;
+                (DalBackend::KeyValue(b), p, e)
+            }
+            Dal::Timeseries => {
+                let ctx = TimeSeriesContext {
+                    namespace: config.name.clone(),
+                    data_dir: data_dir.to_path_buf(),
+                    clock,
+                    bucket: config.timeseries_settings().bucket,
+                };
+                let b = resolver
+                    .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
+                    .await?;
+                (DalBackend::TimeSeries(b), None, None)
+            }
+            Dal::Pubsub => {
+                let ctx = PubSubContext {
+                    namespace: config.name.clone(),
+                    data_dir: data_dir.to_path_buf(),
+                    clock,
+                };
+                let b = resolver
+                    .open_pubsub(&config.backend.kind, ctx, config.backend.options.clone())
+                    .await?;
+                (DalBackend::PubSub(b), None, None)
+            }
+        };
         let capabilities = backend.capabilities();
+        if config.dal == Dal::Timeseries
+            && config.timeseries_settings().retention.is_some()
+            && !capabilities.has(pattern_core::Capability::Retention)
+        {
+            let _ = backend.close().await;
+            return Err(format!(
+                "timeseries.retention is set but backend '{}' cannot drop old buckets (it lacks \
+                 the retention capability); remove the retention or use memstore, sqlite or \
+                 postgres",
+                backend.kind()
+            ));
+        }
+        let retention = crate::retention::RetentionTask::start(&config, &backend);
         tracing::info!(
             namespace = %config.name,
             backend = backend.kind(),
@@ -77,12 +127,37 @@ impl Namespace {
             endpoint,
             version,
             applied_at: SystemTime::now(),
+            _retention: retention,
         })
     }
 
     /// Whether `other` uses the same backend instance.
     pub fn shares_backend(&self, other: &Namespace) -> bool {
-        Arc::ptr_eq(&self.backend, &other.backend)
+        self.backend.same(&other.backend)
+    }
+
+    /// The KeyValue backend, or FAILED_PRECONDITION naming the DAL served.
+    pub fn kv(&self) -> Result<&Arc<dyn KeyValueBackend>, ProxyError> {
+        match &self.backend {
+            DalBackend::KeyValue(b) => Ok(b),
+            other => Err(wrong_dal(&self.config.name, other.dal(), Dal::Keyvalue)),
+        }
+    }
+
+    /// The TimeSeries backend, or FAILED_PRECONDITION naming the DAL served.
+    pub fn timeseries(&self) -> Result<&Arc<dyn TimeSeriesBackend>, ProxyError> {
+        match &self.backend {
+            DalBackend::TimeSeries(b) => Ok(b),
+            other => Err(wrong_dal(&self.config.name, other.dal(), Dal::Timeseries)),
+        }
+    }
+
+    /// The PubSub backend, or FAILED_PRECONDITION naming the DAL served.
+    pub fn pubsub(&self) -> Result<&Arc<dyn PubSubBackend>, ProxyError> {
+        match &self.backend {
+            DalBackend::PubSub(b) => Ok(b),
+            other => Err(wrong_dal(&self.config.name, other.dal(), Dal::Pubsub)),
+        }
     }
 
     /// Waits until no call holds this namespace any more (the registry no

@@ -9,6 +9,8 @@ use std::time::Duration;
 use pattern_core::SystemClock;
 use prism_proto::admin::v1::admin_service_server::AdminServiceServer;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueServiceServer;
+use prism_proto::pubsub::v1::pub_sub_service_server::PubSubServiceServer;
+use prism_proto::timeseries::v1::time_series_service_server::TimeSeriesServiceServer;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -24,10 +26,12 @@ use crate::config::{ConfigError, ProxyConfig};
 use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
 use crate::manage::{Manager, ManagerSetup};
+use crate::pubsub::PsService;
 use crate::registry::Registry;
 use crate::resolver::Resolver;
 use crate::status::AdminApi;
 use crate::store::{ConfigStore, DirStore, MemoryStore, NatsKvStore, PostgresStore};
+use crate::timeseries::TsService;
 
 /// Why the proxy could not start.
 #[derive(Debug, thiserror::Error)]
@@ -194,10 +198,24 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     )
     .max_decoding_message_size(max)
     .max_encoding_message_size(max);
+    let ts = TimeSeriesServiceServer::new(
+        TsService::new(registry.clone(), audit.clone()).with_auth_enabled(config.auth.enabled),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
+    let ps = PubSubServiceServer::new(
+        PsService::new(registry.clone(), audit.clone()).with_auth_enabled(config.auth.enabled),
+    )
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max);
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<KeyValueServiceServer<KvService>>()
         .await;
+    health
+        .set_serving::<TimeSeriesServiceServer<TsService>>()
+        .await;
+    health.set_serving::<PubSubServiceServer<PsService>>().await;
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -225,6 +243,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(kv)
+            .add_service(ts)
+            .add_service(ps)
             .add_service(AdminServiceServer::from_arc(admin_api.clone()))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async {
                 grpc_stopped.await.ok();
@@ -332,6 +352,12 @@ impl RunningProxy {
         self.admin.ready.store(false, Ordering::Release);
         self.health
             .set_not_serving::<KeyValueServiceServer<KvService>>()
+            .await;
+        self.health
+            .set_not_serving::<TimeSeriesServiceServer<TsService>>()
+            .await;
+        self.health
+            .set_not_serving::<PubSubServiceServer<PsService>>()
             .await;
         self.health
             .set_service_status("", ServingStatus::NotServing)

@@ -1,4 +1,6 @@
 //! `prismctl`: the Prism operator CLI. Reads and writes KeyValue items,
+//! writes, reads and tails TimeSeries events, publishes and subscribes to
+//! PubSub topics,
 //! checks the health of a running proxy, lists, shows, applies, deletes and
 //! explains its namespaces, shows its backends and pattern processes,
 //! reloads its config store and tails its audit log over gRPC, and logs in
@@ -21,11 +23,14 @@ mod namespace;
 mod output;
 mod pages;
 mod progress;
+mod pubsub;
 mod reload;
 mod selection;
 mod status;
 mod token_cache;
+mod ts;
 mod ttl;
+mod when;
 mod whoami;
 
 use std::process::ExitCode;
@@ -86,6 +91,12 @@ enum Command {
     /// Read and write items of the KeyValue DAL.
     #[command(subcommand)]
     Kv(KvCommand),
+    /// Write, read and tail events of the TimeSeries DAL.
+    #[command(subcommand)]
+    Ts(ts::TsCommand),
+    /// Publish to and subscribe to topics of the PubSub DAL.
+    #[command(subcommand)]
+    Pubsub(pubsub::PubSubCommand),
     /// Check the proxy's gRPC health service; fails unless it is serving.
     Health,
     /// Manage namespaces: list, get, apply (create or change from YAML),
@@ -124,6 +135,12 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Kv(command) => kv::run(command, &cli.target, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Ts(command) => ts::run(command, &cli.target, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Pubsub(command) => pubsub::run(command, &cli.target, cli.output)
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Health => health::run(&cli.target, cli.output).await,

@@ -17,10 +17,16 @@ pub mod keyvalue {
 }
 
 pub mod timeseries {
-    /// `prism.timeseries.v1`: the TimeSeries DAL (API contract; not served
-    /// yet).
+    /// `prism.timeseries.v1`: the TimeSeries DAL.
     pub mod v1 {
         tonic::include_proto!("prism.timeseries.v1");
+    }
+}
+
+pub mod pubsub {
+    /// `prism.pubsub.v1`: the PubSub DAL.
+    pub mod v1 {
+        tonic::include_proto!("prism.pubsub.v1");
     }
 }
 

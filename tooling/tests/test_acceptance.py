@@ -376,7 +376,7 @@ class Formats(unittest.TestCase):
         for run in doc["runs"]:
             self.assertEqual(
                 set(run),
-                {"backend", "mode", "package", "target", "ok", "exit_code", "timed_out", "seconds",
+                {"suite", "backend", "mode", "package", "target", "ok", "exit_code", "timed_out", "seconds",
                  "claimed", "cells", "counts", "errors", "warnings", "cases"},
             )
             self.assertEqual(list(run["cells"]), doc["columns"])
@@ -574,8 +574,8 @@ class EndToEnd(unittest.TestCase):
     def test_broken_fixture_fails_the_runner(self):
         with tempfile.TemporaryDirectory() as out:
             p = subprocess.run(
-                [sys.executable, str(TOOLING / "acceptance.py"), "--backends", "memstore", "--modes",
-                 "embedded", "--include-broken-fixture", "--format", "json", "--out", out],
+                [sys.executable, str(TOOLING / "acceptance.py"), "--suites", "keyvalue", "--backends",
+                 "memstore", "--modes", "embedded", "--include-broken-fixture", "--format", "json", "--out", out],
                 cwd=ROOT, capture_output=True, text=True, timeout=3600,
             )
             self.assertEqual(p.returncode, 1, p.stderr[-4000:])

@@ -14,6 +14,7 @@
 
 mod audit;
 mod auth;
+mod dal;
 mod namespace;
 pub mod needs;
 
@@ -28,6 +29,7 @@ pub use audit::{
     NatsSinkConfig, SinkConfig, SinkKind,
 };
 pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
+pub use dal::{PubSubSettings, TimeSeriesSettings, format_duration, parse_duration};
 pub use namespace::{
     BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig, validate_name,
 };

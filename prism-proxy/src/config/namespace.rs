@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
+use super::dal::{PubSubSettings, TimeSeriesSettings};
 use super::needs::{self, BackendCatalog, Needs, Selection};
 use super::{ConfigError, NamespaceAudit, parse_yaml};
 use crate::policy::PolicyConfig;
@@ -15,12 +16,16 @@ use crate::schema::{Schema, SchemaConfig};
 #[serde(rename_all = "lowercase")]
 pub enum Dal {
     Keyvalue,
+    Timeseries,
+    Pubsub,
 }
 
 impl Dal {
     pub fn name(self) -> &'static str {
         match self {
             Dal::Keyvalue => "keyvalue",
+            Dal::Timeseries => "timeseries",
+            Dal::Pubsub => "pubsub",
         }
     }
 }
@@ -150,6 +155,12 @@ pub struct NamespaceConfig {
     /// Audit policy and key form; default `block`, hashed ids and keys.
     #[serde(default)]
     pub audit: NamespaceAudit,
+    /// Retention and buckets (`dal: timeseries` only).
+    #[serde(default)]
+    pub timeseries: Option<TimeSeriesSettings>,
+    /// Subscription defaults (`dal: pubsub` only).
+    #[serde(default)]
+    pub pubsub: Option<PubSubSettings>,
     /// The file this namespace was read from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -268,6 +279,22 @@ impl NamespaceConfig {
     /// `needs`.
     fn resolve_needs(&mut self, file: &str, catalog: &BackendCatalog) -> Result<(), ConfigError> {
         let explicit = !self.backend.kind.is_empty();
+        if self.needs.is_some() && self.dal != Dal::Keyvalue {
+            return Err(ConfigError::new(
+                file,
+                "needs",
+                format!(
+                    "chooses KeyValue backends only; a {} namespace names its backend: set \
+                     backend.kind ({})",
+                    self.dal.name(),
+                    if self.dal == Dal::Timeseries {
+                        "memstore, sqlite or postgres"
+                    } else {
+                        "nats, redis or kafka"
+                    }
+                ),
+            ));
+        }
         match (&self.needs, explicit) {
             (Some(_), true) => Err(ConfigError::new(
                 file,
@@ -314,6 +341,7 @@ impl NamespaceConfig {
             }
         }
         self.validate_mode(file)?;
+        self.validate_dal(file)?;
         if l.default_page_size_bytes > l.max_page_size_bytes {
             return Err(ConfigError::new(
                 file,
@@ -336,6 +364,92 @@ impl NamespaceConfig {
 }
 
 impl NamespaceConfig {
+    /// The `timeseries:` settings, defaults when the file has none.
+    pub fn timeseries_settings(&self) -> TimeSeriesSettings {
+        self.timeseries.clone().unwrap_or_default()
+    }
+
+    /// The `pubsub:` settings, defaults when the file has none.
+    pub fn pubsub_settings(&self) -> PubSubSettings {
+        self.pubsub.clone().unwrap_or_default()
+    }
+
+    /// The DAL sections match the DAL; TimeSeries and PubSub backends are
+    /// linked into the proxy.
+    fn validate_dal(&self, file: &str) -> Result<(), ConfigError> {
+        let dal = self.dal.name();
+        if self.timeseries.is_some() && self.dal != Dal::Timeseries {
+            return Err(ConfigError::new(
+                file,
+                "timeseries",
+                format!(
+                    "applies only to dal: timeseries, and this namespace's dal is {dal}; remove it"
+                ),
+            ));
+        }
+        if self.pubsub.is_some() && self.dal != Dal::Pubsub {
+            return Err(ConfigError::new(
+                file,
+                "pubsub",
+                format!(
+                    "applies only to dal: pubsub, and this namespace's dal is {dal}; remove it"
+                ),
+            ));
+        }
+        if self.dal != Dal::Keyvalue && self.backend.mode != BackendMode::Embedded {
+            return Err(ConfigError::new(
+                file,
+                "backend.mode",
+                format!(
+                    "is {}, but {dal} backends run linked into the proxy in this version; \
+                     remove backend.mode (or set it to embedded)",
+                    self.backend.mode.name()
+                ),
+            ));
+        }
+        if let Some(ts) = &self.timeseries {
+            if ts.bucket < std::time::Duration::from_secs(1) {
+                return Err(ConfigError::new(
+                    file,
+                    "timeseries.bucket",
+                    "must be at least 1s; buckets are the unit of storage and retention, \
+                     typically 1h or 1d",
+                ));
+            }
+            if let Some(retention) = ts.retention
+                && retention < ts.bucket
+            {
+                return Err(ConfigError::new(
+                    file,
+                    "timeseries.retention",
+                    format!(
+                        "is {} but timeseries.bucket is {}; retention drops whole buckets, so it \
+                         must be at least one bucket",
+                        super::format_duration(retention),
+                        super::format_duration(ts.bucket)
+                    ),
+                ));
+            }
+        }
+        if let Some(ps) = &self.pubsub {
+            if ps.max_attempts == 0 {
+                return Err(ConfigError::new(
+                    file,
+                    "pubsub.max_attempts",
+                    "must be at least 1 (deliveries before a message is dead-lettered)",
+                ));
+            }
+            if ps.ack_deadline < std::time::Duration::from_secs(1) {
+                return Err(ConfigError::new(
+                    file,
+                    "pubsub.ack_deadline",
+                    "must be at least 1s",
+                ));
+            }
+        }
+        Ok(())
+    }
+
     fn validate_mode(&self, file: &str) -> Result<(), ConfigError> {
         let b = &self.backend;
         let pattern = b.pattern.clone().unwrap_or_default();

@@ -3,11 +3,9 @@
 //! Metrics, logging and the audit record wrap every RPC in one place
 //! ([`KvService::observe`]).
 
-mod validate;
+pub(crate) mod validate;
 
-use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
 
 use pattern_core::grpc::convert;
 use pattern_core::paging::request_fingerprint;
@@ -16,46 +14,34 @@ use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
 use tonic::{Request, Response, Status};
 
-use crate::audit::{self, AuditLog, AuditedResponse, PiiField, PiiSlot};
+use crate::audit::{self, AuditLog, AuditedResponse};
 use crate::auth::Principal;
 use crate::error::ProxyError;
-use crate::metrics;
-use crate::policy::{self, Permission};
+use crate::gate::{Gate, Reveal, caller};
+use crate::policy::Permission;
 use crate::registry::{Namespace, Registry};
-use crate::schema::Schema;
 use validate::Check;
 
 /// The KeyValue gRPC service.
 #[derive(Clone)]
 pub struct KvService {
-    registry: Arc<Registry>,
-    audit: Arc<AuditLog>,
-    /// Whether callers are authenticated; decides what a namespace without
-    /// a policy allows (see [`crate::policy`]).
-    auth_enabled: bool,
+    gate: Gate,
 }
 
 impl KvService {
     pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
         KvService {
-            registry,
-            audit,
-            auth_enabled: false,
+            gate: Gate::new(registry, audit),
         }
     }
 
     /// Sets whether authentication is enabled on the listener.
     pub fn with_auth_enabled(mut self, enabled: bool) -> Self {
-        self.auth_enabled = enabled;
+        self.gate = self.gate.with_auth_enabled(enabled);
         self
     }
 
-    fn namespace(&self, name: &str) -> Result<Arc<Namespace>, ProxyError> {
-        validate::namespace_name(name)?;
-        self.registry.lookup(name)
-    }
-
-    /// Looks the namespace up and checks that `principal` holds
+    /// Looks the KeyValue namespace up and checks that `principal` holds
     /// `permission` on it.
     fn authorized(
         &self,
@@ -63,167 +49,28 @@ impl KvService {
         principal: &Principal,
         permission: Permission,
     ) -> Result<Arc<Namespace>, ProxyError> {
-        let ns = self.namespace(name)?;
-        let policy = ns.config.policy.as_ref();
-        if !policy::allows(policy, self.auth_enabled, principal, permission) {
-            return Err(ProxyError::PermissionDenied {
-                namespace: ns.config.name.clone(),
-                permission,
-                subject: principal.subject.clone(),
-                has_policy: policy.is_some(),
-            });
-        }
+        let ns = self.gate.authorized(name, principal, permission)?;
+        ns.kv()?;
         Ok(ns)
     }
 
-    /// How values leave this namespace for `principal`: in clear, or with
-    /// PII masked.
     fn reveal(&self, ns: &Namespace, principal: &Principal) -> Reveal {
-        let schema = ns.config.compiled_schema.clone().filter(|s| s.has_pii());
-        let clear = schema.is_none()
-            || policy::allows(
-                ns.config.policy.as_ref(),
-                self.auth_enabled,
-                principal,
-                Permission::PiiRead,
-            );
-        Reveal {
-            schema,
-            clear,
-            masked_fields: Vec::new(),
-            returned: false,
-        }
-    }
-}
-
-/// The caller, as the authentication layer recorded it.
-fn caller<T>(request: &Request<T>) -> Principal {
-    request
-        .extensions()
-        .get::<Principal>()
-        .cloned()
-        .unwrap_or_else(Principal::anonymous)
-}
-
-/// Applies PII masking to the values of one response.
-struct Reveal {
-    schema: Option<Arc<Schema>>,
-    clear: bool,
-    /// PII fields masked in this response, for the audit record.
-    masked_fields: Vec<String>,
-    /// Whether any value was returned.
-    returned: bool,
-}
-
-impl Reveal {
-    fn value(&mut self, value: &mut Vec<u8>) {
-        let Some(schema) = self.schema.as_ref().filter(|_| !self.clear) else {
-            return;
-        };
-        let out = schema.mask(value);
-        if out.withheld {
-            tracing::warn!(
-                message_type = schema.message_name(),
-                "a stored value no longer decodes as the namespace's schema; withheld from a \
-                 caller without pii:read"
-            );
-        }
-        if let Some(replacement) = out.replacement {
-            *value = replacement;
-        }
-        for field in out.masked_fields {
-            if !self.masked_fields.contains(&field) {
-                self.masked_fields.push(field);
-            }
-        }
+        self.gate.reveal(ns, principal)
     }
 
-    fn items(&mut self, items: &mut [pb::Item]) {
-        for item in items {
-            self.value(&mut item.value);
-            self.returned |= !item.value.is_empty();
-        }
-    }
-
-    /// Tells the audit record which PII fields the caller received and
-    /// whether masked: the masked ones, or (in clear) every PII field the
-    /// schema declares, once any value was returned.
-    fn report(self, slot: &PiiSlot) {
-        let Some(schema) = &self.schema else {
-            return;
-        };
-        let fields: Vec<PiiField> = if self.clear {
-            if !self.returned {
-                return;
-            }
-            schema
-                .fields()
-                .iter()
-                .filter(|f| f.pii.is_some())
-                .map(|f| PiiField {
-                    field: f.path.clone(),
-                    masked: false,
-                })
-                .collect()
-        } else {
-            self.masked_fields
-                .into_iter()
-                .map(|field| PiiField {
-                    field,
-                    masked: true,
-                })
-                .collect()
-        };
-        slot.lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .extend(fields);
-    }
-}
-
-impl KvService {
-    /// Runs one RPC body, recording its outcome and latency per namespace,
-    /// method and status, and writing the call's audit record (waiting
-    /// for it under the namespace's `block` policy; if the record cannot
-    /// be written the call fails with UNAVAILABLE).
     async fn observe<T: AuditedResponse>(
         &self,
         call: audit::Call,
-        body: impl Future<Output = Result<T, ProxyError>>,
+        body: impl std::future::Future<Output = Result<T, ProxyError>>,
     ) -> Result<Response<T>, Status> {
-        let method = call.method;
-        let start = Instant::now();
-        let result = body.await;
-        let mut code = result
-            .as_ref()
-            .map_or_else(ProxyError::code, |_| tonic::Code::Ok);
-        // Unknown names are not used as labels: they would grow without bound.
-        let ns = self.registry.lookup(call.namespace()).ok();
-        let label = ns
-            .as_ref()
-            .map_or(metrics::UNKNOWN_NAMESPACE, |ns| ns.config.name.as_str());
-        let audited = self
-            .audit
-            .finish(
-                call,
-                DAL,
-                ns.as_ref().map(|ns| &ns.config.audit),
-                code,
-                result.as_ref().ok().map(|r| r as &dyn AuditedResponse),
-            )
-            .await;
-        if let Err(e) = audited {
-            code = tonic::Code::Unavailable;
-            metrics::record_request(label, method, code, start.elapsed());
-            tracing::warn!(namespace = label, method, error = %e, "call refused: no audit record");
-            return Err(e.into());
-        }
-        metrics::record_request(label, method, code, start.elapsed());
-        if let Err(e) = &result
-            && matches!(code, tonic::Code::Internal | tonic::Code::Unavailable)
-        {
-            tracing::warn!(namespace = label, method, code = ?code, error = %e, "request failed");
-        }
-        result.map(Response::new).map_err(Status::from)
+        self.gate.observe(DAL, call, body).await
+    }
+}
+
+/// Masks the values of returned items.
+fn reveal_items(reveal: &mut Reveal, items: &mut [pb::Item]) {
+    for item in items {
+        reveal.returned(&mut item.value);
     }
 }
 
@@ -244,7 +91,7 @@ impl KeyValueService for KvService {
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
         let principal = caller(&request);
-        let call = self.audit.call("Put", &request);
+        let call = self.gate.audit().call("Put", &request);
         let req = request.into_inner();
         self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
@@ -260,7 +107,7 @@ impl KeyValueService for KvService {
             let idempotency = check
                 .token(req.idempotency_token)?
                 .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
-            let out = ns.backend.put(&req.id, items, idempotency).await?;
+            let out = ns.kv()?.put(&req.id, items, idempotency).await?;
             Ok(pb::PutResponse {
                 versions: out.versions(),
                 replayed: out.replayed,
@@ -274,7 +121,7 @@ impl KeyValueService for KvService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let principal = caller(&request);
-        let call = self.audit.call("Get", &request);
+        let call = self.gate.audit().call("Get", &request);
         let pii = call.pii.clone();
         let req = request.into_inner();
         self.observe(call, async move {
@@ -287,7 +134,7 @@ impl KeyValueService for KvService {
             let fingerprint = request_fingerprint(&req.namespace, "Get", &req.id, &selection);
             let cursor = decode_token(&req.page_token, fingerprint)?;
             let page = ns
-                .backend
+                .kv()?
                 .get(
                     &req.id,
                     &selection,
@@ -299,7 +146,7 @@ impl KeyValueService for KvService {
                 .await?;
             let mut items: Vec<pb::Item> = page.items.into_iter().map(convert::item).collect();
             let mut reveal = self.reveal(&ns, &principal);
-            reveal.items(&mut items);
+            reveal_items(&mut reveal, &mut items);
             reveal.report(&pii);
             Ok(pb::GetResponse {
                 items,
@@ -314,7 +161,7 @@ impl KeyValueService for KvService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let principal = caller(&request);
-        let call = self.audit.call("Delete", &request);
+        let call = self.gate.audit().call("Delete", &request);
         let req = request.into_inner();
         self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
@@ -322,7 +169,7 @@ impl KeyValueService for KvService {
             check.id("id", &req.id)?;
             let selection = convert::selection(req.selection);
             check.selection("selection", &selection)?;
-            let deleted = ns.backend.delete(&req.id, &selection).await?;
+            let deleted = ns.kv()?.delete(&req.id, &selection).await?;
             Ok(pb::DeleteResponse { deleted })
         })
         .await
@@ -333,7 +180,7 @@ impl KeyValueService for KvService {
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
         let principal = caller(&request);
-        let call = self.audit.call("Scan", &request);
+        let call = self.gate.audit().call("Scan", &request);
         let pii = call.pii.clone();
         let req = request.into_inner();
         self.observe(call, async move {
@@ -344,7 +191,7 @@ impl KeyValueService for KvService {
             let fingerprint = request_fingerprint(&req.namespace, "Scan", "", &Selection::All);
             let cursor = decode_token(&req.page_token, fingerprint)?;
             let page = ns
-                .backend
+                .kv()?
                 .scan(PageRequest {
                     budget_bytes,
                     cursor,
@@ -353,7 +200,7 @@ impl KeyValueService for KvService {
             let mut records = convert::records(page.items);
             let mut reveal = self.reveal(&ns, &principal);
             for record in &mut records {
-                reveal.items(&mut record.items);
+                reveal_items(&mut reveal, &mut record.items);
             }
             reveal.report(&pii);
             Ok(pb::ScanResponse {
@@ -369,7 +216,7 @@ impl KeyValueService for KvService {
         request: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
         let principal = caller(&request);
-        let call = self.audit.call("Mutate", &request);
+        let call = self.gate.audit().call("Mutate", &request);
         let req = request.into_inner();
         self.observe(call, async move {
             let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
@@ -403,7 +250,7 @@ impl KeyValueService for KvService {
             let idempotency = check
                 .token(req.idempotency_token)?
                 .map(|t| IdempotencyKey::for_mutate(t, &mutations));
-            let out = ns.backend.mutate(mutations, idempotency).await?;
+            let out = ns.kv()?.mutate(mutations, idempotency).await?;
             Ok(pb::MutateResponse {
                 results: out.outcomes.into_iter().map(convert::outcome).collect(),
                 replayed: out.replayed,

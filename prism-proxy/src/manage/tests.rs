@@ -75,7 +75,8 @@ fn admin_records(audit: &AuditLog, namespace: &str) -> Vec<(String, String, Stri
 }
 
 async fn put(ns: &Namespace, key: &str) {
-    ns.backend
+    ns.kv()
+        .unwrap()
         .put(
             "id",
             vec![PutItem {
@@ -128,7 +129,8 @@ async fn apply_creates_then_updates_keeping_the_backend_and_its_data() {
     assert_eq!(v2.config.description, "the orders");
     assert!(v2.shares_backend(&v1), "only the description changed");
     let got = v2
-        .backend
+        .kv()
+        .unwrap()
         .get(
             "id",
             &pattern_core::keyvalue::Selection::All,
