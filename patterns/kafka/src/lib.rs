@@ -39,6 +39,7 @@
 
 mod ackid;
 mod group;
+mod log;
 mod publish;
 mod tracker;
 
@@ -62,6 +63,8 @@ use tracing::warn;
 use ackid::AckId;
 use group::Group;
 use publish::Publisher;
+
+pub use log::{KafkaLog, LogTail};
 
 /// The backend kind name.
 pub const KIND: &str = "kafka";

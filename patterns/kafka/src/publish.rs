@@ -192,7 +192,7 @@ impl Publisher {
     }
 
     /// Queues a record, waiting while the local queue is full.
-    async fn enqueue(
+    pub(crate) async fn enqueue(
         &self,
         record: FutureRecord<'_, str, [u8]>,
     ) -> Result<DeliveryFuture, KafkaError> {
@@ -260,7 +260,9 @@ impl Publisher {
 }
 
 /// The outcome of a queued record.
-async fn settle(queued: Result<DeliveryFuture, KafkaError>) -> Result<Produced, KafkaError> {
+pub(crate) async fn settle(
+    queued: Result<DeliveryFuture, KafkaError>,
+) -> Result<Produced, KafkaError> {
     match queued?.await {
         Ok(Ok(d)) => Ok(d),
         Ok(Err((e, _))) => Err(e),
