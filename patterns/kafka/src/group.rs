@@ -62,7 +62,22 @@ pub(crate) struct GroupContext {
     shared: Arc<Shared>,
 }
 
-impl ClientContext for GroupContext {}
+impl ClientContext for GroupContext {
+    fn log(&self, level: rdkafka::config::RDKafkaLogLevel, fac: &str, message: &str) {
+        use rdkafka::config::RDKafkaLogLevel as L;
+        match level {
+            L::Emerg | L::Alert | L::Critical | L::Error => {
+                warn!(topic = %self.shared.topic, facility = fac, "librdkafka: {message}")
+            }
+            L::Warning | L::Notice => {
+                tracing::info!(topic = %self.shared.topic, facility = fac, "librdkafka: {message}")
+            }
+            L::Info | L::Debug => {
+                debug!(topic = %self.shared.topic, facility = fac, "librdkafka: {message}")
+            }
+        }
+    }
+}
 
 impl ConsumerContext for GroupContext {
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {

@@ -329,9 +329,14 @@ async fn only_the_acknowledged_prefix_is_committed() {
     let ns = unique("commit");
     let b = backend(&ns).await;
     let s = sub("t", "g", "c");
-    // One key: one partition, so offsets are consecutive.
-    let sent: Vec<_> = (0..3).map(|i| msg("k", &format!("m{i}"))).collect();
-    b.publish("t", sent).await.unwrap();
+    // One key: one partition, so offsets are consecutive. One publish per
+    // message: tansu cannot fetch from an offset inside a record batch
+    // (it skips to the next batch), and this test resumes mid-way.
+    for i in 0..3 {
+        b.publish("t", vec![msg("k", &format!("m{i}"))])
+            .await
+            .unwrap();
+    }
     let got = pull_n(&b, &s, 3).await;
     b.ack("t", "g", &[got[0].ack_id.clone(), got[2].ack_id.clone()])
         .await
