@@ -77,7 +77,7 @@ impl Publisher {
         if let Some(n) = self.known(topic) {
             return Ok(n);
         }
-        let new = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(1));
+        let new = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(-1));
         let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         let results = self
             .admin
