@@ -349,3 +349,40 @@ async fn only_the_acknowledged_prefix_is_committed() {
     assert_eq!(payloads(&again), ["m1", "m2"]);
     assert!(again.iter().all(|d| d.attempt == 1), "attempts restart");
 }
+
+#[tokio::test]
+async fn two_proxies_in_one_group_share_the_messages_and_lose_none() {
+    let ns = unique("proxies");
+    let (a, b) = (backend(&ns).await, backend(&ns).await);
+    let s = sub("t", "g", "c");
+    // Both join the group; Kafka then splits the partitions between them
+    // (on tansu the rebalance takes a few seconds).
+    a.pull(&s, 1, Duration::ZERO).await.unwrap();
+    b.pull(&s, 1, Duration::ZERO).await.unwrap();
+    let mut published = BTreeSet::new();
+    let mut seen = BTreeSet::new();
+    let mut per_proxy = [0usize; 2];
+    let deadline = Instant::now() + PATIENCE;
+    while seen != published || per_proxy.contains(&0) {
+        assert!(
+            Instant::now() < deadline,
+            "delivered {} of {} messages; per proxy {per_proxy:?}",
+            seen.len(),
+            published.len()
+        );
+        if seen == published {
+            let batch: Vec<_> = (0..12).map(|i| msg(&format!("k{i}"), "x")).collect();
+            published.extend(b.publish("t", batch).await.unwrap());
+        }
+        for (i, proxy) in [&a, &b].into_iter().enumerate() {
+            let got = proxy
+                .pull(&s, 50, Duration::from_millis(200))
+                .await
+                .unwrap();
+            // Each proxy acknowledges what it delivered.
+            proxy.ack("t", "g", &ack_ids(&got)).await.unwrap();
+            per_proxy[i] += got.len();
+            seen.extend(got.into_iter().map(|d| d.message_id));
+        }
+    }
+}
