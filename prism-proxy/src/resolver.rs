@@ -31,6 +31,7 @@ impl Resolver {
         r.register_timeseries(pattern_postgres::PostgresTimeSeriesFactory);
         r.register_pubsub(pattern_nats::NatsFactory);
         r.register_pubsub(pattern_redis::RedisPubSubFactory);
+        r.register_pubsub(pattern_kafka::KafkaFactory);
         r
     }
 

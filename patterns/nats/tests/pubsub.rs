@@ -16,7 +16,9 @@ fn options() -> serde_json::Value {
     })
 }
 
-pattern_core::pubsub_acceptance_suite!(mode = "embedded", pattern_nats::NatsFactory, options());
+mod embedded {
+    pattern_core::pubsub_acceptance_suite!(mode = "embedded", pattern_nats::NatsFactory, super::options());
+}
 
 /// The suite's streams expire their messages after an hour but stay; this
 /// removes test streams (`PRISMTEST_acc-...`) of runs that started over an

@@ -9,8 +9,10 @@ fn options() -> serde_json::Value {
     serde_json::json!({ "url": url, "key_prefix": "prism-test" })
 }
 
-pattern_core::pubsub_acceptance_suite!(
-    mode = "embedded",
-    pattern_redis::RedisPubSubFactory,
-    options()
-);
+mod embedded {
+    pattern_core::pubsub_acceptance_suite!(
+        mode = "embedded",
+        pattern_redis::RedisPubSubFactory,
+        super::options()
+    );
+}
