@@ -1,14 +1,21 @@
 #!/usr/bin/env python3
-"""Runs Prism's backend acceptance suite on every backend x mode in parallel
+"""Runs Prism's backend acceptance suites on every backend x mode in parallel
 and prints a backend x capability matrix.
 
-    uv run tooling/acceptance.py [--backends memstore,sqlite,postgres,redis]
+    uv run tooling/acceptance.py [--suites keyvalue,timeseries,pubsub]
+        [--backends memstore,sqlite,postgres,redis,nats,kafka]
         [--modes embedded,process] [--format terminal|markdown|json]
         [--out DIR] [--include-broken-fixture] [-j N] [--no-build]
 
-It builds the `acceptance` test target of every backend crate once (cargo
-test --no-run), then runs each (backend, mode) as its own process of that
-test binary, filtered to `embedded::` or `process::`, with
+Suites: KeyValue (test target `acceptance` of memstore, sqlite, postgres
+and redis, embedded and as pattern processes; rows `backend/mode`),
+TimeSeries (target `timeseries` of memstore, sqlite, postgres; rows
+`timeseries:backend/embedded`) and PubSub (target `pubsub` of nats, redis,
+kafka; rows `pubsub:backend/embedded`). Capability columns appear as some
+run claims or tests them.
+
+It builds every such test target once (cargo test --no-run), then runs
+each (backend, mode) as its own process of that test binary, filtered to `embedded::` or `process::`, with
 PRISM_ACCEPTANCE_REPORT pointing at a report file of its own. Every case
 appends one JSON line there when it finishes:
 

@@ -4,8 +4,8 @@
 //! own topics (`prism.<ns>.<topic>`).
 
 fn options() -> serde_json::Value {
-    let brokers = std::env::var("PRISM_TEST_KAFKA_BROKERS")
-        .unwrap_or_else(|_| "127.0.0.1:9092".to_string());
+    let brokers =
+        std::env::var("PRISM_TEST_KAFKA_BROKERS").unwrap_or_else(|_| "127.0.0.1:9092".to_string());
     serde_json::json!({ "brokers": brokers })
 }
 

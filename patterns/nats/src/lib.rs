@@ -11,7 +11,7 @@
 //!   deadline and unlimited `MaxDeliver`: the server redelivers after the
 //!   deadline or a nack (`-NAK`), and this backend dead-letters a message
 //!   when the server's delivery count passes `max_attempts` (publish to
-//!   `<topic>.dlq`, then `+TERM` the original).
+//!   `<topic>.dlq`, then acknowledge the original).
 //! * An ack id is the delivery's JetStream reply subject, checked against
 //!   this namespace's stream and the (topic, group) consumer before use, so
 //!   acks need no state and an ack id of another namespace is refused.
@@ -160,6 +160,9 @@ pub struct NatsBackend {
     subject_root: String,
     /// Consumers by (topic, group).
     groups: Mutex<HashMap<(String, String), Group>>,
+    /// Deliveries this backend made and not yet saw acked, by (consumer,
+    /// stream sequence); see [`pull::Attempts`].
+    pub(crate) attempts: pull::Attempts,
 }
 
 pub(crate) fn unavailable(what: &str, e: impl std::fmt::Display) -> BackendError {
@@ -202,6 +205,7 @@ impl NatsBackend {
             stream_name,
             subject_root,
             groups: Mutex::new(HashMap::new()),
+            attempts: pull::Attempts::default(),
         })
     }
 
@@ -285,6 +289,9 @@ impl NatsBackend {
             .collect::<Result<Vec<_>, _>>()?;
         let mut confirmed = 0;
         for info in infos {
+            if body == b"+ACK" {
+                self.attempts.forget(&consumer, info.stream_sequence);
+            }
             self.client
                 .request(info.subject, body.into())
                 .await

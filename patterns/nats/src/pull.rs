@@ -5,6 +5,8 @@
 //! caller's wait), so no message is delivered into a request nobody reads:
 //! such a lost delivery would count as an attempt.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
@@ -94,10 +96,16 @@ async fn take(
             .map_err(|e| BackendError::Internal(format!("nats: unexpected reply subject: {e}")))?;
         let (ordering_key, attributes) = codec::from_headers(message.headers.as_ref());
         let message_id = info.stream_sequence.to_string();
-        if info.delivered > u64::from(sub.max_attempts) {
-            dead_letter(b, sub, &message, &message_id, &ordering_key, attributes).await?;
+        let attempt = b
+            .attempts
+            .next(&consumer, info.stream_sequence, info.delivered);
+        if attempt == DEAD || attempt > u64::from(sub.max_attempts) {
+            if attempt != DEAD {
+                dead_letter(b, sub, &message, &message_id, &ordering_key, attributes).await?;
+                b.attempts.dead(&consumer, info.stream_sequence);
+            }
             b.client
-                .request(reply, "+TERM".into())
+                .request(reply, "+ACK".into())
                 .await
                 .map_err(|e| unavailable("ending a dead-lettered message", e))?;
             continue;
@@ -109,7 +117,7 @@ async fn take(
             attributes,
             payload: message.payload.to_vec(),
             publish_time_us: info.timestamp_ns / 1000,
-            attempt: u32::try_from(info.delivered).unwrap_or(u32::MAX),
+            attempt: u32::try_from(attempt).unwrap_or(u32::MAX),
         });
     }
     Ok(n)
@@ -140,4 +148,69 @@ async fn dead_letter(
         .await
         .map_err(|e| unavailable("dead-lettering", e))?;
     Ok(())
+}
+
+/// Marks a message this backend dead-lettered.
+const DEAD: u64 = u64::MAX;
+/// Most deliveries remembered; past it the memory starts over (attempt
+/// numbers then come from the server alone).
+const MAX_REMEMBERED: usize = 100_000;
+
+/// The attempt numbers of deliveries this backend made, by (consumer,
+/// stream sequence). The server's delivery count can go back to 1 for a
+/// message it redelivers (seen with nats-server 2.9: a redelivery racing
+/// the ack wait, or one after the message was acknowledged on
+/// dead-lettering); counting here as well keeps a message's attempts
+/// increasing, so it is dead-lettered after `max_attempts` deliveries, and
+/// a message dead-lettered once is never delivered again by this backend.
+#[derive(Default)]
+pub(crate) struct Attempts(Mutex<HashMap<(String, u64), u64>>);
+
+impl Attempts {
+    /// The attempt number of a delivery the server counts as `delivered`:
+    /// never lower than one more than the last this backend saw; [`DEAD`]
+    /// for a message already dead-lettered.
+    pub(crate) fn next(&self, consumer: &str, sequence: u64, delivered: u64) -> u64 {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if map.len() >= MAX_REMEMBERED {
+            map.clear();
+        }
+        let entry = map.entry((consumer.to_string(), sequence)).or_insert(0);
+        if *entry == DEAD {
+            return DEAD;
+        }
+        *entry = delivered.max(*entry + 1);
+        *entry
+    }
+
+    /// Remembers that a message was dead-lettered.
+    pub(crate) fn dead(&self, consumer: &str, sequence: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert((consumer.to_string(), sequence), DEAD);
+    }
+
+    /// Forgets an acknowledged message.
+    pub(crate) fn forget(&self, consumer: &str, sequence: u64) {
+        let mut map = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(consumer.to_string(), sequence));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempts_never_go_back_and_dead_letters_stay_dead() {
+        let a = Attempts::default();
+        assert_eq!(a.next("c", 7, 1), 1);
+        assert_eq!(a.next("c", 7, 2), 2);
+        // The server's count went back to 1: this backend's does not.
+        assert_eq!(a.next("c", 7, 1), 3);
+        assert_eq!(a.next("other", 7, 1), 1, "per consumer");
+        a.dead("c", 7);
+        assert_eq!(a.next("c", 7, 1), DEAD);
+        a.forget("other", 7);
+        assert_eq!(a.next("other", 7, 1), 1);
+    }
 }

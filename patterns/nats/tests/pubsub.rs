@@ -17,7 +17,11 @@ fn options() -> serde_json::Value {
 }
 
 mod embedded {
-    pattern_core::pubsub_acceptance_suite!(mode = "embedded", pattern_nats::NatsFactory, super::options());
+    pattern_core::pubsub_acceptance_suite!(
+        mode = "embedded",
+        pattern_nats::NatsFactory,
+        super::options()
+    );
 }
 
 /// The suite's streams expire their messages after an hour but stay; this
