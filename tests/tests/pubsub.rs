@@ -335,7 +335,7 @@ async fn nats_through_the_proxy() {
     let info = stream.info().await.unwrap();
     assert!(info.state.messages >= 10, "{:?}", info.state);
     let first = stream
-        .get_first_raw_message_by_subject(&subject)
+        .get_first_raw_message_by_subject(&subject, 1)
         .await
         .unwrap();
     assert_eq!(&first.payload[..], b"order-0");
