@@ -1,8 +1,10 @@
 //! The TimeSeries acceptance suite on the sqlite backend (one file per
 //! namespace in the harness's temporary data directory).
 
-pattern_core::timeseries_acceptance_suite!(
-    mode = "embedded",
-    pattern_sqlite::SqliteTimeSeriesFactory,
-    serde_json::json!({})
-);
+mod embedded {
+    pattern_core::timeseries_acceptance_suite!(
+        mode = "embedded",
+        pattern_sqlite::SqliteTimeSeriesFactory,
+        serde_json::json!({})
+    );
+}
