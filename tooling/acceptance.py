@@ -9,7 +9,8 @@ and prints a backend x capability matrix.
 
 Suites: KeyValue (test target `acceptance` of memstore, sqlite, postgres
 and redis, embedded and as pattern processes; rows `backend/mode`),
-TimeSeries (target `timeseries` of memstore, sqlite, postgres; rows
+TimeSeries (target `timeseries` of memstore, sqlite, postgres, and of kafka
+for SQLite with a Kafka log behind its tails, row `sqlite+kafka`; rows
 `timeseries:backend/embedded`) and PubSub (target `pubsub` of nats, redis,
 kafka; rows `pubsub:backend/embedded`). Capability columns appear as some
 run claims or tests them.
@@ -83,7 +84,13 @@ SUITE_TARGET = "acceptance"
 DAL_SUITES = {
     "timeseries": (
         "timeseries",
-        {"memstore": "pattern-memstore", "sqlite": "pattern-sqlite", "postgres": "pattern-postgres"},
+        {
+            "memstore": "pattern-memstore",
+            "sqlite": "pattern-sqlite",
+            "postgres": "pattern-postgres",
+            # SQLite with a Kafka log behind its tails (`timeseries.log`).
+            "sqlite+kafka": "pattern-kafka",
+        },
     ),
     "pubsub": (
         "pubsub",

@@ -11,7 +11,7 @@ use arc_swap::ArcSwap;
 use pattern_core::grpc::Endpoint;
 use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
 use pattern_core::pubsub::{PubSubBackend, PubSubContext};
-use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesContext};
+use pattern_core::timeseries::{LoggedTimeSeries, TimeSeriesBackend, TimeSeriesContext};
 use pattern_core::{Capabilities, Clock, KeyValueBackend, OpenContext};
 use prism_proto::pattern::v1 as lc;
 
@@ -54,6 +54,7 @@ impl Namespace {
             && prev.config.backend == config.backend
             && prev.config.dal == config.dal
             && prev.config.timeseries_settings().bucket == config.timeseries_settings().bucket
+            && prev.config.timeseries_settings().log == config.timeseries_settings().log
         {
             let retention = crate::retention::RetentionTask::start(&config, &prev.backend);
             return Ok(Namespace {
@@ -79,9 +80,19 @@ impl Namespace {
                     clock,
                     bucket: config.timeseries_settings().bucket,
                 };
-                let b = resolver
+                let mut b = resolver
                     .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
                     .await?;
+                if let Some(log) = &config.timeseries_settings().log {
+                    let log = match log.open(&config.name) {
+                        Ok(log) => log,
+                        Err(e) => {
+                            let _ = b.close().await;
+                            return Err(format!("timeseries.log: {e}"));
+                        }
+                    };
+                    b = Arc::new(LoggedTimeSeries::new(b, log));
+                }
                 (DalBackend::TimeSeries(b), None, None)
             }
             Dal::Pubsub => {

@@ -197,6 +197,157 @@ pub trait TimeSeriesBackend: Send + Sync + 'static {
     async fn close(&self) -> Result<(), BackendError> {
         Ok(())
     }
+
+    /// A tail served by the backend's [`EventLog`] rather than built by
+    /// [`tail`] on the store; `None` (the default) when there is no log.
+    async fn log_tail(
+        &self,
+        _query: &TailQuery,
+        _start: TailStart,
+    ) -> Result<Option<TailReceiver>, BackendError> {
+        Ok(None)
+    }
+}
+
+/// The items of a running tail; the tail stops when this is dropped.
+pub type TailReceiver = mpsc::Receiver<Result<TailItem, BackendError>>;
+
+/// Where a log tail starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TailStart {
+    /// With the log's first events at or after [`TailQuery::from_us`].
+    From,
+    /// With what is appended from now on.
+    Now,
+}
+
+/// A durable log that a namespace's written events are also appended to,
+/// and that serves the namespace's tails in place of the store
+/// (ADR-014, "Kafka behind tail"). The store stays the source of truth for
+/// reads, idempotence and retention.
+///
+/// Contract of [`EventLog::tail`], as for [`tail`]: events of the query's
+/// series, at or after its time, carrying its tags, in the order the log
+/// holds them (append order), each at most once per tail, then one
+/// [`TailItem::CaughtUp`] when the events the log held at the start have
+/// been sent. A [`StoredEvent::sequence`] is the event's position in the
+/// log (it grows within a series).
+#[async_trait]
+pub trait EventLog: Send + Sync + 'static {
+    /// The log kind, e.g. `kafka`.
+    fn kind(&self) -> &'static str;
+
+    /// The largest event ([`Event::size`]) the log takes.
+    fn max_event_bytes(&self) -> usize;
+
+    /// Appends `events`; returns once the log holds them all. Appending is
+    /// at least once: a retried write appends its events again, and tails
+    /// drop such repeats.
+    async fn append(&self, events: &[Event]) -> Result<(), BackendError>;
+
+    /// Follows the log for `query` from `start`.
+    async fn tail(&self, query: &TailQuery, start: TailStart)
+    -> Result<TailReceiver, BackendError>;
+}
+
+/// A TimeSeries store with a log behind its tails: a write is stored, then
+/// appended to the log; tails are served by the log.
+pub struct LoggedTimeSeries {
+    store: Arc<dyn TimeSeriesBackend>,
+    log: Arc<dyn EventLog>,
+}
+
+impl LoggedTimeSeries {
+    pub fn new(store: Arc<dyn TimeSeriesBackend>, log: Arc<dyn EventLog>) -> Self {
+        LoggedTimeSeries { store, log }
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for LoggedTimeSeries {
+    fn kind(&self) -> &'static str {
+        self.store.kind()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.store.capabilities()
+    }
+
+    /// Stores, then appends every event of the batch (also those the store
+    /// counted as duplicates: a retry after a failed append must reach the
+    /// log).
+    async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
+        // Refused before anything is stored: a write the log cannot take
+        // would fail again on every retry.
+        let max = self.log.max_event_bytes();
+        if let Some((i, e)) = events.iter().enumerate().find(|(_, e)| e.size() > max) {
+            return Err(BackendError::InvalidArgument(format!(
+                "events[{i}] is {} bytes, but this namespace's {} log takes events up to {max} \
+                 bytes; nothing was written; make the payload smaller",
+                e.size(),
+                self.log.kind()
+            )));
+        }
+        let summary = self.store.write(events.clone()).await?;
+        self.log.append(&events).await.map_err(|e| {
+            BackendError::Unavailable(format!(
+                "the events are stored, but appending them to the {} log failed ({e}); retry \
+                 the write: the store ignores the repeat and tails drop it",
+                self.log.kind()
+            ))
+        })?;
+        Ok(summary)
+    }
+
+    async fn read(&self, query: &ReadQuery) -> Result<EventPage, BackendError> {
+        self.store.read(query).await
+    }
+
+    async fn read_since(
+        &self,
+        query: &TailQuery,
+        after_sequence: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError> {
+        self.store.read_since(query, after_sequence, limit).await
+    }
+
+    fn watch_sequence(&self) -> watch::Receiver<u64> {
+        self.store.watch_sequence()
+    }
+
+    async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError> {
+        self.store.drop_before(cutoff_us).await
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        self.store.close().await
+    }
+
+    async fn log_tail(
+        &self,
+        query: &TailQuery,
+        start: TailStart,
+    ) -> Result<Option<TailReceiver>, BackendError> {
+        self.log.tail(query, start).await.map(Some)
+    }
+}
+
+/// Opens a tail of `backend` from `start`: served by the backend's
+/// [`EventLog`] when it has one, otherwise built on the store by [`tail`].
+pub async fn open_tail(
+    backend: Arc<dyn TimeSeriesBackend>,
+    query: TailQuery,
+    start: TailStart,
+) -> Result<TailReceiver, BackendError> {
+    if let Some(rx) = backend.log_tail(&query, start).await? {
+        return Ok(rx);
+    }
+    let after = match start {
+        TailStart::From => 0,
+        TailStart::Now => *backend.watch_sequence().borrow(),
+    };
+    Ok(tail(backend, query, after))
 }
 
 /// One item of a tail.
@@ -217,11 +368,7 @@ const TAIL_BATCH: usize = 256;
 /// [`TailItem::CaughtUp`], then new events as they are written, each
 /// exactly once, in sequence order. Ends when the receiver is dropped, or
 /// after sending an error.
-pub fn tail(
-    backend: std::sync::Arc<dyn TimeSeriesBackend>,
-    query: TailQuery,
-    after: u64,
-) -> mpsc::Receiver<Result<TailItem, BackendError>> {
+pub fn tail(backend: Arc<dyn TimeSeriesBackend>, query: TailQuery, after: u64) -> TailReceiver {
     let (tx, rx) = mpsc::channel(TAIL_BATCH);
     tokio::spawn(async move {
         // Subscribe before the first read: a write landing between the

@@ -64,7 +64,7 @@ use ackid::AckId;
 use group::Group;
 use publish::Publisher;
 
-pub use log::{KafkaLog, LogTail};
+pub use log::{DEDUP_WINDOW, KafkaLog, LogOptions};
 
 /// The backend kind name.
 pub const KIND: &str = "kafka";

@@ -23,6 +23,11 @@ use crate::{KafkaOptions, kafka_err};
 const MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long topic creation and metadata calls may take.
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest record the backend produces, and the `max.message.bytes` of
+/// the topics it creates (5 MiB: a payload as large as a namespace's
+/// default `limits.max_value_bytes` fits with room to spare). Topics that
+/// exist keep their own limit.
+pub const MAX_RECORD_BYTES: usize = 5 << 20;
 
 /// Attributes added to a dead letter.
 pub const DLQ_REASON: &str = "prism-dlq-reason";
@@ -51,6 +56,7 @@ impl Publisher {
             // partition whichever client produced it.
             .set("partitioner", "murmur2_random")
             .set("acks", "all")
+            .set("message.max.bytes", MAX_RECORD_BYTES.to_string())
             .set(
                 "message.timeout.ms",
                 MESSAGE_TIMEOUT.as_millis().to_string(),
@@ -77,7 +83,9 @@ impl Publisher {
         if let Some(n) = self.known(topic) {
             return Ok(n);
         }
-        let new = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(-1));
+        let max = MAX_RECORD_BYTES.to_string();
+        let new = NewTopic::new(topic, self.partitions, TopicReplication::Fixed(-1))
+            .set("max.message.bytes", &max);
         let opts = AdminOptions::new().operation_timeout(Some(ADMIN_TIMEOUT));
         let results = self
             .admin

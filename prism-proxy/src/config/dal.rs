@@ -17,6 +17,10 @@ pub struct TimeSeriesSettings {
     /// (PostgreSQL: one partition per bucket). Default `1h`.
     #[serde(deserialize_with = "duration")]
     pub bucket: Duration,
+    /// A durable log behind the namespace's tails: every write is also
+    /// appended to it, and Tail reads it instead of the store. Unset: tails
+    /// read the store.
+    pub log: Option<LogSettings>,
 }
 
 impl Default for TimeSeriesSettings {
@@ -24,7 +28,50 @@ impl Default for TimeSeriesSettings {
         TimeSeriesSettings {
             retention: None,
             bucket: pattern_core::timeseries::DEFAULT_BUCKET,
+            log: None,
         }
+    }
+}
+
+/// `timeseries.log:` — the log behind a TimeSeries namespace's tails.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// The log kind; `kafka` is the one there is.
+    pub kind: String,
+    /// The kind's options (kafka: `brokers`, `topic`, `partitions`).
+    #[serde(default)]
+    pub options: serde_json::Value,
+}
+
+/// The log kinds a `timeseries.log` can name.
+pub const LOG_KINDS: &[&str] = &[pattern_kafka::KIND];
+
+impl LogSettings {
+    /// Checks the kind and its options for namespace `namespace`.
+    pub fn check(&self, namespace: &str) -> Result<(), String> {
+        match self.kind.as_str() {
+            pattern_kafka::KIND => {
+                pattern_kafka::KafkaLog::check_options(namespace, self.options.clone())
+                    .map(|_| ())
+                    .map_err(|e| e.to_string())
+            }
+            other => Err(format!(
+                "kind '{other}' is not a log kind; use one of: {}",
+                LOG_KINDS.join(", ")
+            )),
+        }
+    }
+
+    /// Opens the log of namespace `namespace`.
+    pub fn open(
+        &self,
+        namespace: &str,
+    ) -> Result<std::sync::Arc<dyn pattern_core::timeseries::EventLog>, String> {
+        self.check(namespace)?;
+        pattern_kafka::KafkaLog::open(namespace, self.options.clone())
+            .map(|log| std::sync::Arc::new(log) as _)
+            .map_err(|e| e.to_string())
     }
 }
 

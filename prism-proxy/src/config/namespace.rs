@@ -408,6 +408,10 @@ impl NamespaceConfig {
             ));
         }
         if let Some(ts) = &self.timeseries {
+            if let Some(log) = &ts.log {
+                log.check(&self.name)
+                    .map_err(|e| ConfigError::new(file, "timeseries.log", e))?;
+            }
             if ts.bucket < std::time::Duration::from_secs(1) {
                 return Err(ConfigError::new(
                     file,

@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use pattern_core::Selection;
 use pattern_core::paging::{Cursor, request_fingerprint};
-use pattern_core::timeseries::{self as ts, TailItem, TailQuery};
+use pattern_core::timeseries::{self as ts, TailItem, TailQuery, TailStart};
 use prism_proto::timeseries::v1 as pb;
 use prism_proto::timeseries::v1::time_series_service_server::TimeSeriesService;
 use tokio_stream::wrappers::ReceiverStream;
@@ -247,17 +247,19 @@ impl TimeSeriesService for TsService {
                 check.series("series_id", &req.series_id)?;
                 let tags = check.tags("tags", &req.tags)?;
                 let backend = ns.timeseries()?.clone();
-                let (from_us, after) = match &req.from {
-                    Some(t) => (validate::micros("from", t)?, 0),
+                let (from_us, start) = match &req.from {
+                    Some(t) => (validate::micros("from", t)?, TailStart::From),
                     // Only what is written from now on.
-                    None => (i64::MIN, *backend.watch_sequence().borrow()),
+                    None => (i64::MIN, TailStart::Now),
                 };
                 let query = TailQuery {
                     series_id: req.series_id.clone(),
                     from_us,
                     tags,
                 };
-                let rx = ts::tail(backend, query, after);
+                // A namespace with a `timeseries.log` tails the log; the
+                // others tail the store.
+                let rx = ts::open_tail(backend, query, start).await?;
                 Ok(OpenTail(tail_stream(gate, ns, principal, rx, end_call)))
             })
             .await?;
@@ -272,7 +274,7 @@ fn tail_stream(
     gate: Gate,
     ns: Arc<Namespace>,
     principal: Principal,
-    mut rx: tokio::sync::mpsc::Receiver<Result<TailItem, pattern_core::BackendError>>,
+    mut rx: ts::TailReceiver,
     end_call: audit::Call,
 ) -> TailStream {
     let (tx, out) = tokio::sync::mpsc::channel(64);

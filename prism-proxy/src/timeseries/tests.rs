@@ -342,3 +342,30 @@ async fn a_tail_catches_up_masks_and_is_audited_at_open_and_end() {
         "ids hashed, no payload: {json}"
     );
 }
+
+#[test]
+fn a_log_section_is_checked_when_the_file_is_read() {
+    let parse = |log: &str| {
+        NamespaceConfig::parse(
+            "metrics.yaml",
+            &format!(
+                "name: metrics\ndal: timeseries\nbackend:\n  kind: memstore\ntimeseries:\n  log:\n{log}"
+            ),
+        )
+    };
+    let kind = parse("    kind: kinesis\n").unwrap_err().to_string();
+    assert!(
+        kind.contains("timeseries.log") && kind.contains("use one of: kafka"),
+        "{kind}"
+    );
+    let topic = parse("    kind: kafka\n    options:\n      topic: 'a b'\n")
+        .unwrap_err()
+        .to_string();
+    assert!(topic.contains("not a Kafka topic name"), "{topic}");
+    let unknown = parse("    kind: kafka\n    options:\n      broker: x\n")
+        .unwrap_err()
+        .to_string();
+    assert!(unknown.contains("broker"), "{unknown}");
+    let config = parse("    kind: kafka\n").unwrap();
+    assert_eq!(config.timeseries_settings().log.unwrap().kind, "kafka");
+}

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use super::{TimeSeriesHarness, event};
-use crate::timeseries::{Event, TailItem, TailQuery, tail};
+use crate::timeseries::{Event, TailItem, TailQuery, TailStart, open_tail};
 
 /// A tail from the past delivers every stored event, one `CaughtUp`, then
 /// the live ones racing it (including one whose event time is in the
@@ -32,7 +32,11 @@ pub async fn tail_catches_up_then_follows(h: &TimeSeriesHarness) {
         from_us: FROM,
         tags: BTreeMap::from([("host".to_string(), "a".to_string())]),
     };
-    let mut rx = tail(b.clone(), query, 0);
+    // The backend's log tail when it has one (`timeseries.log`), else the
+    // tail built on the store.
+    let mut rx = open_tail(b.clone(), query, TailStart::From)
+        .await
+        .expect("opening the tail");
 
     // Live writers race the catch-up.
     let mut live: Vec<Event> = Vec::new();
