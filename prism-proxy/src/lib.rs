@@ -19,6 +19,7 @@ pub mod inflight;
 pub mod kv;
 pub mod manage;
 pub mod metrics;
+pub mod migration;
 pub mod policy;
 pub mod pubsub;
 pub mod registry;

@@ -16,8 +16,9 @@ use pattern_core::{Capabilities, Clock, KeyValueBackend, OpenContext};
 use prism_proto::pattern::v1 as lc;
 
 use crate::backend::{DalBackend, wrong_dal};
-use crate::config::{BackendMode, ConfigError, Dal, NamespaceConfig};
+use crate::config::{BackendMode, BackendSpec, ConfigError, Dal, NamespaceConfig};
 use crate::error::ProxyError;
+use crate::migration::{MigrationShared, Roles, ShadowedKv};
 use crate::resolver::Resolver;
 
 /// A served namespace.
@@ -36,6 +37,59 @@ pub struct Namespace {
     pub applied_at: SystemTime,
     /// TimeSeries retention, while this version is served.
     _retention: Option<crate::retention::RetentionTask>,
+    /// The two backends and the shared state of a migration in progress
+    /// (`backend` is then the [`crate::migration::ShadowedKv`] over them).
+    pub migration: Option<MigrationBackends>,
+}
+
+/// The backends of a migrating namespace.
+#[derive(Clone)]
+pub struct MigrationBackends {
+    /// `backend` of the namespace file: the primary until promotion.
+    pub source: Arc<dyn KeyValueBackend>,
+    /// `migration.to`.
+    pub target: Arc<dyn KeyValueBackend>,
+    pub shared: Arc<MigrationShared>,
+}
+
+impl Namespace {
+    /// The backend instances this version holds (both sides of a
+    /// migration), for closing.
+    pub fn raw_backends(&self) -> Vec<DalBackend> {
+        match &self.migration {
+            Some(m) => vec![
+                DalBackend::KeyValue(m.source.clone()),
+                DalBackend::KeyValue(m.target.clone()),
+            ],
+            None => vec![self.backend.clone()],
+        }
+    }
+
+    /// An open KeyValue backend of `previous` configured as `spec`, to
+    /// share rather than open again.
+    fn reusable(
+        previous: Option<&Namespace>,
+        spec: &BackendSpec,
+    ) -> Option<Arc<dyn KeyValueBackend>> {
+        let prev = previous?;
+        if prev.config.dal != Dal::Keyvalue {
+            return None;
+        }
+        match &prev.migration {
+            Some(m) if prev.config.backend == *spec => Some(m.source.clone()),
+            Some(m)
+                if prev
+                    .config
+                    .migration
+                    .as_ref()
+                    .is_some_and(|c| c.to == *spec) =>
+            {
+                Some(m.target.clone())
+            }
+            None if prev.config.backend == *spec => prev.kv().ok().cloned(),
+            _ => None,
+        }
+    }
 }
 
 impl Namespace {
@@ -55,6 +109,7 @@ impl Namespace {
             && prev.config.dal == config.dal
             && prev.config.timeseries_settings().bucket == config.timeseries_settings().bucket
             && prev.config.timeseries_settings().log == config.timeseries_settings().log
+            && prev.config.migration == config.migration
         {
             let retention = crate::retention::RetentionTask::start(&config, &prev.backend);
             return Ok(Namespace {
@@ -66,12 +121,54 @@ impl Namespace {
                 version,
                 applied_at: SystemTime::now(),
                 _retention: retention,
+                migration: prev.migration.clone(),
             });
         }
+        let mut migration = None;
         let (backend, pattern, endpoint) = match config.dal {
             Dal::Keyvalue => {
-                let (b, p, e) = open_backend(&config, resolver, data_dir, clock).await?;
-                (DalBackend::KeyValue(b), p, e)
+                let (source, p, e) = match Self::reusable(previous, &config.backend) {
+                    Some(b) => {
+                        let prev = previous.filter(|prev| prev.config.backend == config.backend);
+                        (
+                            b,
+                            prev.and_then(|p| p.pattern.clone()),
+                            prev.and_then(|p| p.endpoint.clone()),
+                        )
+                    }
+                    None => open_backend(&config, resolver, data_dir, clock.clone()).await?,
+                };
+                match &config.migration {
+                    None => (DalBackend::KeyValue(source), p, e),
+                    Some(m) => {
+                        let target = match Self::reusable(previous, &m.to) {
+                            Some(b) => b,
+                            None => {
+                                let mut target_config = config.clone();
+                                target_config.backend = m.to.clone();
+                                open_backend(&target_config, resolver, data_dir, clock)
+                                    .await
+                                    .map_err(|e| format!("migration.to: {e}"))?
+                                    .0
+                            }
+                        };
+                        let roles = Roles::for_phase(m.phase, &source, &target);
+                        let shared = match previous.and_then(|p| p.migration.as_ref()) {
+                            Some(prev) => {
+                                prev.shared.set_roles(roles.clone());
+                                prev.shared.clone()
+                            }
+                            None => MigrationShared::start(&config.name, data_dir, roles.clone())?,
+                        };
+                        let shadowed = ShadowedKv::new(roles, shared.clone());
+                        migration = Some(MigrationBackends {
+                            source,
+                            target,
+                            shared,
+                        });
+                        (DalBackend::KeyValue(Arc::new(shadowed)), p, e)
+                    }
+                }
             }
             Dal::Timeseries => {
                 let ctx = TimeSeriesContext {
@@ -139,12 +236,23 @@ impl Namespace {
             version,
             applied_at: SystemTime::now(),
             _retention: retention,
+            migration,
         })
     }
 
-    /// Whether `other` uses the same backend instance.
+    /// Whether `other` holds every backend instance of this version.
     pub fn shares_backend(&self, other: &Namespace) -> bool {
-        self.backend.same(&other.backend)
+        self.released_by(Some(other)).is_empty()
+    }
+
+    /// The backends of this version that `next` does not hold: what to
+    /// close once this version's calls have finished.
+    pub fn released_by(&self, next: Option<&Namespace>) -> Vec<DalBackend> {
+        let kept = next.map(|n| n.raw_backends()).unwrap_or_default();
+        self.raw_backends()
+            .into_iter()
+            .filter(|b| !kept.iter().any(|k| k.same(b)))
+            .collect()
     }
 
     /// The KeyValue backend, or FAILED_PRECONDITION naming the DAL served.
@@ -396,10 +504,17 @@ impl Registry {
 
 async fn close_namespaces<'a>(namespaces: impl Iterator<Item = &'a Namespace>) {
     for ns in namespaces {
-        if let Err(e) = ns.backend.close().await {
-            tracing::warn!(namespace = %ns.config.name, error = %e, "closing backend failed");
+        close_backends(&ns.config.name, ns.raw_backends()).await;
+    }
+}
+
+/// Closes `backends` of namespace `name`; logs (never fails on) errors.
+pub async fn close_backends(name: &str, backends: Vec<DalBackend>) {
+    for backend in backends {
+        if let Err(e) = backend.close().await {
+            tracing::warn!(namespace = %name, backend = backend.kind(), error = %e, "closing backend failed");
         } else {
-            tracing::info!(namespace = %ns.config.name, "backend closed");
+            tracing::info!(namespace = %name, backend = backend.kind(), "backend closed");
         }
     }
 }

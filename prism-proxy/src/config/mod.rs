@@ -15,6 +15,7 @@
 mod audit;
 mod auth;
 mod dal;
+mod migration;
 mod namespace;
 pub mod needs;
 
@@ -30,6 +31,7 @@ pub use audit::{
 };
 pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
 pub use dal::{PubSubSettings, TimeSeriesSettings, format_duration, parse_duration};
+pub use migration::{DEFAULT_READ_SAMPLE, MigrationConfig, MigrationPhase};
 pub use namespace::{
     BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig, validate_name,
 };

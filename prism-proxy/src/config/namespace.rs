@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 
 use super::dal::{PubSubSettings, TimeSeriesSettings};
+use super::migration::MigrationConfig;
 use super::needs::{self, BackendCatalog, Needs, Selection};
 use super::{ConfigError, NamespaceAudit, parse_yaml};
 use crate::policy::PolicyConfig;
@@ -161,6 +162,9 @@ pub struct NamespaceConfig {
     /// Subscription defaults (`dal: pubsub` only).
     #[serde(default)]
     pub pubsub: Option<PubSubSettings>,
+    /// A move to another backend in progress (ADR-016).
+    #[serde(default)]
+    pub migration: Option<MigrationConfig>,
     /// The file this namespace was read from, for error messages.
     #[serde(skip)]
     pub source: String,
@@ -342,6 +346,17 @@ impl NamespaceConfig {
         }
         self.validate_mode(file)?;
         self.validate_dal(file)?;
+        if let Some(m) = &self.migration {
+            if self.needs.is_some() {
+                return Err(ConfigError::new(
+                    file,
+                    "migration",
+                    "needs a namespace that names its backend; replace `needs` with the \
+                     `backend` it chose (prismctl namespace explain shows it)",
+                ));
+            }
+            m.validate(self, file)?;
+        }
         if l.default_page_size_bytes > l.max_page_size_bytes {
             return Err(ConfigError::new(
                 file,

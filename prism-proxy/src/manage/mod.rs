@@ -25,6 +25,7 @@ use pattern_core::Clock;
 use serde::Deserialize;
 
 use crate::audit::AuditLog;
+use crate::backend::DalBackend;
 use crate::config::{BackendCatalog, ConfigError, NamespaceConfig};
 use crate::registry::{Namespace, Registry};
 use crate::resolver::Resolver;
@@ -290,9 +291,7 @@ impl Manager {
         let version = match self.store.put(&name, yaml, expected_version).await {
             Ok(version) => version,
             Err(e) => {
-                if current.as_ref().is_none_or(|c| !c.shares_backend(&ns)) {
-                    ns.close().await;
-                }
+                crate::registry::close_backends(&name, ns.released_by(current.as_deref())).await;
                 let status: tonic::Status = ManageError::Store(e.clone()).into();
                 self.record(
                     principal,
@@ -369,7 +368,8 @@ impl Manager {
             }
         };
         if let Some(old) = self.registry.remove(name) {
-            drain_and_close(old, self.grace).await;
+            let backends = old.raw_backends();
+            drain_and_close(old, backends, self.grace).await;
         }
         self.rejected.lock().expect("rejected lock").remove(name);
         tracing::info!(namespace = %name, version, principal, "namespace deleted");
@@ -540,11 +540,12 @@ impl Manager {
     /// shares it. Runs in the background.
     fn retire(&self, previous: Option<Arc<Namespace>>, next: Option<&Arc<Namespace>>) {
         let Some(previous) = previous else { return };
-        if next.is_some_and(|n| n.shares_backend(&previous)) {
+        let released = previous.released_by(next.map(|n| n.as_ref()));
+        if released.is_empty() {
             return;
         }
         let grace = self.grace;
-        tokio::spawn(drain_and_close(previous, grace));
+        tokio::spawn(drain_and_close(previous, released, grace));
     }
 
     async fn record(
@@ -627,9 +628,9 @@ impl Manager {
     }
 }
 
-/// Waits for `ns`'s calls to finish (up to `grace`), then closes its
-/// backend.
-async fn drain_and_close(ns: Arc<Namespace>, grace: Duration) {
+/// Waits for `ns`'s calls to finish (up to `grace`), then closes
+/// `backends` (those of its backends the next version does not hold).
+async fn drain_and_close(ns: Arc<Namespace>, backends: Vec<DalBackend>, grace: Duration) {
     if !ns.drained(grace).await {
         tracing::warn!(
             namespace = %ns.config.name,
@@ -637,7 +638,7 @@ async fn drain_and_close(ns: Arc<Namespace>, grace: Duration) {
             "calls still running after the grace period; closing the old backend anyway"
         );
     }
-    ns.close().await;
+    crate::registry::close_backends(&ns.config.name, backends).await;
 }
 
 #[cfg(test)]

@@ -1,0 +1,267 @@
+//! Moving a KeyValue namespace to another backend while it serves
+//! (ADR-016): the shadowed backend that dual-writes, the durable queue of
+//! ids to repair, and the task that repairs them.
+
+mod locks;
+mod queue;
+mod repair;
+mod shadowed;
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use pattern_core::{BackendError, KeyValueBackend};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+use crate::audit::KeyHasher;
+use crate::config::MigrationPhase;
+pub use locks::IdLocks;
+pub use queue::RepairQueue;
+pub use repair::{Repaired, items_of, repair, same_item};
+pub use shadowed::ShadowedKv;
+
+/// Which backend is primary in a phase: the source until `promoted`.
+#[derive(Clone)]
+pub struct Roles {
+    pub primary: Arc<dyn KeyValueBackend>,
+    pub shadow: Arc<dyn KeyValueBackend>,
+}
+
+impl Roles {
+    pub fn for_phase(
+        phase: MigrationPhase,
+        source: &Arc<dyn KeyValueBackend>,
+        target: &Arc<dyn KeyValueBackend>,
+    ) -> Self {
+        let (primary, shadow) = if phase == MigrationPhase::Promoted {
+            (target.clone(), source.clone())
+        } else {
+            (source.clone(), target.clone())
+        };
+        Roles { primary, shadow }
+    }
+}
+
+/// A count kept in the process and exported at `/metrics`.
+pub struct Counter {
+    value: AtomicU64,
+    metric: &'static str,
+    namespace: String,
+}
+
+impl Counter {
+    fn new(metric: &'static str, namespace: &str) -> Self {
+        Counter {
+            value: AtomicU64::new(0),
+            metric,
+            namespace: namespace.to_string(),
+        }
+    }
+
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    pub fn add(&self, n: u64) {
+        self.value.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!(self.metric, "namespace" => self.namespace.clone()).increment(n);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.value.load(Ordering::Relaxed)
+    }
+}
+
+/// What a migration counted in this proxy.
+pub struct Counters {
+    /// Shadow writes that succeeded.
+    pub shadow_writes: Counter,
+    /// Shadow writes that failed (their ids were queued).
+    pub shadow_failures: Counter,
+    /// Queued ids repaired.
+    pub repaired: Counter,
+}
+
+/// The state of one namespace's migration in this proxy, shared by every
+/// served version of it while the migration lasts: the id locks, the
+/// repair queue and its task, the counters.
+pub struct MigrationShared {
+    pub namespace: String,
+    pub locks: IdLocks,
+    pub queue: Arc<RepairQueue>,
+    pub counters: Counters,
+    /// The current version's roles, for the repair task.
+    roles: ArcSwap<Roles>,
+    wake: Notify,
+    hasher: KeyHasher,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for MigrationShared {
+    fn drop(&mut self) {
+        if let Some(task) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            task.abort();
+        }
+    }
+}
+
+/// Longest wait between repair attempts of a failing shadow.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// How often the repair task looks at the queue without being woken.
+const POLL: Duration = Duration::from_secs(2);
+
+impl MigrationShared {
+    /// Starts the migration state of `namespace` with `roles`, and its
+    /// repair task (which picks up ids a previous run of the proxy left
+    /// queued).
+    pub fn start(namespace: &str, data_dir: &Path, roles: Roles) -> Result<Arc<Self>, String> {
+        let queue = shared_queue(data_dir)?;
+        let mut secret = [0u8; 32];
+        ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
+            .map_err(|_| "no randomness for the migration's id hashing".to_string())?;
+        let shared = Arc::new(MigrationShared {
+            namespace: namespace.to_string(),
+            locks: IdLocks::default(),
+            queue,
+            counters: Counters {
+                shadow_writes: Counter::new("prism_migration_shadow_writes_total", namespace),
+                shadow_failures: Counter::new("prism_migration_shadow_failures_total", namespace),
+                repaired: Counter::new("prism_migration_repairs_total", namespace),
+            },
+            roles: ArcSwap::from_pointee(roles),
+            wake: Notify::new(),
+            hasher: KeyHasher::from_secret(&secret),
+            worker: Mutex::new(None),
+        });
+        let task = tokio::spawn(repair_loop(Arc::downgrade(&shared)));
+        *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(shared)
+    }
+
+    /// Sets the roles of the version now served.
+    pub fn set_roles(&self, roles: Roles) {
+        self.roles.store(Arc::new(roles));
+    }
+
+    /// An id as it may appear in logs.
+    pub fn hashed(&self, id: &str) -> String {
+        self.hasher.hash(id.as_bytes())
+    }
+
+    /// A shadow write failed: count, log (ids hashed), queue for repair.
+    pub(crate) async fn shadow_failed(&self, ids: Vec<String>, error: &BackendError) {
+        self.counters.shadow_failures.inc();
+        tracing::warn!(
+            namespace = %self.namespace,
+            ids = ?ids.iter().map(|id| self.hashed(id)).collect::<Vec<_>>(),
+            error = %error,
+            "shadow write failed; the id is queued for repair"
+        );
+        if let Err(e) = self.queue.push(&self.namespace, ids).await {
+            tracing::error!(namespace = %self.namespace, error = %e, "could not queue a repair");
+        }
+        self.wake.notify_one();
+    }
+
+    /// Ids waiting for repair.
+    pub async fn queued(&self) -> Result<u64, String> {
+        self.queue.len(&self.namespace).await
+    }
+
+    /// Repairs up to `limit` queued ids; returns how many were repaired and
+    /// whether one failed.
+    async fn repair_some(&self, limit: usize) -> Result<(usize, bool), String> {
+        let ids = self.queue.pending(&self.namespace, limit).await?;
+        let mut repaired = 0;
+        for id in &ids {
+            let roles = self.roles.load_full();
+            let result = {
+                let _lock = self.locks.lock(id).await;
+                repair(roles.primary.as_ref(), roles.shadow.as_ref(), id, now_ms()).await
+            };
+            match result {
+                Ok(_) => {
+                    self.queue.done(&self.namespace, id).await?;
+                    self.counters.repaired.inc();
+                    repaired += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        namespace = %self.namespace,
+                        id = %self.hashed(id),
+                        error = %e,
+                        "repairing the shadow failed; will retry"
+                    );
+                    self.queue.attempted(&self.namespace, id).await?;
+                    return Ok((repaired, true));
+                }
+            }
+        }
+        Ok((repaired, false))
+    }
+}
+
+/// Repairs queued ids until the migration state is dropped.
+async fn repair_loop(shared: Weak<MigrationShared>) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        let woken = s.wake.notified();
+        tokio::pin!(woken);
+        woken.as_mut().enable();
+        let wait = match s.repair_some(64).await {
+            Ok((n, false)) if n > 0 => {
+                backoff = MIN_BACKOFF;
+                continue;
+            }
+            Ok((_, false)) => None,
+            Ok((_, true)) => Some(backoff),
+            Err(e) => {
+                tracing::error!(namespace = %s.namespace, error = %e, "repair queue failed");
+                Some(backoff)
+            }
+        };
+        // `s` stays alive while waiting (at most MAX_BACKOFF or POLL): the
+        // migration state is dropped after that.
+        match wait {
+            Some(pause) => {
+                tokio::time::sleep(pause).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            None => {
+                let _ = tokio::time::timeout(POLL, woken).await;
+            }
+        }
+    }
+}
+
+/// One queue per data directory in the process.
+fn shared_queue(data_dir: &Path) -> Result<Arc<RepairQueue>, String> {
+    static QUEUES: Mutex<Vec<(std::path::PathBuf, Weak<RepairQueue>)>> = Mutex::new(Vec::new());
+    let mut queues = QUEUES.lock().unwrap_or_else(|e| e.into_inner());
+    queues.retain(|(_, q)| q.strong_count() > 0);
+    if let Some(q) = queues
+        .iter()
+        .find(|(p, _)| p == data_dir)
+        .and_then(|(_, q)| q.upgrade())
+    {
+        return Ok(q);
+    }
+    let q = Arc::new(RepairQueue::open(data_dir)?);
+    queues.push((data_dir.to_path_buf(), Arc::downgrade(&q)));
+    Ok(q)
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

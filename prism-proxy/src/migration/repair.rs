@@ -1,0 +1,94 @@
+//! Making the shadow's copy of one id equal to the primary's.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use pattern_core::{BackendError, Item, KeyValueBackend, PageRequest, PutItem, Selection};
+
+/// Page budget of the reads a repair makes.
+const READ_BUDGET: usize = 4 << 20;
+/// Items per shadow Put.
+const PUT_CHUNK: usize = 256;
+
+/// What a repair changed on the shadow.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Repaired {
+    /// Items written (missing or different on the shadow).
+    pub written: u64,
+    /// Items deleted (on the shadow only).
+    pub deleted: u64,
+    /// Bytes (keys and values) written.
+    pub bytes: u64,
+}
+
+/// Every live item of `id` on `backend`, by key.
+pub async fn items_of(
+    backend: &dyn KeyValueBackend,
+    id: &str,
+) -> Result<BTreeMap<Vec<u8>, Item>, BackendError> {
+    let mut items = BTreeMap::new();
+    let mut page = PageRequest::first(READ_BUDGET);
+    loop {
+        let got = backend.get(id, &Selection::All, page).await?;
+        for item in got.items {
+            items.insert(item.key.clone(), item);
+        }
+        match got.next {
+            Some(cursor) => {
+                page = PageRequest {
+                    budget_bytes: READ_BUDGET,
+                    cursor: Some(cursor),
+                }
+            }
+            None => return Ok(items),
+        }
+    }
+}
+
+/// Whether two copies of an item hold the same data (versions are each
+/// backend's own; expiry is not compared).
+pub fn same_item(a: &Item, b: &Item) -> bool {
+    a.key == b.key && a.value == b.value
+}
+
+/// Copies `id` from `primary` to `shadow`: writes what the shadow lacks or
+/// holds differently, deletes what only the shadow holds. The caller holds
+/// the id's lock.
+pub async fn repair(
+    primary: &dyn KeyValueBackend,
+    shadow: &dyn KeyValueBackend,
+    id: &str,
+    now_ms: u64,
+) -> Result<Repaired, BackendError> {
+    let want = items_of(primary, id).await?;
+    let have = items_of(shadow, id).await?;
+    let mut done = Repaired::default();
+    let mut puts = Vec::new();
+    for (key, item) in &want {
+        if have.get(key).is_some_and(|h| same_item(h, item)) {
+            continue;
+        }
+        let mut put = PutItem::new(item.key.clone(), item.value.clone());
+        if let Some(at) = item.expires_at_ms {
+            if at <= now_ms {
+                continue; // expired meanwhile; the shadow expires it too
+            }
+            put = put.with_ttl(Duration::from_millis(at - now_ms));
+        }
+        done.bytes += item.size() as u64;
+        puts.push(put);
+    }
+    for chunk in puts.chunks(PUT_CHUNK) {
+        shadow.put(id, chunk.to_vec(), None).await?;
+        done.written += chunk.len() as u64;
+    }
+    let extra: Vec<Vec<u8>> = have
+        .keys()
+        .filter(|k| !want.contains_key(*k))
+        .cloned()
+        .collect();
+    if !extra.is_empty() {
+        done.deleted = shadow.delete(id, &Selection::Keys(extra)).await?;
+    }
+    Ok(done)
+}

@@ -1,0 +1,172 @@
+//! [`ShadowedKv`]: a KeyValue backend over a primary and a shadow. Reads
+//! are the primary's; every write runs on the primary and then, under the
+//! id's lock, on the shadow. A shadow failure never fails the call: the id
+//! is queued for repair (ADR-016).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use pattern_core::{
+    BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend, Mutation, Page,
+    PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
+};
+
+use super::MigrationShared;
+
+/// One served version of a migrating namespace.
+pub struct ShadowedKv {
+    pub(super) primary: Arc<dyn KeyValueBackend>,
+    pub(super) shadow: Arc<dyn KeyValueBackend>,
+    pub(super) shared: Arc<MigrationShared>,
+}
+
+impl ShadowedKv {
+    /// The version served with `roles`.
+    pub fn new(roles: super::Roles, shared: Arc<MigrationShared>) -> Self {
+        ShadowedKv {
+            primary: roles.primary,
+            shadow: roles.shadow,
+            shared,
+        }
+    }
+}
+
+/// `items` as the shadow writes them: the primary checked the conditions.
+fn unconditional(items: &[PutItem]) -> Vec<PutItem> {
+    items
+        .iter()
+        .map(|i| PutItem {
+            expected_version: None,
+            ..i.clone()
+        })
+        .collect()
+}
+
+impl ShadowedKv {
+    /// Runs `shadow_write`; on failure counts, logs and queues `ids`.
+    async fn mirror(
+        &self,
+        ids: Vec<String>,
+        shadow_write: impl std::future::Future<Output = Result<(), BackendError>>,
+    ) {
+        match shadow_write.await {
+            Ok(()) => self.shared.counters.shadow_writes.inc(),
+            Err(e) => self.shared.shadow_failed(ids, &e).await,
+        }
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for ShadowedKv {
+    fn kind(&self) -> &'static str {
+        self.primary.kind()
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        self.primary.capabilities()
+    }
+
+    async fn put(
+        &self,
+        id: &str,
+        items: Vec<PutItem>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<WriteOutcome, BackendError> {
+        let _lock = self.shared.locks.lock(id).await;
+        let shadow_items = unconditional(&items);
+        let outcome = self.primary.put(id, items, idempotency).await?;
+        if !outcome.replayed {
+            self.mirror(vec![id.to_string()], async {
+                self.shadow.put(id, shadow_items, None).await.map(|_| ())
+            })
+            .await;
+        }
+        Ok(outcome)
+    }
+
+    async fn get(
+        &self,
+        id: &str,
+        selection: &Selection,
+        page: PageRequest,
+    ) -> Result<Page<Item>, BackendError> {
+        self.primary.get(id, selection, page).await
+    }
+
+    async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {
+        let _lock = self.shared.locks.lock(id).await;
+        let removed = self.primary.delete(id, selection).await?;
+        self.mirror(vec![id.to_string()], async {
+            self.shadow.delete(id, selection).await.map(|_| ())
+        })
+        .await;
+        Ok(removed)
+    }
+
+    async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
+        self.primary.scan(page).await
+    }
+
+    async fn mutate(
+        &self,
+        mutations: Vec<Mutation>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<WriteOutcome, BackendError> {
+        let mut ids: Vec<String> = mutations
+            .iter()
+            .map(|m| match m {
+                Mutation::Put { id, .. } | Mutation::Delete { id, .. } => id.clone(),
+            })
+            .collect();
+        ids.sort();
+        ids.dedup();
+        let _locks = self
+            .shared
+            .locks
+            .lock_all(ids.iter().map(String::as_str))
+            .await;
+        let shadow_mutations: Vec<Mutation> = mutations
+            .iter()
+            .map(|m| match m {
+                Mutation::Put { id, item } => Mutation::Put {
+                    id: id.clone(),
+                    item: unconditional(std::slice::from_ref(item)).remove(0),
+                },
+                other => other.clone(),
+            })
+            .collect();
+        let outcome = self.primary.mutate(mutations, idempotency).await?;
+        if !outcome.replayed {
+            let shadow = &self.shadow;
+            self.mirror(ids, async move {
+                if shadow.capabilities().has(Capability::Transactions) {
+                    return shadow.mutate(shadow_mutations, None).await.map(|_| ());
+                }
+                // One by one: the shadow is not read before promotion, and a
+                // repair mends a half-applied batch.
+                for m in shadow_mutations {
+                    match m {
+                        Mutation::Put { id, item } => {
+                            shadow.put(&id, vec![item], None).await?;
+                        }
+                        Mutation::Delete { id, selection } => {
+                            shadow.delete(&id, &selection).await?;
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await;
+        }
+        Ok(outcome)
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.primary.health().await
+    }
+
+    /// The registry closes the two backends themselves.
+    async fn close(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}

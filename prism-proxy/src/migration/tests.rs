@@ -1,0 +1,422 @@
+//! Dual-write and repair on real backends (memstore as the source, SQLite
+//! as the target). A failing shadow is a real SQLite backend behind a
+//! switch that refuses writes while it is on.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pattern_core::{
+    BackendError, Capabilities, IdempotencyKey, Item, KeyValueBackend, KeyValueFactory, Mutation,
+    OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, SystemClock, WriteOutcome,
+};
+
+use super::*;
+use crate::config::{MigrationPhase, NamespaceConfig};
+use crate::registry::Namespace;
+use crate::resolver::Resolver;
+
+/// A real backend whose writes fail while `down` is set (reads still work,
+/// so a repair can read what is there).
+struct Switchable {
+    inner: Arc<dyn KeyValueBackend>,
+    down: AtomicBool,
+}
+
+impl Switchable {
+    fn check(&self) -> Result<(), BackendError> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(BackendError::Unavailable("switched off by the test".into()));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for Switchable {
+    fn kind(&self) -> &'static str {
+        self.inner.kind()
+    }
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
+    async fn put(
+        &self,
+        id: &str,
+        items: Vec<PutItem>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<WriteOutcome, BackendError> {
+        self.check()?;
+        self.inner.put(id, items, idempotency).await
+    }
+    async fn get(
+        &self,
+        id: &str,
+        selection: &Selection,
+        page: PageRequest,
+    ) -> Result<Page<Item>, BackendError> {
+        self.inner.get(id, selection, page).await
+    }
+    async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {
+        self.check()?;
+        self.inner.delete(id, selection).await
+    }
+    async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
+        self.inner.scan(page).await
+    }
+    async fn mutate(
+        &self,
+        mutations: Vec<Mutation>,
+        idempotency: Option<IdempotencyKey>,
+    ) -> Result<WriteOutcome, BackendError> {
+        self.check()?;
+        self.inner.mutate(mutations, idempotency).await
+    }
+}
+
+async fn open(kind: &str, namespace: &str, dir: &std::path::Path) -> Arc<dyn KeyValueBackend> {
+    let ctx = OpenContext {
+        namespace: namespace.into(),
+        data_dir: dir.to_path_buf(),
+        clock: Arc::new(SystemClock),
+    };
+    match kind {
+        "memstore" => pattern_memstore::MemstoreFactory
+            .open(ctx, serde_json::json!({}))
+            .await
+            .unwrap(),
+        _ => pattern_sqlite::SqliteFactory
+            .open(ctx, serde_json::json!({}))
+            .await
+            .unwrap(),
+    }
+}
+
+/// Every item of the given ids, by id then key, values only.
+async fn contents(
+    b: &dyn KeyValueBackend,
+    ids: &[&str],
+) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
+    let mut out = BTreeMap::new();
+    for id in ids {
+        let items = items_of(b, id).await.unwrap();
+        out.insert(
+            id.to_string(),
+            items.into_values().map(|i| (i.key, i.value)).collect(),
+        );
+    }
+    out
+}
+
+struct Pair {
+    _dir: tempfile::TempDir,
+    source: Arc<dyn KeyValueBackend>,
+    target: Arc<Switchable>,
+    shared: Arc<MigrationShared>,
+    kv: ShadowedKv,
+}
+
+async fn pair(namespace: &str) -> Pair {
+    let dir = tempfile::tempdir().unwrap();
+    let source = open("memstore", namespace, dir.path()).await;
+    let target = Arc::new(Switchable {
+        inner: open("sqlite", namespace, dir.path()).await,
+        down: AtomicBool::new(false),
+    });
+    let target_dyn: Arc<dyn KeyValueBackend> = target.clone();
+    let roles = Roles::for_phase(MigrationPhase::DualWrite, &source, &target_dyn);
+    let shared = MigrationShared::start(namespace, dir.path(), roles.clone()).unwrap();
+    Pair {
+        _dir: dir,
+        source,
+        target,
+        kv: ShadowedKv::new(roles, shared.clone()),
+        shared,
+    }
+}
+
+/// Waits (polling) until `cond` holds, up to 20 s.
+async fn eventually<F, Fut>(what: &str, mut cond: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "not within 20 s: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn every_write_reaches_both_and_the_answer_is_the_primarys() {
+    let p = pair("dual").await;
+    let first =
+        p.kv.put(
+            "u1",
+            vec![PutItem::new("a", "1"), PutItem::new("b", "2")],
+            None,
+        )
+        .await
+        .unwrap();
+    // A condition is the primary's: its version, not the shadow's.
+    let v = first.versions()[0];
+    p.kv.put("u1", vec![PutItem::new("a", "1b").if_version(v)], None)
+        .await
+        .unwrap();
+    let stale =
+        p.kv.put("u1", vec![PutItem::new("a", "stale").if_version(v)], None)
+            .await
+            .unwrap_err();
+    assert!(
+        matches!(stale, BackendError::VersionMismatch { .. }),
+        "{stale}"
+    );
+    p.kv.delete("u1", &Selection::Keys(vec![b"b".to_vec()]))
+        .await
+        .unwrap();
+    p.kv.mutate(
+        vec![
+            Mutation::Put {
+                id: "u2".into(),
+                item: PutItem::new("x", "9"),
+            },
+            Mutation::Put {
+                id: "u3".into(),
+                item: PutItem::new("y", "8"),
+            },
+        ],
+        None,
+    )
+    .await
+    .unwrap();
+    let ids = ["u1", "u2", "u3"];
+    let want = contents(p.source.as_ref(), &ids).await;
+    assert_eq!(want["u1"], vec![(b"a".to_vec(), b"1b".to_vec())]);
+    assert_eq!(contents(p.target.as_ref(), &ids).await, want);
+    assert_eq!(p.shared.counters.shadow_failures.get(), 0);
+    assert_eq!(p.shared.counters.shadow_writes.get(), 4);
+}
+
+#[tokio::test]
+async fn a_failing_shadow_never_fails_the_call_and_converges_from_the_queue() {
+    let p = pair("flaky").await;
+    p.kv.put("u1", vec![PutItem::new("a", "1")], None)
+        .await
+        .unwrap();
+    p.target.down.store(true, Ordering::SeqCst);
+    // Writes while the shadow is down: all succeed for the client.
+    p.kv.put(
+        "u1",
+        vec![PutItem::new("a", "2"), PutItem::new("c", "3")],
+        None,
+    )
+    .await
+    .unwrap();
+    p.kv.put("u2", vec![PutItem::new("k", "v")], None)
+        .await
+        .unwrap();
+    p.kv.delete("u1", &Selection::Keys(vec![b"c".to_vec()]))
+        .await
+        .unwrap();
+    assert_eq!(p.shared.counters.shadow_failures.get(), 3);
+    assert_eq!(
+        p.shared.queued().await.unwrap(),
+        2,
+        "u1 and u2 are queued once each"
+    );
+    // The shadow comes back: the repair task makes it equal.
+    p.target.down.store(false, Ordering::SeqCst);
+    let ids = ["u1", "u2"];
+    let want = contents(p.source.as_ref(), &ids).await;
+    eventually(
+        "the queue drains and the shadow equals the primary",
+        || async {
+            p.shared.queued().await.unwrap() == 0 && contents(p.target.as_ref(), &ids).await == want
+        },
+    )
+    .await;
+    assert!(p.shared.counters.repaired.get() >= 2);
+}
+
+#[tokio::test]
+async fn the_queue_outlives_the_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = RepairQueue::open(dir.path()).unwrap();
+        q.push("ns", vec!["a".into(), "b".into(), "a".into()])
+            .await
+            .unwrap();
+    }
+    let q = RepairQueue::open(dir.path()).unwrap();
+    assert_eq!(q.pending("ns", 10).await.unwrap(), ["a", "b"]);
+    q.done("ns", "a").await.unwrap();
+    assert_eq!(q.len("ns").await.unwrap(), 1);
+    assert_eq!(q.len("other").await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn repair_deletes_extra_items_and_copies_ttls() {
+    let dir = tempfile::tempdir().unwrap();
+    let primary = open("memstore", "r", dir.path()).await;
+    let shadow = open("sqlite", "r", dir.path()).await;
+    primary
+        .put(
+            "u",
+            vec![
+                PutItem::new("keep", "1"),
+                PutItem::new("ttl", "2").with_ttl(Duration::from_secs(600)),
+            ],
+            None,
+        )
+        .await
+        .unwrap();
+    shadow
+        .put(
+            "u",
+            vec![PutItem::new("keep", "old"), PutItem::new("extra", "x")],
+            None,
+        )
+        .await
+        .unwrap();
+    let done = repair(primary.as_ref(), shadow.as_ref(), "u", now_ms())
+        .await
+        .unwrap();
+    assert_eq!((done.written, done.deleted), (2, 1));
+    let got = items_of(shadow.as_ref(), "u").await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[b"keep".as_slice()].value, b"1");
+    assert!(
+        got[b"ttl".as_slice()].expires_at_ms.is_some(),
+        "the TTL is copied"
+    );
+    // A second repair finds nothing to do.
+    let again = repair(primary.as_ref(), shadow.as_ref(), "u", now_ms())
+        .await
+        .unwrap();
+    assert_eq!(again, Repaired::default());
+}
+
+fn config(yaml: &str) -> Result<NamespaceConfig, String> {
+    NamespaceConfig::parse("orders.yaml", yaml).map_err(|e| e.to_string())
+}
+
+#[test]
+fn the_migration_section_is_checked() {
+    let base = "name: orders\ndal: keyvalue\nbackend:\n  kind: memstore\n";
+    let ok = config(&format!("{base}migration:\n  to:\n    kind: sqlite\n")).unwrap();
+    let m = ok.migration.unwrap();
+    assert_eq!(m.phase, MigrationPhase::DualWrite);
+    assert_eq!(m.read_sample, crate::config::DEFAULT_READ_SAMPLE);
+    for (section, wanted) in [
+        ("  to:\n    kind: memstore\n", "same kind"),
+        ("  to:\n    kind: sqlite\n  read_sample: 2\n", "from 0 to 1"),
+        ("  to:\n    kind: sqlite\n  phase: done\n", "phase"),
+        (
+            "  to:\n    kind: sqlite\n  backfill_rate: 0\n",
+            "at least 1",
+        ),
+        (
+            "  to:\n    kind: sqlite\n    mode: process\n",
+            "linked into the proxy",
+        ),
+    ] {
+        let e = config(&format!("{base}migration:\n{section}")).unwrap_err();
+        assert!(e.contains(wanted), "{section}: {e}");
+    }
+    let ts = config(
+        "name: orders\ndal: timeseries\nbackend:\n  kind: memstore\nmigration:\n  to:\n    kind: sqlite\n",
+    )
+    .unwrap_err();
+    assert!(ts.contains("KeyValue namespaces"), "{ts}");
+}
+
+/// The phases as namespace versions: each version shares the open
+/// backends, promotion swaps the roles, finalize keeps the target's open
+/// backend (a memstore target keeps its data) and releases the source.
+#[tokio::test]
+async fn phases_share_backends_and_finalize_keeps_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let resolver = Resolver::builtin();
+    let clock: Arc<dyn pattern_core::Clock> = Arc::new(SystemClock);
+    let yaml =
+        |tail: &str| format!("name: orders\ndal: keyvalue\nbackend:\n  kind: sqlite\n{tail}");
+    let open_version = |tail: String, version: u64, prev: Option<Arc<Namespace>>| {
+        let resolver = &resolver;
+        let clock = clock.clone();
+        let dir = dir.path().to_path_buf();
+        async move {
+            Arc::new(
+                Namespace::open(
+                    config(&tail).unwrap(),
+                    version,
+                    prev.as_deref(),
+                    resolver,
+                    &dir,
+                    clock,
+                )
+                .await
+                .unwrap(),
+            )
+        }
+    };
+    let v1 = open_version(yaml(""), 1, None).await;
+    v1.kv()
+        .unwrap()
+        .put("u", vec![PutItem::new("before", "1")], None)
+        .await
+        .unwrap();
+    let v2 = open_version(
+        yaml("migration:\n  to:\n    kind: memstore\n"),
+        2,
+        Some(v1.clone()),
+    )
+    .await;
+    assert!(v2.migration.is_some());
+    assert!(v1.released_by(Some(&v2)).is_empty(), "the source is shared");
+    v2.kv()
+        .unwrap()
+        .put("u", vec![PutItem::new("during", "2")], None)
+        .await
+        .unwrap();
+    let v3 = open_version(
+        yaml("migration:\n  to:\n    kind: memstore\n  phase: promoted\n"),
+        3,
+        Some(v2.clone()),
+    )
+    .await;
+    assert!(
+        v2.released_by(Some(&v3)).is_empty(),
+        "both backends are shared"
+    );
+    // Promoted: reads come from the target, which has "during" only (no
+    // backfill in this test).
+    let read = v3
+        .kv()
+        .unwrap()
+        .get("u", &Selection::All, PageRequest::first(1 << 20))
+        .await
+        .unwrap();
+    let keys: Vec<_> = read.items.iter().map(|i| i.key.clone()).collect();
+    assert_eq!(keys, [b"during".to_vec()]);
+    let v4 = open_version(
+        "name: orders\ndal: keyvalue\nbackend:\n  kind: memstore\n".to_string(),
+        4,
+        Some(v3.clone()),
+    )
+    .await;
+    assert!(v4.migration.is_none());
+    let released = v3.released_by(Some(&v4));
+    assert_eq!(released.len(), 1);
+    assert_eq!(released[0].kind(), "sqlite", "finalize releases the source");
+    let kept = items_of(v4.kv().unwrap().as_ref(), "u").await.unwrap();
+    assert!(
+        kept.contains_key(b"during".as_slice()),
+        "the memstore target kept its data"
+    );
+}
