@@ -16,7 +16,7 @@ use pattern_core::{Capabilities, Clock, KeyValueBackend, OpenContext};
 use prism_proto::pattern::v1 as lc;
 
 use crate::backend::{DalBackend, wrong_dal};
-use crate::config::{BackendMode, BackendSpec, ConfigError, Dal, NamespaceConfig};
+use crate::config::{BackendMode, BackendSpec, ConfigError, Dal, MigrationPhase, NamespaceConfig};
 use crate::error::ProxyError;
 use crate::migration::{MigrationShared, Roles, ShadowedKv};
 use crate::resolver::Resolver;
@@ -160,7 +160,13 @@ impl Namespace {
                             }
                             None => MigrationShared::start(&config.name, data_dir, roles.clone())?,
                         };
-                        let shadowed = ShadowedKv::new(roles, shared.clone());
+                        shared.set_phase(m.phase, m.backfill_rate);
+                        let sample = if m.phase >= MigrationPhase::ShadowRead {
+                            m.read_sample
+                        } else {
+                            0.0
+                        };
+                        let shadowed = ShadowedKv::new(roles, shared.clone()).comparing(sample);
                         migration = Some(MigrationBackends {
                             source,
                             target,

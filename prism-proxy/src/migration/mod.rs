@@ -2,6 +2,8 @@
 //! (ADR-016): the shadowed backend that dual-writes, the durable queue of
 //! ids to repair, and the task that repairs them.
 
+mod backfill;
+mod compare;
 mod locks;
 mod queue;
 mod repair;
@@ -21,8 +23,9 @@ use tokio::task::JoinHandle;
 
 use crate::audit::KeyHasher;
 use crate::config::MigrationPhase;
+pub use compare::MismatchSample;
 pub use locks::IdLocks;
-pub use queue::RepairQueue;
+pub use queue::{Checkpoint, RepairQueue};
 pub use repair::{Repaired, items_of, repair, same_item};
 pub use shadowed::ShadowedKv;
 
@@ -86,6 +89,10 @@ pub struct Counters {
     pub shadow_failures: Counter,
     /// Queued ids repaired.
     pub repaired: Counter,
+    /// Sampled reads compared with the shadow.
+    pub compared: Counter,
+    /// Compared reads that differed (after a re-check).
+    pub mismatches: Counter,
 }
 
 /// The state of one namespace's migration in this proxy, shared by every
@@ -101,11 +108,28 @@ pub struct MigrationShared {
     wake: Notify,
     hasher: KeyHasher,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// The last mismatches found (ids and keys hashed).
+    samples: Mutex<std::collections::VecDeque<MismatchSample>>,
+    /// The phase and backfill rate of the version served.
+    phase: Mutex<Option<(MigrationPhase, Option<u32>)>>,
+    /// The backfill's progress, as last saved.
+    progress: Mutex<Option<Checkpoint>>,
+    /// The running backfill.
+    backfill: Mutex<Option<JoinHandle<()>>>,
+    /// Why the backfill last failed (it retries).
+    backfill_error: Mutex<Option<String>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Drop for MigrationShared {
     fn drop(&mut self) {
-        if let Some(task) = self.worker.lock().unwrap_or_else(|e| e.into_inner()).take() {
+        for task in [locked(&self.worker).take(), locked(&self.backfill).take()]
+            .into_iter()
+            .flatten()
+        {
             task.abort();
         }
     }
@@ -134,7 +158,14 @@ impl MigrationShared {
                 shadow_writes: Counter::new("prism_migration_shadow_writes_total", namespace),
                 shadow_failures: Counter::new("prism_migration_shadow_failures_total", namespace),
                 repaired: Counter::new("prism_migration_repairs_total", namespace),
+                compared: Counter::new("prism_migration_reads_compared_total", namespace),
+                mismatches: Counter::new("prism_migration_mismatches_total", namespace),
             },
+            samples: Mutex::new(std::collections::VecDeque::new()),
+            phase: Mutex::new(None),
+            progress: Mutex::new(None),
+            backfill: Mutex::new(None),
+            backfill_error: Mutex::new(None),
             roles: ArcSwap::from_pointee(roles),
             wake: Notify::new(),
             hasher: KeyHasher::from_secret(&secret),
@@ -150,9 +181,86 @@ impl MigrationShared {
         self.roles.store(Arc::new(roles));
     }
 
+    /// The roles of the version now served.
+    pub fn roles(&self) -> Roles {
+        Roles::clone(&self.roles.load_full())
+    }
+
+    /// Follows the phase of the version now served: runs the backfill in
+    /// `backfill` (once to its end, retrying after failures), stops it in
+    /// any other phase.
+    pub fn set_phase(self: &Arc<Self>, phase: MigrationPhase, backfill_rate: Option<u32>) {
+        *locked(&self.phase) = Some((phase, backfill_rate));
+        let mut task = locked(&self.backfill);
+        if phase != MigrationPhase::Backfill {
+            if let Some(t) = task.take() {
+                t.abort();
+            }
+            return;
+        }
+        if task.as_ref().is_some_and(|t| !t.is_finished()) {
+            return;
+        }
+        let weak = Arc::downgrade(self);
+        *task = Some(tokio::spawn(async move {
+            let mut pause = MIN_BACKOFF * 10;
+            loop {
+                let Some(s) = weak.upgrade() else { return };
+                let rate = locked(&s.phase).and_then(|(_, r)| r);
+                match backfill::run(s.clone(), rate).await {
+                    Ok(()) => {
+                        *locked(&s.backfill_error) = None;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(namespace = %s.namespace, error = %e, "backfill failed; retrying");
+                        *locked(&s.backfill_error) = Some(e);
+                    }
+                }
+                drop(s);
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(MAX_BACKOFF);
+            }
+        }));
+    }
+
+    pub(crate) fn set_progress(&self, cp: Checkpoint) {
+        let labels = [("namespace", self.namespace.clone())];
+        metrics::gauge!("prism_migration_backfill_items", &labels).set(cp.items as f64);
+        metrics::gauge!("prism_migration_backfill_bytes", &labels).set(cp.bytes as f64);
+        if let Some(total) = cp.total {
+            metrics::gauge!("prism_migration_backfill_total_items", &labels).set(total as f64);
+        }
+        *locked(&self.progress) = Some(cp);
+    }
+
+    /// The backfill's progress in this proxy: the checkpoint in memory, or
+    /// the saved one.
+    pub async fn progress(&self) -> Result<Option<Checkpoint>, String> {
+        if let Some(cp) = locked(&self.progress).clone() {
+            return Ok(Some(cp));
+        }
+        self.queue.checkpoint(&self.namespace).await
+    }
+
+    /// Why the backfill last failed, while it retries.
+    pub fn backfill_error(&self) -> Option<String> {
+        locked(&self.backfill_error).clone()
+    }
+
+    /// The last mismatches found, newest last.
+    pub fn mismatch_samples(&self) -> Vec<MismatchSample> {
+        locked(&self.samples).iter().cloned().collect()
+    }
+
     /// An id as it may appear in logs.
     pub fn hashed(&self, id: &str) -> String {
         self.hasher.hash(id.as_bytes())
+    }
+
+    /// A key as it may appear in logs.
+    pub fn hashed_key(&self, key: &[u8]) -> String {
+        self.hasher.hash(key)
     }
 
     /// A shadow write failed: count, log (ids hashed), queue for repair.

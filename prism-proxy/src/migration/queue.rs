@@ -41,7 +41,19 @@ impl RepairQueue {
                  queued_at_ms INTEGER NOT NULL,
                  attempts INTEGER NOT NULL DEFAULT 0,
                  PRIMARY KEY (namespace, id)
-             ) WITHOUT ROWID;",
+             ) WITHOUT ROWID;
+             CREATE TABLE IF NOT EXISTS backfills (
+                 namespace TEXT PRIMARY KEY,
+                 last_id TEXT,
+                 cursor_id TEXT,
+                 cursor_key BLOB,
+                 cursor_snapshot INTEGER NOT NULL DEFAULT 0,
+                 items INTEGER NOT NULL DEFAULT 0,
+                 bytes INTEGER NOT NULL DEFAULT 0,
+                 total INTEGER,
+                 started_ms INTEGER NOT NULL,
+                 finished_ms INTEGER
+             );",
         )
         .map_err(|e| sql_err(&path, "creating its tables", e))?;
         Ok(RepairQueue {
@@ -135,13 +147,83 @@ impl RepairQueue {
         .await
     }
 
-    /// Forgets every queued id of `namespace` (the migration ended).
+    /// Forgets every queued id and the backfill checkpoint of
+    /// `namespace` (the migration ended).
     pub async fn clear(&self, namespace: &str) -> Result<(), String> {
         let namespace = namespace.to_string();
-        self.with("clearing repairs", move |c| {
+        self.with("clearing the migration's state", move |c| {
             c.execute(
                 "DELETE FROM repairs WHERE namespace = ?1",
                 params![namespace],
+            )?;
+            c.execute(
+                "DELETE FROM backfills WHERE namespace = ?1",
+                params![namespace],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
+    /// The backfill checkpoint of `namespace`, if one was saved.
+    pub async fn checkpoint(&self, namespace: &str) -> Result<Option<Checkpoint>, String> {
+        let namespace = namespace.to_string();
+        self.with("reading the backfill checkpoint", move |c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT last_id, cursor_id, cursor_key, cursor_snapshot, items, bytes, total,
+                        started_ms, finished_ms
+                 FROM backfills WHERE namespace = ?1",
+            )?;
+            let mut rows = stmt.query(params![namespace])?;
+            let Some(r) = rows.next()? else {
+                return Ok(None);
+            };
+            let cursor_id: Option<String> = r.get(1)?;
+            let cursor_key: Option<Vec<u8>> = r.get(2)?;
+            let snapshot: i64 = r.get(3)?;
+            Ok(Some(Checkpoint {
+                last_id: r.get(0)?,
+                cursor: cursor_id.map(|after_id| pattern_core::Cursor {
+                    after_id,
+                    after_key: cursor_key.unwrap_or_default(),
+                    snapshot: snapshot as u64,
+                }),
+                items: r.get::<_, i64>(4)? as u64,
+                bytes: r.get::<_, i64>(5)? as u64,
+                total: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+                started_ms: r.get::<_, i64>(7)? as u64,
+                finished_ms: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+            }))
+        })
+        .await
+    }
+
+    /// Saves the backfill checkpoint of `namespace`.
+    pub async fn save_checkpoint(&self, namespace: &str, cp: &Checkpoint) -> Result<(), String> {
+        let namespace = namespace.to_string();
+        let cp = cp.clone();
+        self.with("saving the backfill checkpoint", move |c| {
+            c.execute(
+                "INSERT INTO backfills (namespace, last_id, cursor_id, cursor_key,
+                     cursor_snapshot, items, bytes, total, started_ms, finished_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                 ON CONFLICT (namespace) DO UPDATE SET last_id = excluded.last_id,
+                     cursor_id = excluded.cursor_id, cursor_key = excluded.cursor_key,
+                     cursor_snapshot = excluded.cursor_snapshot, items = excluded.items,
+                     bytes = excluded.bytes, total = excluded.total,
+                     started_ms = excluded.started_ms, finished_ms = excluded.finished_ms",
+                params![
+                    namespace,
+                    cp.last_id,
+                    cp.cursor.as_ref().map(|c| c.after_id.clone()),
+                    cp.cursor.as_ref().map(|c| c.after_key.clone()),
+                    cp.cursor.as_ref().map_or(0, |c| c.snapshot as i64),
+                    cp.items as i64,
+                    cp.bytes as i64,
+                    cp.total.map(|t| t as i64),
+                    cp.started_ms as i64,
+                    cp.finished_ms.map(|t| t as i64),
+                ],
             )
             .map(|_| ())
         })
@@ -154,4 +236,21 @@ fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Where a backfill is: saved after every page, read back after a restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The last id copied (ids are copied whole, in scan order).
+    pub last_id: Option<String>,
+    /// Where the next scan page starts; `None` at the start or the end.
+    pub cursor: Option<pattern_core::Cursor>,
+    /// Items and bytes copied or checked so far.
+    pub items: u64,
+    pub bytes: u64,
+    /// Items in the primary when the backfill started (for the ETA).
+    pub total: Option<u64>,
+    pub started_ms: u64,
+    /// When it finished; `None` while it runs.
+    pub finished_ms: Option<u64>,
 }

@@ -21,15 +21,16 @@ pub struct Repaired {
     pub bytes: u64,
 }
 
-/// Every live item of `id` on `backend`, by key.
+/// Every live item of `id` that `selection` picks on `backend`, by key.
 pub async fn items_of(
     backend: &dyn KeyValueBackend,
     id: &str,
+    selection: &Selection,
 ) -> Result<BTreeMap<Vec<u8>, Item>, BackendError> {
     let mut items = BTreeMap::new();
     let mut page = PageRequest::first(READ_BUDGET);
     loop {
-        let got = backend.get(id, &Selection::All, page).await?;
+        let got = backend.get(id, selection, page).await?;
         for item in got.items {
             items.insert(item.key.clone(), item);
         }
@@ -60,8 +61,8 @@ pub async fn repair(
     id: &str,
     now_ms: u64,
 ) -> Result<Repaired, BackendError> {
-    let want = items_of(primary, id).await?;
-    let have = items_of(shadow, id).await?;
+    let want = items_of(primary, id, &Selection::All).await?;
+    let have = items_of(shadow, id, &Selection::All).await?;
     let mut done = Repaired::default();
     let mut puts = Vec::new();
     for (key, item) in &want {

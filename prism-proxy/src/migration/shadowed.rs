@@ -18,6 +18,9 @@ pub struct ShadowedKv {
     pub(super) primary: Arc<dyn KeyValueBackend>,
     pub(super) shadow: Arc<dyn KeyValueBackend>,
     pub(super) shared: Arc<MigrationShared>,
+    /// The share of first-page reads compared with the shadow (0 before
+    /// `shadow-read`).
+    pub(super) read_sample: f64,
 }
 
 impl ShadowedKv {
@@ -27,7 +30,14 @@ impl ShadowedKv {
             primary: roles.primary,
             shadow: roles.shadow,
             shared,
+            read_sample: 0.0,
         }
+    }
+
+    /// Compares `share` of the reads (from `shadow-read` on).
+    pub fn comparing(mut self, share: f64) -> Self {
+        self.read_sample = share;
+        self
     }
 }
 
@@ -90,7 +100,16 @@ impl KeyValueBackend for ShadowedKv {
         selection: &Selection,
         page: PageRequest,
     ) -> Result<Page<Item>, BackendError> {
-        self.primary.get(id, selection, page).await
+        let first_page = page.cursor.is_none();
+        let got = self.primary.get(id, selection, page).await?;
+        if first_page && super::compare::sampled(self.read_sample) {
+            tokio::spawn(super::compare::compare(
+                self.shared.clone(),
+                id.to_string(),
+                selection.clone(),
+            ));
+        }
+        Ok(got)
     }
 
     async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {

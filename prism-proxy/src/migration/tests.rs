@@ -101,7 +101,7 @@ async fn contents(
 ) -> BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>> {
     let mut out = BTreeMap::new();
     for id in ids {
-        let items = items_of(b, id).await.unwrap();
+        let items = items_of(b, id, &Selection::All).await.unwrap();
         out.insert(
             id.to_string(),
             items.into_values().map(|i| (i.key, i.value)).collect(),
@@ -288,7 +288,9 @@ async fn repair_deletes_extra_items_and_copies_ttls() {
         .await
         .unwrap();
     assert_eq!((done.written, done.deleted), (2, 1));
-    let got = items_of(shadow.as_ref(), "u").await.unwrap();
+    let got = items_of(shadow.as_ref(), "u", &Selection::All)
+        .await
+        .unwrap();
     assert_eq!(got.len(), 2);
     assert_eq!(got[b"keep".as_slice()].value, b"1");
     assert!(
@@ -414,9 +416,191 @@ async fn phases_share_backends_and_finalize_keeps_the_target() {
     let released = v3.released_by(Some(&v4));
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].kind(), "sqlite", "finalize releases the source");
-    let kept = items_of(v4.kv().unwrap().as_ref(), "u").await.unwrap();
+    let kept = items_of(v4.kv().unwrap().as_ref(), "u", &Selection::All)
+        .await
+        .unwrap();
     assert!(
         kept.contains_key(b"during".as_slice()),
         "the memstore target kept its data"
     );
+}
+
+/// Every item of a backend, by (id, key), values only.
+async fn everything(b: &dyn KeyValueBackend) -> BTreeMap<(String, Vec<u8>), Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut page = PageRequest::first(1 << 20);
+    loop {
+        let got = b.scan(page).await.unwrap();
+        for e in got.items {
+            out.insert((e.id, e.item.key), e.item.value);
+        }
+        match got.next {
+            Some(c) => {
+                page = PageRequest {
+                    budget_bytes: 1 << 20,
+                    cursor: Some(c),
+                }
+            }
+            None => return out,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backfill_copies_everything_while_writes_race_it() {
+    let p = pair("backfill").await;
+    for i in 0..400 {
+        p.source
+            .put(
+                &format!("id{i:04}"),
+                vec![PutItem::new("a", format!("old{i}")), PutItem::new("b", "x")],
+                None,
+            )
+            .await
+            .unwrap();
+    }
+    p.shared.set_phase(MigrationPhase::Backfill, None);
+    // Writers race the copy through the shadowed backend: overwrites,
+    // deletes and new ids.
+    let kv = Arc::new(p.kv);
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let kv = kv.clone();
+        writers.push(tokio::spawn(async move {
+            for i in (w..400).step_by(4) {
+                let id = format!("id{i:04}");
+                kv.put(&id, vec![PutItem::new("a", format!("new{i}"))], None)
+                    .await
+                    .unwrap();
+                if i % 10 == 0 {
+                    kv.delete(&id, &Selection::Keys(vec![b"b".to_vec()]))
+                        .await
+                        .unwrap();
+                }
+                kv.put(&format!("fresh{i}"), vec![PutItem::new("k", "v")], None)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let shared = p.shared.clone();
+    eventually("the backfill finishes", || async {
+        shared
+            .progress()
+            .await
+            .unwrap()
+            .is_some_and(|cp| cp.finished_ms.is_some())
+    })
+    .await;
+    let cp = shared.progress().await.unwrap().unwrap();
+    assert_eq!(cp.total, Some(800), "counted before the copy began");
+    assert!(cp.items >= 800, "{cp:?}");
+    let want = everything(p.source.as_ref()).await;
+    assert_eq!(want.len(), 400 + 360 + 400);
+    assert_eq!(
+        everything(p.target.as_ref()).await,
+        want,
+        "the shadow equals the primary"
+    );
+    assert_eq!(shared.counters.shadow_failures.get(), 0);
+}
+
+#[tokio::test]
+async fn backfill_resumes_from_its_checkpoint() {
+    let p = pair("resume").await;
+    for i in 0..10 {
+        p.source
+            .put(&format!("id{i}"), vec![PutItem::new("k", "v")], None)
+            .await
+            .unwrap();
+    }
+    // A checkpoint as a killed proxy left it: ids up to id4 copied.
+    p.shared
+        .queue
+        .save_checkpoint(
+            "resume",
+            &Checkpoint {
+                last_id: Some("id4".into()),
+                cursor: Some(pattern_core::Cursor {
+                    after_id: "id4".into(),
+                    after_key: b"k".to_vec(),
+                    snapshot: 0,
+                }),
+                items: 5,
+                bytes: 15,
+                total: Some(10),
+                started_ms: 1,
+                finished_ms: None,
+            },
+        )
+        .await
+        .unwrap();
+    p.shared.set_phase(MigrationPhase::Backfill, None);
+    let shared = p.shared.clone();
+    eventually("the backfill finishes", || async {
+        shared
+            .progress()
+            .await
+            .unwrap()
+            .is_some_and(|cp| cp.finished_ms.is_some())
+    })
+    .await;
+    let cp = shared.progress().await.unwrap().unwrap();
+    assert_eq!((cp.items, cp.total), (10, Some(10)));
+    let copied: Vec<String> = everything(p.target.as_ref())
+        .await
+        .into_keys()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(
+        copied,
+        ["id5", "id6", "id7", "id8", "id9"],
+        "only what the checkpoint had not done"
+    );
+}
+
+#[tokio::test]
+async fn shadow_read_finds_a_difference_and_records_it_hashed() {
+    let p = pair("compare").await;
+    let kv = ShadowedKv::new(p.shared.roles(), p.shared.clone()).comparing(1.0);
+    kv.put(
+        "user-42",
+        vec![PutItem::new("email", "a@example.com")],
+        None,
+    )
+    .await
+    .unwrap();
+    kv.get("user-42", &Selection::All, PageRequest::first(1 << 20))
+        .await
+        .unwrap();
+    let shared = p.shared.clone();
+    eventually("the equal read is compared", || async {
+        shared.counters.compared.get() == 1
+    })
+    .await;
+    assert_eq!(shared.counters.mismatches.get(), 0);
+    // A difference written straight into the shadow.
+    p.target
+        .put(
+            "user-42",
+            vec![PutItem::new("email", "b@example.com")],
+            None,
+        )
+        .await
+        .unwrap();
+    kv.get("user-42", &Selection::All, PageRequest::first(1 << 20))
+        .await
+        .unwrap();
+    eventually("the mismatch is counted", || async {
+        shared.counters.mismatches.get() == 1
+    })
+    .await;
+    let samples = shared.mismatch_samples();
+    assert_eq!(samples.len(), 1);
+    assert_eq!(samples[0].kind, "values differ");
+    assert!(samples[0].id.starts_with("hmac:") && !samples[0].id.contains("user-42"));
+    assert!(!samples[0].key.contains("email"));
 }
