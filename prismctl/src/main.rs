@@ -19,6 +19,7 @@ mod errors;
 mod health;
 mod kv;
 mod login;
+mod migrate;
 mod namespace;
 mod output;
 mod pages;
@@ -103,6 +104,10 @@ enum Command {
     /// delete, and explain which backend serves one and why.
     #[command(subcommand)]
     Namespace(NamespaceCommand),
+    /// Move a namespace to another backend while it serves: start,
+    /// status, wait, advance, rollback, abort, finalize.
+    #[command(subcommand)]
+    Migrate(migrate::MigrateCommand),
     /// Show each namespace's backend and its health.
     #[command(subcommand)]
     Backend(BackendCommand),
@@ -157,6 +162,9 @@ async fn main() -> ExitCode {
             .await
             .map(|()| ExitCode::SUCCESS),
         Command::Reload => reload::run(&cli.target, cli.output).await,
+        Command::Migrate(command) => migrate::run(command, &cli.target, cli.output)
+            .await
+            .map(|()| ExitCode::SUCCESS),
         Command::Completion { shell } => {
             completion::write(shell, &mut Cli::command(), &mut std::io::stdout().lock())
                 .map(|()| ExitCode::SUCCESS)

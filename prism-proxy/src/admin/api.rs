@@ -12,6 +12,8 @@
 //! | `DELETE /api/v1/namespaces/{name}[?expected_version=N]` | DeleteNamespace |
 //! | `GET /api/v1/namespaces/{name}/explain`  | ExplainNamespace   |
 //! | `POST /api/v1/reload`                    | Reload             |
+//! | `GET /api/v1/namespaces/{name}/migration` | GetMigration      |
+//! | `POST /api/v1/namespaces/{name}/migration` | Migrate (body: MigrateRequest without `name`) |
 //! | `GET /api/v1/audit?namespace=&principal=&status=&limit=&follow=` | TailAudit |
 //!
 //! Bodies are the protobuf JSON mapping of the messages (see [`super::json`]).
@@ -51,6 +53,10 @@ pub fn routes() -> Router<Arc<AdminState>> {
             get(get_namespace).delete(delete_namespace),
         )
         .route("/namespaces/{name}/explain", get(explain_namespace))
+        .route(
+            "/namespaces/{name}/migration",
+            get(get_migration).post(migrate),
+        )
         .route("/reload", post(reload))
         .route("/audit", get(tail_audit))
         .fallback(unknown_route)
@@ -130,6 +136,34 @@ async fn explain_namespace(
     let message = pb::ExplainNamespaceRequest { name };
     let req = request(&state, &headers, "explain", message).await?;
     respond(state.api.explain_namespace(req).await)
+}
+
+async fn get_migration(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let message = pb::GetMigrationRequest { name };
+    let req = request(&state, &headers, "migration", message).await?;
+    respond(state.api.get_migration(req).await)
+}
+
+async fn migrate(
+    State(state): State<Arc<AdminState>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult {
+    let mut message: pb::MigrateRequest = from_json(&body)?;
+    if !message.name.is_empty() && message.name != name {
+        return Err(ApiError(Status::invalid_argument(format!(
+            "the body names namespace '{}' but the path '{name}'; leave name out of the body",
+            message.name
+        ))));
+    }
+    message.name = name;
+    let req = request(&state, &headers, "migrate", message).await?;
+    respond(state.api.migrate(req).await)
 }
 
 #[derive(Debug, Deserialize)]

@@ -51,6 +51,10 @@ admin_messages!(
     DeleteNamespaceResponse,
     ReloadRequest,
     ReloadResponse,
+    GetMigrationRequest,
+    MigrationStatus,
+    MigrateRequest,
+    MigrateResponse,
 );
 
 fn pool() -> &'static DescriptorPool {

@@ -15,6 +15,7 @@
 //! serving. Every change is recorded in the audit log with its version.
 
 pub mod diff;
+pub mod migrate;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -50,13 +51,22 @@ pub enum ManageError {
         "namespace '{0}' does not exist; `prismctl namespace list` shows the namespaces served"
     )]
     NotFound(String),
+    /// A step the namespace's state does not allow (a pre-flight check).
+    #[error("{0}")]
+    Refused(String),
+    /// A request that cannot be carried out as given.
+    #[error("{0}")]
+    BadRequest(String),
 }
 
 impl From<ManageError> for tonic::Status {
     fn from(e: ManageError) -> Self {
         let message = e.to_string();
         match e {
-            ManageError::Invalid(_) => tonic::Status::invalid_argument(message),
+            ManageError::Invalid(_) | ManageError::BadRequest(_) => {
+                tonic::Status::invalid_argument(message)
+            }
+            ManageError::Refused(_) => tonic::Status::failed_precondition(message),
             ManageError::Open(_) => tonic::Status::failed_precondition(message),
             ManageError::Store(StoreError::VersionMismatch { .. }) => {
                 tonic::Status::failed_precondition(message)

@@ -6,13 +6,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use pattern_core::{BackendError, Capability, KeyValueBackend, PageRequest};
+use pattern_core::{BackendError, Capability, Cursor, KeyValueBackend, PageRequest};
 
 use super::queue::Checkpoint;
 use super::{MigrationShared, now_ms, repair};
 
 /// Scan page budget.
-const PAGE_BYTES: usize = 1 << 20;
+const PAGE_BYTES: usize = 256 << 10;
+/// The checkpoint is saved after every page, and within a page after
+/// this many items.
+const SAVE_EVERY: u64 = 200;
 
 /// Counts the primary's items (for the ETA).
 async fn count(primary: &dyn KeyValueBackend) -> Result<u64, BackendError> {
@@ -72,6 +75,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
     let mut copied_here = 0u64;
     // The id being copied (its items span pages).
     let mut current: Option<String> = None;
+    let mut saved = cp.items;
     loop {
         let roles = shared.roles();
         let page = PageRequest {
@@ -118,8 +122,20 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
             cp.items += 1;
             cp.bytes += entry.item.size() as u64;
             copied_here += 1;
+            if new_id && cp.items >= saved + SAVE_EVERY {
+                // Resuming here skips the rest of this id: it is copied.
+                cp.cursor = Some(Cursor {
+                    after_id: entry.id.clone(),
+                    after_key: entry.item.key.clone(),
+                    snapshot: got.next.as_ref().map_or(0, |c| c.snapshot),
+                });
+                shared.queue.save_checkpoint(&ns, &cp).await?;
+                shared.set_progress(cp.clone());
+                saved = cp.items;
+            }
         }
         cp.cursor = got.next.clone();
+        saved = cp.items;
         if cp.cursor.is_none() {
             cp.finished_ms = Some(now_ms());
         }

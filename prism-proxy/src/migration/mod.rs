@@ -350,6 +350,11 @@ async fn repair_loop(shared: Weak<MigrationShared>) {
     }
 }
 
+/// The repair queue of `data_dir` (one per data directory in the process).
+pub fn queue_for(data_dir: &Path) -> Result<Arc<RepairQueue>, String> {
+    shared_queue(data_dir)
+}
+
 /// One queue per data directory in the process.
 fn shared_queue(data_dir: &Path) -> Result<Arc<RepairQueue>, String> {
     static QUEUES: Mutex<Vec<(std::path::PathBuf, Weak<RepairQueue>)>> = Mutex::new(Vec::new());

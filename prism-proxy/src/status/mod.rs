@@ -280,6 +280,71 @@ impl AdminService for AdminApi {
         }))
     }
 
+    async fn get_migration(
+        &self,
+        request: Request<pb::GetMigrationRequest>,
+    ) -> Result<Response<pb::MigrationStatus>, Status> {
+        let principal = principal_of(&request);
+        let name = request.into_inner().name;
+        if name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name is empty; give the namespace whose migration to show",
+            ));
+        }
+        self.require_admin(&principal, &name)?;
+        let s = self.manager.migration_status(&name).await?;
+        Ok(Response::new(migration_status(s)))
+    }
+
+    async fn migrate(
+        &self,
+        request: Request<pb::MigrateRequest>,
+    ) -> Result<Response<pb::MigrateResponse>, Status> {
+        use crate::manage::migrate::MigrateAction;
+        let principal = principal_of(&request);
+        let req = request.into_inner();
+        if req.name.is_empty() {
+            return Err(Status::invalid_argument(
+                "name is empty; give the namespace to migrate",
+            ));
+        }
+        let action = match req.action.as_str() {
+            "start" if req.to.trim().is_empty() => {
+                return Err(Status::invalid_argument(
+                    "start needs `to`: the backend to migrate to, e.g. {kind: postgres, options: \
+                     {url: ...}}",
+                ));
+            }
+            "start" => MigrateAction::Start {
+                to: req.to.clone(),
+                read_sample: req.read_sample,
+                backfill_rate: req.backfill_rate,
+            },
+            "advance" => MigrateAction::Advance,
+            "rollback" => MigrateAction::Rollback,
+            "abort" => MigrateAction::Abort,
+            "finalize" => MigrateAction::Finalize,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "action '{other}' is not a migration step; use start, advance, rollback, \
+                     abort or finalize"
+                )));
+            }
+        };
+        self.require_admin(&principal, &req.name)?;
+        let outcome = self
+            .manager
+            .migrate(&req.name, action, req.force, &principal.subject)
+            .await?;
+        Ok(Response::new(pb::MigrateResponse {
+            name: req.name,
+            version: outcome.apply.version,
+            phase: outcome.phase,
+            forced: outcome.forced,
+            diff: outcome.apply.diff,
+        }))
+    }
+
     type TailAuditStream = TailStream;
 
     async fn tail_audit(
@@ -424,4 +489,42 @@ fn principal_of<T>(request: &Request<T>) -> Principal {
         .get::<Principal>()
         .cloned()
         .unwrap_or_else(Principal::anonymous)
+}
+
+fn migration_status(s: crate::manage::migrate::MigrationStatus) -> pb::MigrationStatus {
+    pb::MigrationStatus {
+        namespace: s.namespace,
+        version: s.version,
+        phase: s.phase,
+        source: s.source,
+        target: s.target,
+        read_sample: s.read_sample,
+        backfill_rate: s.backfill_rate,
+        shadow_writes: s.shadow_writes,
+        shadow_failures: s.shadow_failures,
+        repairs_queued: s.repairs_queued,
+        repaired: s.repaired,
+        reads_compared: s.reads_compared,
+        mismatches: s.mismatches,
+        mismatch_samples: s
+            .mismatch_samples
+            .into_iter()
+            .map(|m| pb::MismatchSample {
+                id: m.id,
+                key: m.key,
+                kind: m.kind.to_string(),
+                at_ms: m.at_ms,
+            })
+            .collect(),
+        backfill: s.backfill.map(|b| pb::BackfillProgress {
+            items: b.items,
+            bytes: b.bytes,
+            total_items: b.total_items,
+            items_per_second: b.items_per_second,
+            eta_seconds: b.eta_seconds,
+            finished: b.finished,
+        }),
+        backfill_error: s.backfill_error.unwrap_or_default(),
+        blockers: s.blockers,
+    }
 }
