@@ -1,0 +1,515 @@
+//! Moving a KeyValue namespace to another backend while a load generator
+//! writes and reads through the real proxy (ADR-016): SQLite to
+//! PostgreSQL and memstore to Redis through every phase with zero failed
+//! calls; a mismatch injected into the shadow blocks promotion; a proxy
+//! killed with SIGKILL during the backfill resumes from its checkpoint.
+
+use std::collections::BTreeMap;
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use prism_proto::keyvalue::v1 as pb;
+use prism_tests::{ProxyProcess, free_addr, prismctl};
+
+fn postgres_url() -> String {
+    std::env::var("PRISM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+fn redis_url() -> String {
+    std::env::var("PRISM_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_string())
+}
+
+/// A unique name for this test run.
+fn unique(prefix: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis();
+    format!("{prefix}-{}-{now}", std::process::id())
+}
+
+/// A proxy whose config store is a directory holding one KeyValue
+/// namespace on `backend` (a YAML `backend:` body).
+struct Setup {
+    dir: tempfile::TempDir,
+    config: String,
+    name: String,
+}
+
+impl Setup {
+    fn new(prefix: &str, backend: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let ns_dir = dir.path().join("namespaces");
+        std::fs::create_dir(&ns_dir).unwrap();
+        let name = unique(prefix);
+        std::fs::write(
+            dir.path().join("prism.yaml"),
+            format!(
+                "listeners:\n  grpc: {}\n  admin: {}\nnamespaces:\n  dir: namespaces\n",
+                free_addr(),
+                free_addr()
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            ns_dir.join(format!("{name}.yaml")),
+            format!("name: {name}\ndal: keyvalue\nbackend:\n{backend}"),
+        )
+        .unwrap();
+        let config = dir.path().join("prism.yaml").display().to_string();
+        Setup { dir, config, name }
+    }
+
+    fn start(&self) -> ProxyProcess {
+        ProxyProcess::start_with(&self.dir.path().join("data"), &["--config", &self.config])
+    }
+}
+
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "prismctl failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `prismctl migrate ARGS... NAME`; must succeed.
+fn migrate(proxy: &ProxyProcess, args: &[&str]) -> String {
+    let mut all = vec!["migrate"];
+    all.extend_from_slice(args);
+    ok(prismctl(proxy.grpc, &all))
+}
+
+fn status(proxy: &ProxyProcess, name: &str) -> serde_json::Value {
+    serde_json::from_str(&migrate(proxy, &["status", name, "-o", "json"])).unwrap()
+}
+
+/// Polls the migration status until `cond` holds (up to 120 s).
+fn wait_status(
+    proxy: &ProxyProcess,
+    name: &str,
+    what: &str,
+    cond: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let s = status(proxy, name);
+        if cond(&s) {
+            return s;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not within 120 s: {what}; last status {s}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn put_request(name: &str, id: &str, key: &str, value: &str) -> pb::PutRequest {
+    pb::PutRequest {
+        namespace: name.to_string(),
+        id: id.to_string(),
+        items: vec![pb::PutItem {
+            key: key.as_bytes().to_vec(),
+            value: value.as_bytes().to_vec(),
+            ttl: None,
+            expected_version: None,
+        }],
+        idempotency_token: String::new(),
+    }
+}
+
+fn get_request(name: &str, id: &str) -> pb::GetRequest {
+    pb::GetRequest {
+        namespace: name.to_string(),
+        id: id.to_string(),
+        ..Default::default()
+    }
+}
+
+/// Writes `ids` ids of two keys each (`pre-<i>`), through the proxy.
+async fn populate(
+    proxy: &ProxyProcess,
+    name: &str,
+    ids: usize,
+) -> BTreeMap<(String, String), String> {
+    let mut kv = proxy.kv_client().await;
+    let mut written = BTreeMap::new();
+    for i in 0..ids {
+        let id = format!("pre-{i:05}");
+        let mut request = put_request(name, &id, "a", &format!("a{i}"));
+        request.items.push(pb::PutItem {
+            key: b"b".to_vec(),
+            value: format!("b{i}").into_bytes(),
+            ttl: None,
+            expected_version: None,
+        });
+        kv.put(request).await.expect("populating");
+        written.insert((id.clone(), "a".to_string()), format!("a{i}"));
+        written.insert((id, "b".to_string()), format!("b{i}"));
+    }
+    written
+}
+
+/// A writer and reader running through the proxy until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    ops: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<LoadResult>,
+}
+
+struct LoadResult {
+    /// The last acknowledged value of each (id, key).
+    acknowledged: BTreeMap<(String, String), String>,
+    failures: Vec<String>,
+    ops: u64,
+}
+
+impl Load {
+    async fn start(proxy: &ProxyProcess, name: &str) -> Self {
+        let mut kv = proxy.kv_client().await;
+        let name = name.to_string();
+        let stop = Arc::new(AtomicBool::new(false));
+        let ops = Arc::new(AtomicU64::new(0));
+        let (stop2, ops2) = (stop.clone(), ops.clone());
+        let task = tokio::spawn(async move {
+            let mut acknowledged = BTreeMap::new();
+            let mut failures = Vec::new();
+            let mut i = 0u64;
+            while !stop2.load(Ordering::Relaxed) {
+                let id = format!("load-{:03}", i % 64);
+                let value = format!("v{i}");
+                match kv.put(put_request(&name, &id, "k", &value)).await {
+                    Ok(_) => {
+                        acknowledged.insert((id.clone(), "k".to_string()), value);
+                    }
+                    Err(e) => failures.push(format!("put {id}: {e}")),
+                }
+                let read = format!("pre-{:05}", i % 200);
+                if let Err(e) = kv.get(get_request(&name, &read)).await {
+                    failures.push(format!("get {read}: {e}"));
+                }
+                i += 1;
+                ops2.store(i * 2, Ordering::Relaxed);
+            }
+            LoadResult {
+                acknowledged,
+                failures,
+                ops: i * 2,
+            }
+        });
+        Load { stop, ops, task }
+    }
+
+    /// Waits until `n` more operations completed (the load is moving).
+    async fn progress(&self, n: u64) {
+        let from = self.ops.load(Ordering::Relaxed);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.ops.load(Ordering::Relaxed) < from + n {
+            assert!(Instant::now() < deadline, "the load stalled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn stop(self) -> LoadResult {
+        self.stop.store(true, Ordering::Relaxed);
+        self.task.await.unwrap()
+    }
+}
+
+/// Every (id, key) -> value of `expected` read back through the proxy.
+async fn assert_all_present(
+    proxy: &ProxyProcess,
+    name: &str,
+    expected: &BTreeMap<(String, String), String>,
+) {
+    let mut kv = proxy.kv_client().await;
+    let mut by_id: BTreeMap<&str, BTreeMap<&str, &str>> = BTreeMap::new();
+    for ((id, key), value) in expected {
+        by_id.entry(id).or_default().insert(key, value);
+    }
+    for (id, keys) in by_id {
+        let items = kv
+            .get(get_request(name, id))
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        let got: BTreeMap<String, String> = items
+            .into_iter()
+            .map(|i| {
+                (
+                    String::from_utf8(i.key).unwrap(),
+                    String::from_utf8(i.value).unwrap(),
+                )
+            })
+            .collect();
+        for (key, value) in keys {
+            assert_eq!(
+                got.get(key).map(String::as_str),
+                Some(value),
+                "acknowledged write {id}/{key} missing or stale in the new primary"
+            );
+        }
+    }
+}
+
+/// Reads every `pre-` id through the proxy (shadow-read compares them).
+async fn read_all(proxy: &ProxyProcess, name: &str, ids: usize) {
+    let mut kv = proxy.kv_client().await;
+    for i in 0..ids {
+        kv.get(get_request(name, &format!("pre-{i:05}")))
+            .await
+            .unwrap();
+    }
+}
+
+/// The whole procedure under load, from the namespace's backend to `to`
+/// (`start_flags`: extra flags of `migrate start`).
+async fn migrate_under_load(setup: Setup, to: &str, start_flags: &[&str]) {
+    let proxy = setup.start();
+    let name = setup.name.clone();
+    let pre = populate(&proxy, &name, 200).await;
+    let load = Load::start(&proxy, &name).await;
+    load.progress(100).await;
+
+    let mut start = vec![
+        "start",
+        &name,
+        "--to",
+        to,
+        "--read-sample",
+        "1",
+        "-o",
+        "json",
+    ];
+    start.extend_from_slice(start_flags);
+    let started = migrate(&proxy, &start);
+    assert!(started.contains("dual-write"), "{started}");
+    load.progress(200).await;
+    migrate(&proxy, &["advance", &name]);
+    let waited = migrate(&proxy, &["wait", &name, "-o", "json"]);
+    let waited: serde_json::Value = serde_json::from_str(&waited).unwrap();
+    assert_eq!(waited["phase"], "backfill");
+    assert_eq!(waited["backfill"]["finished"], true, "{waited}");
+    migrate(&proxy, &["advance", &name]);
+    read_all(&proxy, &name, 200).await;
+    load.progress(200).await;
+    let compared = wait_status(&proxy, &name, "the shadow reads are compared", |s| {
+        s["reads_compared"].as_u64().unwrap_or(0) >= 200
+    });
+    assert_eq!(compared["mismatches"], 0, "{compared}");
+    assert_eq!(compared["shadow_failures"], 0, "{compared}");
+    migrate(&proxy, &["advance", &name]);
+    assert_eq!(status(&proxy, &name)["phase"], "promoted");
+    load.progress(200).await;
+    migrate(&proxy, &["finalize", &name]);
+    load.progress(200).await;
+    let result = load.stop().await;
+    assert!(
+        result.failures.is_empty(),
+        "{} of {} calls failed, e.g. {:?}",
+        result.failures.len(),
+        result.ops,
+        &result.failures[..result.failures.len().min(5)]
+    );
+    eprintln!(
+        "{name}: {} calls through the migration, {} failed",
+        result.ops,
+        result.failures.len()
+    );
+    let after = status(&proxy, &name);
+    assert_eq!(after["phase"], "", "the migration ended: {after}");
+    // The namespace file now names the target.
+    let stored = std::fs::read_to_string(
+        setup
+            .dir
+            .path()
+            .join("namespaces")
+            .join(format!("{name}.yaml")),
+    )
+    .unwrap();
+    assert!(!stored.contains("migration"), "{stored}");
+    assert_all_present(&proxy, &name, &pre).await;
+    assert_all_present(&proxy, &name, &result.acknowledged).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_to_postgres_under_load() {
+    let setup = Setup::new("mig-pg", "  kind: sqlite\n");
+    let schema = format!("mig_{}", std::process::id());
+    let to = format!(
+        "{{kind: postgres, options: {{url: \"{}\", schema: {schema}}}}}",
+        postgres_url()
+    );
+    migrate_under_load(setup, &to, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memstore_to_redis_under_load() {
+    let setup = Setup::new("mig-redis", "  kind: memstore\n");
+    let to = format!(
+        "{{kind: redis, options: {{url: \"{}\", key_prefix: prism-mig-test}}}}",
+        redis_url()
+    );
+    // Redis reads no snapshots across pages, which memstore does: the
+    // pre-flight check refuses that loss unless forced.
+    migrate_under_load(setup, &to, &["--force"]).await;
+}
+
+fn psql(sql: &str) -> String {
+    let out = Command::new("psql")
+        .args([&postgres_url(), "-v", "ON_ERROR_STOP=1", "-At", "-c", sql])
+        .output()
+        .expect("running psql");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mismatch_injected_into_the_shadow_blocks_promotion() {
+    let setup = Setup::new("mig-bad", "  kind: memstore\n");
+    let proxy = setup.start();
+    let name = setup.name.clone();
+    populate(&proxy, &name, 20).await;
+    let schema = format!("mig_bad_{}", std::process::id());
+    let to = format!(
+        "{{kind: postgres, options: {{url: \"{}\", schema: {schema}}}}}",
+        postgres_url()
+    );
+    let refused = prismctl(proxy.grpc, &["migrate", "start", &name, "--to", &to]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && stderr.contains("snapshot_reads"),
+        "memstore to postgres loses snapshot reads: {stderr}"
+    );
+    let forced = prismctl(
+        proxy.grpc,
+        &[
+            "migrate",
+            "start",
+            &name,
+            "--to",
+            &to,
+            "--read-sample",
+            "1",
+            "--force",
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&forced.stderr).contains("forced past"),
+        "{forced:?}"
+    );
+    migrate(&proxy, &["advance", &name]);
+    migrate(&proxy, &["wait", &name]);
+    migrate(&proxy, &["advance", &name]);
+    // Behind Prism's back: the shadow's copy of pre-00005 changes.
+    psql(&format!(
+        "UPDATE {schema}.kv_items SET value = 'tampered'::bytea WHERE namespace = '{name}' AND \
+         id = 'pre-00005' AND key = 'a'::bytea"
+    ));
+    read_all(&proxy, &name, 20).await;
+    let s = wait_status(&proxy, &name, "the mismatch is found", |s| {
+        s["mismatches"].as_u64().unwrap_or(0) >= 1
+    });
+    let sample = &s["mismatch_samples"][0];
+    assert_eq!(sample["kind"], "values differ", "{s}");
+    let id = sample["id"].as_str().unwrap();
+    assert!(
+        id.starts_with("hmac:") && !id.contains("pre-00005"),
+        "hashed: {id}"
+    );
+    assert!(
+        s["blockers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b.as_str().unwrap().contains("differed")),
+        "{s}"
+    );
+    let refused = prismctl(proxy.grpc, &["migrate", "advance", &name]);
+    assert!(!refused.status.success(), "promotion must be refused");
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("differed") && stderr.contains("--force"),
+        "{stderr}"
+    );
+    assert_eq!(status(&proxy, &name)["phase"], "shadow-read");
+    migrate(&proxy, &["abort", &name]);
+    assert_eq!(status(&proxy, &name)["phase"], "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
+    const IDS: usize = 1500;
+    let setup = Setup::new("mig-kill", "  kind: sqlite\n");
+    let proxy = setup.start();
+    let name = setup.name.clone();
+    let pre = populate(&proxy, &name, IDS).await;
+    let schema = format!("mig_kill_{}", std::process::id());
+    let to = format!(
+        "{{kind: postgres, options: {{url: \"{}\", schema: {schema}}}}}",
+        postgres_url()
+    );
+    // 1500 ids at 500 a second: about three seconds of backfill.
+    migrate(
+        &proxy,
+        &[
+            "start",
+            &name,
+            "--to",
+            &to,
+            "--read-sample",
+            "1",
+            "--backfill-rate",
+            "500",
+        ],
+    );
+    migrate(&proxy, &["advance", &name]);
+    let before = wait_status(&proxy, &name, "the backfill has saved progress", |s| {
+        s["backfill"]["items"].as_u64().unwrap_or(0) >= 600
+    });
+    assert_eq!(before["backfill"]["finished"], false, "{before}");
+    proxy.kill9();
+
+    let proxy = setup.start();
+    let resumed = status(&proxy, &name);
+    assert_eq!(
+        resumed["phase"], "backfill",
+        "the phase survived: {resumed}"
+    );
+    let items = resumed["backfill"]["items"].as_u64().unwrap_or(0);
+    assert!(
+        items >= 400,
+        "the backfill resumed from its checkpoint, not from the start: {resumed}"
+    );
+    let done =
+        serde_json::from_str::<serde_json::Value>(&migrate(&proxy, &["wait", &name, "-o", "json"]))
+            .unwrap();
+    assert_eq!(done["backfill"]["finished"], true, "{done}");
+    assert_eq!(done["backfill"]["total_items"], (IDS * 2) as u64);
+    // The final comparison: every item on both, compared through the
+    // proxy, and counted in PostgreSQL.
+    migrate(&proxy, &["advance", &name]);
+    read_all(&proxy, &name, IDS).await;
+    let s = wait_status(&proxy, &name, "every id is compared", |s| {
+        s["reads_compared"].as_u64().unwrap_or(0) >= IDS as u64
+    });
+    assert_eq!(s["mismatches"], 0, "{s}");
+    let rows = psql(&format!(
+        "SELECT count(*) FROM {schema}.kv_items WHERE namespace = '{name}'"
+    ));
+    assert_eq!(rows.trim(), (IDS * 2).to_string());
+    migrate(&proxy, &["advance", &name]);
+    migrate(&proxy, &["finalize", &name]);
+    assert_all_present(&proxy, &name, &pre).await;
+}
