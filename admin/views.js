@@ -183,6 +183,7 @@ Views.namespace = async function (el, params) {
         ["Mode", s.mode],
         ["Capabilities", (s.capabilities || []).length ? s.capabilities.join(", ") : ""],
       ]), patternDetails(s.pattern))),
+    ns.dal === "keyvalue" ? h("section.card#migration", h("h2", "Migration"), loading("the migration")) : null,
     h("section.card", h("h2", "Live traffic"), h("p.help", "Computed in your browser from this proxy's /metrics, polled every 3 seconds."), chartsSlot),
     h("section.card#schema", h("h2", "Schema"), schemaDetails(ns.schema)),
     h("div.grid",
@@ -201,6 +202,17 @@ Views.namespace = async function (el, params) {
   });
   App.onLeave(() => traffic.stop());
 
+  const migrationSlot = body.querySelector("#migration");
+  if (migrationSlot) {
+    const refresh = () => showMigration(migrationSlot, name, refresh);
+    await refresh();
+    const timer = setInterval(() => {
+      // Keep a form the operator is typing in.
+      if (!migrationSlot.querySelector("form")) refresh();
+    }, 2000);
+    App.onLeave(() => clearInterval(timer));
+  }
+
   const explainSlot = body.querySelector("#explain");
   try {
     const ex = await Api.get(`/namespaces/${encodeURIComponent(name)}/explain`);
@@ -215,6 +227,93 @@ Views.namespace = async function (el, params) {
     append(explainSlot, h("h2", "Why this backend"), errorBox(e, "explain the backend choice"));
   }
 };
+
+// ------------------------------------------------------------ migration
+
+function fmtSeconds(s) {
+  if (s === null || s === undefined) return "unknown";
+  const n = Math.round(Number(s));
+  return n >= 120 ? `${Math.round(n / 60)} min` : `${n} s`;
+}
+
+// The migration card: where the move to another backend is, and its steps
+// (ADR-016). Polled every 2 seconds while no form is open.
+async function showMigration(slot, name, refresh) {
+  const path = `/namespaces/${encodeURIComponent(name)}/migration`;
+  let m;
+  try {
+    m = await Api.get(path);
+  } catch (e) {
+    clear(slot);
+    append(slot, h("h2", "Migration"), errorBox(e, "load the migration"));
+    return;
+  }
+  // The last step's result stays shown across refreshes.
+  const out = h("div#migration-result", slot.lastResult || []);
+  const step = async (action, extra) => {
+    clear(out);
+    append(out, loading(`migrate ${action}`));
+    try {
+      const res = await Api.call("POST", path, Object.assign({ action, force: !!(slot.querySelector("#migration-force") || {}).checked }, extra || {}));
+      // The namespace's version (and at the end its backend) changed:
+      // show the whole page again, with the result on top.
+      const forced = (res.forced || []).map((f) => ` Forced past: ${f}.`).join("");
+      App.flash((res.phase ? `Migration ${action}: now in ${res.phase} (version ${res.version}).` : `Migration ${action}: the migration ended (version ${res.version}).`) + forced);
+      slot.lastResult = null;
+      await App.route();
+    } catch (e) {
+      slot.lastResult = [errorBox(e, `migrate ${action}`)];
+      clear(out);
+      append(out, slot.lastResult);
+    }
+  };
+  clear(slot);
+  append(slot, h("h2", "Migration"));
+  if (!m.phase) {
+    const to = h("textarea#migration-to", { rows: 3, placeholder: "{kind: postgres, options: {url: postgres://prism@db/prism}}" });
+    const sample = h("input#migration-sample", { type: "number", min: 0, max: 1, step: 0.01, value: 0.05 });
+    append(slot,
+      h("p.muted", `Not migrating: ${m.source} serves this namespace.`),
+      h("details#migration-start", h("summary", "Move to another backend"),
+        h("form", { onsubmit: (ev) => { ev.preventDefault(); step("start", { to: to.value, readSample: Number(sample.value) }); } },
+          h("label", { for: "migration-to" }, "Target backend (YAML or JSON)"), to,
+          h("label", { for: "migration-sample" }, "Share of reads compared in shadow-read"), sample,
+          h("label", h("input#migration-force", { type: "checkbox" }), " Force past the pre-flight check"),
+          h("div.actions", h("button#migration-start-button", { type: "submit" }, "Start (dual-write)")))),
+      out);
+    return;
+  }
+  const b = m.backfill;
+  const total = b && b.totalItems !== null && b.totalItems !== undefined ? Number(b.totalItems) : null;
+  const backfill = !b ? "not started" : b.finished
+    ? `done: ${b.items} items, ${b.bytes} bytes`
+    : [h("progress#migration-progress", { max: total || 1, value: Number(b.items) }),
+       ` ${b.items}${total !== null ? ` / ${total}` : ""} items, ${Math.round(b.itemsPerSecond)} items/s, ETA ${fmtSeconds(b.etaSeconds)}`];
+  append(slot,
+    kv([
+      ["Phase", badge(m.phase, m.phase === "promoted" ? "ok" : "muted")],
+      ["From → to", `${m.source} → ${m.target}`],
+      ["Shadow writes", `${m.shadowWrites} ok, ${m.shadowFailures} failed`],
+      ["Repairs", `${m.repairsQueued} queued, ${m.repaired} done`],
+      ["Backfill", backfill],
+      ["Backfill error", m.backfillError],
+      ["Shadow reads", `${m.readsCompared} compared, ${m.mismatches} mismatched`],
+    ]),
+    (m.mismatchSamples || []).length
+      ? [h("h3", "Mismatches (ids and keys hashed)"), h("ul#migration-mismatches", m.mismatchSamples.map((x) => h("li", `${x.kind}: id ${x.id} key ${x.key}`)))]
+      : null,
+    (m.blockers || []).length
+      ? [h("h3", "Next step blocked by"), h("ul#migration-blockers", m.blockers.map((x) => h("li", x)))]
+      : h("p#migration-ready", "Nothing blocks the next step."),
+    h("label", h("input#migration-force", { type: "checkbox" }), " Force past the pre-flight check"),
+    h("div.actions",
+      m.phase === "promoted"
+        ? h("button#migration-finalize", { type: "button", onclick: () => step("finalize") }, "Finalize")
+        : h("button#migration-advance", { type: "button", onclick: () => step("advance") }, "Advance"),
+      h("button.secondary#migration-rollback", { type: "button", onclick: () => step("rollback") }, "Roll back one phase"),
+      h("button.danger#migration-abort", { type: "button", onclick: () => step("abort") }, "Abort")),
+    out);
+}
 
 function patternDetails(p) {
   if (!p) return h("p.muted", "Served inside the proxy (no pattern process).");
