@@ -513,3 +513,79 @@ async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
     migrate(&proxy, &["finalize", &name]);
     assert_all_present(&proxy, &name, &pre).await;
 }
+
+/// Two proxies on one shared config store (PostgreSQL): the phase a step
+/// sets through one proxy is followed by the other, whose writes reach the
+/// shadow too, and after finalize both serve the new backend.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_follows_the_phase_through_the_shared_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = unique("fleet").replace('-', "_");
+    let store = format!(
+        "namespaces:\n  store:\n    postgres:\n      url: \"{}\"\n      table: {run}.namespaces\n",
+        postgres_url()
+    );
+    let start = |who: &str| {
+        let config = dir.path().join(format!("{who}.yaml"));
+        std::fs::write(&config, &store).unwrap();
+        ProxyProcess::start_with(
+            &dir.path().join(format!("data-{who}")),
+            &["--config", &config.display().to_string()],
+        )
+    };
+    let (a, b) = (start("a"), start("b"));
+    let name = format!("fleet-{}", std::process::id());
+    let yaml = format!(
+        "name: {name}\ndal: keyvalue\nbackend:\n  kind: postgres\n  options:\n    url: \"{}\"\n    schema: {run}\n",
+        postgres_url()
+    );
+    let file = dir.path().join("ns.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    ok(prismctl(
+        a.grpc,
+        &["namespace", "apply", "-f", &file.display().to_string()],
+    ));
+    let to = format!(
+        "{{kind: redis, options: {{url: \"{}\", key_prefix: prism-fleet-{run}}}}}",
+        redis_url()
+    );
+    migrate(
+        &a,
+        &["start", &name, "--to", &to, "--read-sample", "1", "--force"],
+    );
+    wait_status(&b, &name, "proxy b follows into dual-write", |s| {
+        s["phase"] == "dual-write"
+    });
+    let mut kv_b = b.kv_client().await;
+    kv_b.put(put_request(&name, "via-b", "k", "written through b"))
+        .await
+        .unwrap();
+    assert!(status(&b, &name)["shadow_writes"].as_u64().unwrap() >= 1);
+    for phase in ["backfill", "shadow-read", "promoted"] {
+        if phase == "shadow-read" {
+            migrate(&a, &["wait", &name]);
+        }
+        migrate(&a, &["advance", &name]);
+        wait_status(&b, &name, &format!("proxy b follows into {phase}"), |s| {
+            s["phase"] == phase
+        });
+    }
+    migrate(&a, &["finalize", &name]);
+    wait_status(&b, &name, "proxy b ends the migration", |s| {
+        s["phase"] == "" && s["source"] == "redis"
+    });
+    // Served by Redis now, through either proxy.
+    for proxy in [&a, &b] {
+        let items = proxy
+            .kv_client()
+            .await
+            .get(get_request(&name, "via-b"))
+            .await
+            .unwrap()
+            .into_inner()
+            .items;
+        assert_eq!(items.len(), 1);
+        assert_eq!(items[0].value, b"written through b");
+    }
+    psql(&format!("DROP SCHEMA IF EXISTS {run} CASCADE"));
+}
