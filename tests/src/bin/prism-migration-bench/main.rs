@@ -60,21 +60,28 @@ struct Args {
 
 const VARIANTS: [&str; 3] = ["none", "dual-write", "shadow-read"];
 
-fn backend_yaml(kind: &str, args: &Args, run: &str, indent: &str) -> Result<String> {
-    let options = match kind {
-        "memstore" | "sqlite" => String::new(),
-        "postgres" => format!(
-            "{indent}  options:\n{indent}    url: \"{}\"\n{indent}    schema: migbench_{}\n",
-            args.postgres_url,
-            run.replace('-', "_")
-        ),
-        "redis" => format!(
-            "{indent}  options:\n{indent}    url: \"{}\"\n{indent}    key_prefix: migbench-{run}\n",
-            args.redis_url
-        ),
+/// The backend options of `kind` for this run.
+fn options(kind: &str, args: &Args, run: &str) -> Result<serde_json::Value> {
+    Ok(match kind {
+        "memstore" | "sqlite" => serde_json::json!({}),
+        "postgres" => serde_json::json!({
+            "url": args.postgres_url,
+            "schema": format!("migbench_{}", run.replace('-', "_")),
+        }),
+        "redis" => serde_json::json!({
+            "url": args.redis_url,
+            "key_prefix": format!("migbench-{run}"),
+        }),
         other => bail!("unknown backend {other:?}; use memstore, sqlite, postgres or redis"),
-    };
-    Ok(format!("{indent}  kind: {kind}\n{options}"))
+    })
+}
+
+/// A `backend:` section body (JSON is YAML flow syntax).
+fn backend_yaml(kind: &str, args: &Args, run: &str, indent: &str) -> Result<String> {
+    Ok(format!(
+        "{indent}  kind: {kind}\n{indent}  options: {}\n",
+        options(kind, args, run)?
+    ))
 }
 
 fn namespaces(args: &Args, run: &str) -> Result<Vec<NamespaceConfig>> {
@@ -149,6 +156,50 @@ async fn main() -> Result<()> {
             kv.put(put(&name, i, &value)).await?;
         }
     }
+    // The same calls on the two backends directly (no proxy, no gRPC),
+    // for scale: dual-write adds about one target Put to a Put.
+    let mut direct_puts: Vec<Histogram<u64>> = (0..2).map(|_| histogram()).collect();
+    let mut direct_gets: Vec<Histogram<u64>> = (0..2).map(|_| histogram()).collect();
+    let mut direct = Vec::new();
+    for (i, kind) in [&args.source, &args.target].into_iter().enumerate() {
+        let ctx = pattern_core::OpenContext {
+            namespace: format!("migbench-direct-{i}-{run}"),
+            data_dir: data.path().join("direct"),
+            clock: std::sync::Arc::new(pattern_core::SystemClock),
+        };
+        let options = options(kind, &args, &format!("{run}-direct"))?;
+        direct.push(
+            prism_proxy::resolver::Resolver::builtin()
+                .open_keyvalue(kind, ctx, options)
+                .await
+                .map_err(anyhow::Error::msg)?,
+        );
+    }
+    for round in 0..args.rounds {
+        for (d, backend) in direct.iter().enumerate() {
+            for i in 0..args.calls {
+                let n = round * args.calls + i;
+                let item = pattern_core::PutItem::new(format!("k{}", n % 7), value.clone());
+                let started = Instant::now();
+                backend
+                    .put(&format!("id-{}", n % 1000), vec![item], None)
+                    .await?;
+                direct_puts[d].record(started.elapsed().as_micros().max(1) as u64)?;
+            }
+            for i in 0..args.calls {
+                let n = round * args.calls + i;
+                let started = Instant::now();
+                backend
+                    .get(
+                        &format!("id-{}", n % 1000),
+                        &pattern_core::Selection::All,
+                        pattern_core::PageRequest::first(1 << 20),
+                    )
+                    .await?;
+                direct_gets[d].record(started.elapsed().as_micros().max(1) as u64)?;
+            }
+        }
+    }
     for round in 0..args.rounds {
         for (v, variant) in VARIANTS.iter().enumerate() {
             let name = format!("migbench-{variant}-{run}");
@@ -182,15 +233,29 @@ async fn main() -> Result<()> {
         args.read_sample
     );
     println!(
-        "{:<12} {:<4} {:>9} {:>9} {:>10} {:>10}",
+        "{:<16} {:<4} {:>9} {:>9} {:>10} {:>10}",
         "namespace", "call", "p50 µs", "p99 µs", "p50 ratio", "p99 ratio"
     );
-    for (call, hs) in [("Put", &puts), ("Get", &gets)] {
+    for (call, hs, direct) in [("Put", &puts, &direct_puts), ("Get", &gets, &direct_gets)] {
         let base = &hs[0];
+        for (label, h) in [
+            (format!("{} direct", args.source), &direct[0]),
+            (format!("{} direct", args.target), &direct[1]),
+        ] {
+            println!(
+                "{:<16} {:<4} {:>9} {:>9} {:>9.2}x {:>9.2}x",
+                label,
+                call,
+                h.value_at_quantile(0.5),
+                h.value_at_quantile(0.99),
+                h.value_at_quantile(0.5) as f64 / base.value_at_quantile(0.5) as f64,
+                h.value_at_quantile(0.99) as f64 / base.value_at_quantile(0.99) as f64,
+            );
+        }
         for (v, variant) in VARIANTS.iter().enumerate() {
             let h = &hs[v];
             println!(
-                "{:<12} {:<4} {:>9} {:>9} {:>9.2}x {:>9.2}x",
+                "{:<16} {:<4} {:>9} {:>9} {:>9.2}x {:>9.2}x",
                 variant,
                 call,
                 h.value_at_quantile(0.5),
