@@ -52,20 +52,57 @@ pub fn same_item(a: &Item, b: &Item) -> bool {
     a.key == b.key && a.value == b.value
 }
 
+/// How often a repair copies again when the primary changed meanwhile,
+/// before it reports the id as still moving (it is then retried).
+const ATTEMPTS: usize = 8;
+
 /// Copies `id` from `primary` to `shadow`: writes what the shadow lacks or
-/// holds differently, deletes what only the shadow holds. The caller holds
-/// the id's lock.
+/// holds differently, deletes what only the shadow holds, then reads the
+/// primary again and copies again if it changed meanwhile. The caller holds
+/// the id's lock, which orders this with writes through this proxy; the
+/// re-read covers writes through other proxies of a fleet: a write that
+/// reached the primary before the re-read is copied again, and one that
+/// reaches it after also reaches the shadow after this copy (dual-write
+/// writes the primary first). So an older value never stays on the shadow.
 pub async fn repair(
     primary: &dyn KeyValueBackend,
     shadow: &dyn KeyValueBackend,
     id: &str,
     now_ms: u64,
 ) -> Result<Repaired, BackendError> {
-    let want = items_of(primary, id, &Selection::All).await?;
-    let have = items_of(shadow, id, &Selection::All).await?;
     let mut done = Repaired::default();
+    let mut want = items_of(primary, id, &Selection::All).await?;
+    for _ in 0..ATTEMPTS {
+        let have = items_of(shadow, id, &Selection::All).await?;
+        copy(shadow, id, &want, &have, now_ms, &mut done).await?;
+        let again = items_of(primary, id, &Selection::All).await?;
+        if same_items(&again, &want) {
+            return Ok(done);
+        }
+        want = again;
+    }
+    Err(BackendError::Unavailable(format!(
+        "id changed on the primary during each of {ATTEMPTS} copies; it is copied again later"
+    )))
+}
+
+fn same_items(a: &BTreeMap<Vec<u8>, Item>, b: &BTreeMap<Vec<u8>, Item>) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .all(|(k, x)| b.get(k).is_some_and(|y| same_item(x, y)))
+}
+
+/// One copy of `want` over `have` on the shadow.
+async fn copy(
+    shadow: &dyn KeyValueBackend,
+    id: &str,
+    want: &BTreeMap<Vec<u8>, Item>,
+    have: &BTreeMap<Vec<u8>, Item>,
+    now_ms: u64,
+    done: &mut Repaired,
+) -> Result<(), BackendError> {
     let mut puts = Vec::new();
-    for (key, item) in &want {
+    for (key, item) in want {
         if have.get(key).is_some_and(|h| same_item(h, item)) {
             continue;
         }
@@ -89,7 +126,7 @@ pub async fn repair(
         .cloned()
         .collect();
     if !extra.is_empty() {
-        done.deleted = shadow.delete(id, &Selection::Keys(extra)).await?;
+        done.deleted += shadow.delete(id, &Selection::Keys(extra)).await?;
     }
-    Ok(done)
+    Ok(())
 }

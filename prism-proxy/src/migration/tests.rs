@@ -713,3 +713,53 @@ async fn every_keyvalue_backend_pair_migrates() {
         }
     }
 }
+
+/// Writes through another proxy of a fleet do not take this proxy's id
+/// locks: they dual-write (primary, then shadow) while this proxy's
+/// backfill copies the same ids. The copy re-reads the primary after each
+/// copy, so no older value stays on the shadow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn backfill_is_safe_against_writes_through_another_proxy() {
+    let p = pair("fleet-race").await;
+    for i in 0..300 {
+        p.source
+            .put(&format!("id{i:03}"), vec![PutItem::new("k", "v0")], None)
+            .await
+            .unwrap();
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    let other_proxy = {
+        let (source, target, stop) = (p.source.clone(), p.target.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                n += 1;
+                let id = format!("id{:03}", n % 300);
+                let item = || vec![PutItem::new("k", format!("v{n}"))];
+                if n.is_multiple_of(7) {
+                    source.delete(&id, &Selection::All).await.unwrap();
+                    target.delete(&id, &Selection::All).await.unwrap();
+                } else {
+                    source.put(&id, item(), None).await.unwrap();
+                    target.put(&id, item(), None).await.unwrap();
+                }
+            }
+        })
+    };
+    p.shared.set_phase(MigrationPhase::Backfill, None);
+    let shared = p.shared.clone();
+    eventually("the backfill finishes", || async {
+        shared
+            .progress()
+            .await
+            .unwrap()
+            .is_some_and(|cp| cp.finished_ms.is_some())
+    })
+    .await;
+    stop.store(true, Ordering::SeqCst);
+    other_proxy.await.unwrap();
+    assert_eq!(
+        everything(p.target.as_ref()).await,
+        everything(p.source.as_ref()).await
+    );
+}
