@@ -550,6 +550,12 @@ impl Manager {
     /// shares it. Runs in the background.
     fn retire(&self, previous: Option<Arc<Namespace>>, next: Option<&Arc<Namespace>>) {
         let Some(previous) = previous else { return };
+        // A migration that ended (abort, finalize, delete) stops copying now.
+        if let Some(ended) = &previous.migration
+            && next.is_none_or(|n| n.migration.is_none())
+        {
+            ended.shared.stop();
+        }
         let released = previous.released_by(next.map(|n| n.as_ref()));
         if released.is_empty() {
             return;

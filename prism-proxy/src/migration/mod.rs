@@ -126,12 +126,7 @@ fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Drop for MigrationShared {
     fn drop(&mut self) {
-        for task in [locked(&self.worker).take(), locked(&self.backfill).take()]
-            .into_iter()
-            .flatten()
-        {
-            task.abort();
-        }
+        self.stop();
     }
 }
 
@@ -174,6 +169,17 @@ impl MigrationShared {
         let task = tokio::spawn(repair_loop(Arc::downgrade(&shared)));
         *shared.worker.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
         Ok(shared)
+    }
+
+    /// The migration ended (aborted or finalized): stops the backfill and
+    /// the repair task now rather than when the last old version is gone.
+    pub fn stop(&self) {
+        for task in [locked(&self.worker).take(), locked(&self.backfill).take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
     }
 
     /// Sets the roles of the version now served.
