@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prism_proto::keyvalue::v1 as pb;
-use prism_tests::{ProxyProcess, free_addr, prismctl};
+use prism_tests::{ProxyProcess, free_addr, http_get, prismctl};
 
 fn postgres_url() -> String {
     std::env::var("PRISM_TEST_POSTGRES_URL")
@@ -479,6 +479,20 @@ async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
         s["backfill"]["items"].as_u64().unwrap_or(0) >= 600
     });
     assert_eq!(before["backfill"]["finished"], false, "{before}");
+    // The progress on /metrics too: items, rate and ETA.
+    let (code, metrics) = http_get(proxy.admin, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for gauge in [
+        "prism_migration_backfill_items",
+        "prism_migration_backfill_total_items",
+        "prism_migration_backfill_items_per_second",
+        "prism_migration_backfill_eta_seconds",
+    ] {
+        assert!(
+            metrics.contains(&format!("{gauge}{{namespace=\"{name}\"}}")),
+            "{gauge} missing from /metrics"
+        );
+    }
     proxy.kill9();
 
     let proxy = setup.start();

@@ -83,20 +83,12 @@ pub struct BackfillProgress {
 }
 
 fn progress_of(cp: &Checkpoint, now_ms: u64) -> BackfillProgress {
-    let end = cp.finished_ms.unwrap_or(now_ms);
-    let secs = (end.saturating_sub(cp.started_ms) as f64 / 1000.0).max(0.001);
-    let rate = cp.items as f64 / secs;
-    let eta = match (cp.total, cp.finished_ms) {
-        (_, Some(_)) => Some(0.0),
-        (Some(total), None) if rate > 0.0 => Some(total.saturating_sub(cp.items) as f64 / rate),
-        _ => None,
-    };
     BackfillProgress {
         items: cp.items,
         bytes: cp.bytes,
         total_items: cp.total,
-        items_per_second: rate,
-        eta_seconds: eta,
+        items_per_second: cp.items_per_second(now_ms),
+        eta_seconds: cp.eta_seconds(now_ms),
         finished: cp.finished_ms.is_some(),
     }
 }

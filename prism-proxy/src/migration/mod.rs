@@ -237,6 +237,12 @@ impl MigrationShared {
         if let Some(total) = cp.total {
             metrics::gauge!("prism_migration_backfill_total_items", &labels).set(total as f64);
         }
+        let now = now_ms();
+        metrics::gauge!("prism_migration_backfill_items_per_second", &labels)
+            .set(cp.items_per_second(now));
+        if let Some(eta) = cp.eta_seconds(now) {
+            metrics::gauge!("prism_migration_backfill_eta_seconds", &labels).set(eta);
+        }
         *locked(&self.progress) = Some(cp);
     }
 

@@ -254,3 +254,25 @@ pub struct Checkpoint {
     /// When it finished; `None` while it runs.
     pub finished_ms: Option<u64>,
 }
+
+impl Checkpoint {
+    /// Items per second since the backfill began (up to `now_ms`, or its
+    /// end).
+    pub fn items_per_second(&self, now_ms: u64) -> f64 {
+        let end = self.finished_ms.unwrap_or(now_ms);
+        let secs = (end.saturating_sub(self.started_ms) as f64 / 1000.0).max(0.001);
+        self.items as f64 / secs
+    }
+
+    /// Seconds left at that rate (0 when finished); `None` while unknown.
+    pub fn eta_seconds(&self, now_ms: u64) -> Option<f64> {
+        if self.finished_ms.is_some() {
+            return Some(0.0);
+        }
+        let rate = self.items_per_second(now_ms);
+        match self.total {
+            Some(total) if rate > 0.0 => Some(total.saturating_sub(self.items) as f64 / rate),
+            _ => None,
+        }
+    }
+}
