@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use super::{ApplyOutcome, ManageError, Manager};
 use crate::config::{BackendSpec, Dal, MigrationPhase};
-use crate::migration::{Checkpoint, MismatchSample};
+use crate::migration::{Checkpoint, MismatchSample, now_ms};
 use crate::registry::Namespace;
 
 /// An operator step.
@@ -91,13 +91,6 @@ fn progress_of(cp: &Checkpoint, now_ms: u64) -> BackfillProgress {
         eta_seconds: cp.eta_seconds(now_ms),
         finished: cp.finished_ms.is_some(),
     }
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// The status of `ns`'s migration in this proxy.

@@ -384,7 +384,8 @@ fn shared_queue(data_dir: &Path) -> Result<Arc<RepairQueue>, String> {
     Ok(q)
 }
 
-fn now_ms() -> u64 {
+/// Wall-clock milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)

@@ -80,7 +80,7 @@ impl RepairQueue {
     /// Queues `ids` of `namespace` (an id already queued stays once).
     pub async fn push(&self, namespace: &str, ids: Vec<String>) -> Result<(), String> {
         let namespace = namespace.to_string();
-        let now = now_ms();
+        let now = super::now_ms() as i64;
         self.with("queuing a repair", move |c| {
             let mut stmt = c.prepare_cached(
                 "INSERT INTO repairs (namespace, id, queued_at_ms) VALUES (?1, ?2, ?3)
@@ -229,13 +229,6 @@ impl RepairQueue {
         })
         .await
     }
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Where a backfill is: saved after every page, read back after a restart.
