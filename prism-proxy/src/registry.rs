@@ -18,7 +18,7 @@ use prism_proto::pattern::v1 as lc;
 use crate::backend::{DalBackend, wrong_dal};
 use crate::config::{BackendMode, BackendSpec, ConfigError, Dal, MigrationPhase, NamespaceConfig};
 use crate::error::ProxyError;
-use crate::migration::{MigrationShared, Roles, ShadowedKv};
+use crate::migration::{MigrationShared, Roles, ShadowedKv, ShadowedTs};
 use crate::resolver::Resolver;
 
 /// A served namespace.
@@ -38,17 +38,43 @@ pub struct Namespace {
     /// TimeSeries retention, while this version is served.
     _retention: Option<crate::retention::RetentionTask>,
     /// The two backends and the shared state of a migration in progress
-    /// (`backend` is then the [`crate::migration::ShadowedKv`] over them).
+    /// (`backend` is then the [`crate::migration::ShadowedKv`] or
+    /// [`crate::migration::ShadowedTs`] over them).
     pub migration: Option<MigrationBackends>,
+    /// Without a migration: the backend instance itself, under the
+    /// TimeSeries log wrapper if there is one (to share and to close).
+    raw: Option<DalBackend>,
+    /// One flag per backend of [`Namespace::raw_backends`], shared by
+    /// every version holding that backend, set when the backend is
+    /// released (a later version runs on another one, or the namespace was
+    /// deleted): streams opened on a version holding it then end, so their
+    /// clients reopen them on the version serving.
+    released: Vec<Arc<tokio::sync::watch::Sender<bool>>>,
+}
+
+/// The release flags of `backends`: `previous`'s for a backend it holds,
+/// new ones for the others.
+fn release_flags(
+    previous: Option<&Namespace>,
+    backends: &[DalBackend],
+) -> Vec<Arc<tokio::sync::watch::Sender<bool>>> {
+    backends
+        .iter()
+        .map(|b| {
+            previous
+                .and_then(|p| p.release_flag(b))
+                .unwrap_or_else(|| Arc::new(tokio::sync::watch::channel(false).0))
+        })
+        .collect()
 }
 
 /// The backends of a migrating namespace.
 #[derive(Clone)]
 pub struct MigrationBackends {
     /// `backend` of the namespace file: the primary until promotion.
-    pub source: Arc<dyn KeyValueBackend>,
+    pub source: DalBackend,
     /// `migration.to`.
-    pub target: Arc<dyn KeyValueBackend>,
+    pub target: DalBackend,
     pub shared: Arc<MigrationShared>,
 }
 
@@ -57,22 +83,23 @@ impl Namespace {
     /// migration), for closing.
     pub fn raw_backends(&self) -> Vec<DalBackend> {
         match &self.migration {
-            Some(m) => vec![
-                DalBackend::KeyValue(m.source.clone()),
-                DalBackend::KeyValue(m.target.clone()),
-            ],
-            None => vec![self.backend.clone()],
+            Some(m) => vec![m.source.clone(), m.target.clone()],
+            None => vec![self.raw.clone().unwrap_or_else(|| self.backend.clone())],
         }
     }
 
-    /// An open KeyValue backend of `previous` configured as `spec`, to
-    /// share rather than open again.
+    /// An open backend of `previous` configured as `spec` (for `config`'s
+    /// DAL and bucket), to share rather than open again.
     fn reusable(
         previous: Option<&Namespace>,
+        config: &NamespaceConfig,
         spec: &BackendSpec,
-    ) -> Option<Arc<dyn KeyValueBackend>> {
+    ) -> Option<DalBackend> {
         let prev = previous?;
-        if prev.config.dal != Dal::Keyvalue {
+        if prev.config.dal != config.dal
+            || config.dal == Dal::Pubsub
+            || prev.config.timeseries_settings().bucket != config.timeseries_settings().bucket
+        {
             return None;
         }
         match &prev.migration {
@@ -86,7 +113,7 @@ impl Namespace {
             {
                 Some(m.target.clone())
             }
-            None if prev.config.backend == *spec => prev.kv().ok().cloned(),
+            None if prev.config.backend == *spec => prev.raw_backends().pop(),
             _ => None,
         }
     }
@@ -122,12 +149,29 @@ impl Namespace {
                 applied_at: SystemTime::now(),
                 _retention: retention,
                 migration: prev.migration.clone(),
+                raw: prev.raw.clone(),
+                released: prev.released.clone(),
             });
         }
+        // The log opens first: nothing is opened (or shared) yet if it fails.
+        let log = match &config.timeseries_settings().log {
+            Some(log) if config.dal == Dal::Timeseries => Some(
+                log.open(&config.name)
+                    .map_err(|e| format!("timeseries.log: {e}"))?,
+            ),
+            _ => None,
+        };
+        let with_log = |b: DalBackend| match (&log, b) {
+            (Some(log), DalBackend::TimeSeries(store)) => {
+                DalBackend::TimeSeries(Arc::new(LoggedTimeSeries::new(store, log.clone())))
+            }
+            (_, b) => b,
+        };
         let mut migration = None;
+        let mut raw = None;
         let (backend, pattern, endpoint) = match config.dal {
-            Dal::Keyvalue => {
-                let (source, p, e) = match Self::reusable(previous, &config.backend) {
+            Dal::Keyvalue | Dal::Timeseries => {
+                let (source, p, e) = match Self::reusable(previous, &config, &config.backend) {
                     Some(b) => {
                         let prev = previous.filter(|prev| prev.config.backend == config.backend);
                         (
@@ -139,20 +183,31 @@ impl Namespace {
                     None => open_backend(&config, resolver, data_dir, clock.clone()).await?,
                 };
                 match &config.migration {
-                    None => (DalBackend::KeyValue(source), p, e),
+                    None => {
+                        raw = Some(source.clone());
+                        (with_log(source), p, e)
+                    }
                     Some(m) => {
-                        let target = match Self::reusable(previous, &m.to) {
+                        let target = match Self::reusable(previous, &config, &m.to) {
                             Some(b) => b,
                             None => {
                                 let mut target_config = config.clone();
                                 target_config.backend = m.to.clone();
-                                open_backend(&target_config, resolver, data_dir, clock)
-                                    .await
-                                    .map_err(|e| format!("migration.to: {e}"))?
-                                    .0
+                                match open_backend(&target_config, resolver, data_dir, clock).await
+                                {
+                                    Ok((b, _, _)) => b,
+                                    Err(err) => {
+                                        if previous.is_none_or(|p| {
+                                            !p.raw_backends().iter().any(|b| b.same(&source))
+                                        }) {
+                                            let _ = source.close().await;
+                                        }
+                                        return Err(format!("migration.to: {err}"));
+                                    }
+                                }
                             }
                         };
-                        let roles = Roles::for_phase(m.phase, &source, &target);
+                        let roles = Roles::for_phase(m.phase, &source, &target)?;
                         let shared = match previous.and_then(|p| p.migration.as_ref()) {
                             Some(prev) => {
                                 prev.shared.set_roles(roles.clone());
@@ -166,37 +221,22 @@ impl Namespace {
                         } else {
                             0.0
                         };
-                        let shadowed = ShadowedKv::new(roles, shared.clone()).comparing(sample);
+                        let served = match roles {
+                            Roles::KeyValue(r) => DalBackend::KeyValue(Arc::new(
+                                ShadowedKv::new(r, shared.clone()).comparing(sample),
+                            )),
+                            Roles::TimeSeries(r) => DalBackend::TimeSeries(Arc::new(
+                                ShadowedTs::new(r, shared.clone()).comparing(sample),
+                            )),
+                        };
                         migration = Some(MigrationBackends {
                             source,
                             target,
                             shared,
                         });
-                        (DalBackend::KeyValue(Arc::new(shadowed)), p, e)
+                        (with_log(served), p, e)
                     }
                 }
-            }
-            Dal::Timeseries => {
-                let ctx = TimeSeriesContext {
-                    namespace: config.name.clone(),
-                    data_dir: data_dir.to_path_buf(),
-                    clock,
-                    bucket: config.timeseries_settings().bucket,
-                };
-                let mut b = resolver
-                    .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
-                    .await?;
-                if let Some(log) = &config.timeseries_settings().log {
-                    let log = match log.open(&config.name) {
-                        Ok(log) => log,
-                        Err(e) => {
-                            let _ = b.close().await;
-                            return Err(format!("timeseries.log: {e}"));
-                        }
-                    };
-                    b = Arc::new(LoggedTimeSeries::new(b, log));
-                }
-                (DalBackend::TimeSeries(b), None, None)
             }
             Dal::Pubsub => {
                 let ctx = PubSubContext {
@@ -233,6 +273,10 @@ impl Namespace {
             version,
             "namespace backend opened"
         );
+        let raws = match &migration {
+            Some(m) => vec![m.source.clone(), m.target.clone()],
+            None => vec![raw.clone().unwrap_or_else(|| backend.clone())],
+        };
         Ok(Namespace {
             config,
             backend,
@@ -243,7 +287,58 @@ impl Namespace {
             applied_at: SystemTime::now(),
             _retention: retention,
             migration,
+            raw,
+            released: release_flags(previous, &raws),
         })
+    }
+
+    fn release_flag(&self, backend: &DalBackend) -> Option<Arc<tokio::sync::watch::Sender<bool>>> {
+        self.raw_backends()
+            .iter()
+            .zip(&self.released)
+            .find(|(b, _)| b.same(backend))
+            .map(|(_, flag)| flag.clone())
+    }
+
+    /// Marks `backends` (of this version) released: the streams of every
+    /// version holding one of them end.
+    pub fn release(&self, backends: &[DalBackend]) {
+        for b in backends {
+            if let Some(flag) = self.release_flag(b) {
+                flag.send_replace(true);
+            }
+        }
+    }
+
+    /// Resolves once a backend of this version is released.
+    pub async fn released(&self) {
+        let mut flags: Vec<_> = self.released.iter().map(|f| f.subscribe()).collect();
+        match flags.as_mut_slice() {
+            [a] => {
+                let _ = a.wait_for(|r| *r).await;
+            }
+            [a, b] => {
+                tokio::select! {
+                    _ = a.wait_for(|r| *r) => {}
+                    _ = b.wait_for(|r| *r) => {}
+                }
+            }
+            _ => std::future::pending().await,
+        }
+    }
+
+    /// The error a stream on a released version ends with.
+    pub fn moved(&self, stream: &str) -> tonic::Status {
+        tonic::Status::unavailable(format!(
+            "namespace '{}' now runs on another backend or was removed; open the {stream} \
+             again{}",
+            self.config.name,
+            if stream == "tail" {
+                ", from the time of the last event received"
+            } else {
+                ""
+            }
+        ))
     }
 
     /// Whether `other` holds every backend instance of this version.
@@ -329,8 +424,32 @@ pub fn pattern_binary(kind: &str, configured: Option<&Path>) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens one namespace's backend in its configured mode.
+/// Opens one KeyValue or TimeSeries namespace's backend (without the
+/// TimeSeries log), with its pattern process and endpoint.
 async fn open_backend(
+    config: &NamespaceConfig,
+    resolver: &Resolver,
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<(DalBackend, Option<Arc<PatternProcess>>, Option<String>), String> {
+    if config.dal == Dal::Timeseries {
+        let ctx = TimeSeriesContext {
+            namespace: config.name.clone(),
+            data_dir: data_dir.to_path_buf(),
+            clock,
+            bucket: config.timeseries_settings().bucket,
+        };
+        let b = resolver
+            .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
+            .await?;
+        return Ok((DalBackend::TimeSeries(b), None, None));
+    }
+    let (b, p, e) = open_keyvalue(config, resolver, data_dir, clock).await?;
+    Ok((DalBackend::KeyValue(b), p, e))
+}
+
+/// Opens one KeyValue namespace's backend in its configured mode.
+async fn open_keyvalue(
     config: &NamespaceConfig,
     resolver: &Resolver,
     data_dir: &Path,

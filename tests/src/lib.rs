@@ -219,3 +219,66 @@ pub fn prismctl(addr: SocketAddr, args: &[&str]) -> Output {
         .output()
         .expect("running prismctl")
 }
+
+/// The stdout of a `prismctl` run that must succeed (the failure shows
+/// both streams).
+pub fn succeeded(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "prismctl failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("prismctl prints UTF-8")
+}
+
+/// A proxy's configuration in a temporary directory: `prism.yaml` with
+/// free listener ports, and a `namespaces/` directory holding one
+/// namespace file.
+pub struct ConfigDir {
+    pub dir: tempfile::TempDir,
+    /// The path of `prism.yaml`.
+    pub config: String,
+    /// The namespace's name (unique to this run).
+    pub name: String,
+    /// The namespace's file.
+    pub file: PathBuf,
+}
+
+impl ConfigDir {
+    /// A namespace named `<prefix>-<pid>-<ms>` whose file says `body`
+    /// after its `name:` line.
+    pub fn with_namespace(prefix: &str, body: &str) -> Self {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let ns_dir = dir.path().join("namespaces");
+        std::fs::create_dir(&ns_dir).expect("creating namespaces/");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("a clock after 1970")
+            .as_millis();
+        let name = format!("{prefix}-{}-{now}", std::process::id());
+        std::fs::write(
+            dir.path().join("prism.yaml"),
+            format!(
+                "listeners:\n  grpc: {}\n  admin: {}\nnamespaces:\n  dir: namespaces\n",
+                free_addr(),
+                free_addr()
+            ),
+        )
+        .expect("writing prism.yaml");
+        let file = ns_dir.join(format!("{name}.yaml"));
+        std::fs::write(&file, format!("name: {name}\n{body}")).expect("writing the namespace");
+        let config = dir.path().join("prism.yaml").display().to_string();
+        ConfigDir {
+            dir,
+            config,
+            name,
+            file,
+        }
+    }
+
+    /// Starts a proxy on this configuration (data in `<dir>/data`).
+    pub fn start(&self) -> ProxyProcess {
+        ProxyProcess::start_with(&self.dir.path().join("data"), &["--config", &self.config])
+    }
+}

@@ -5,13 +5,13 @@
 //! killed with SIGKILL during the backfill resumes from its checkpoint.
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use prism_proto::keyvalue::v1 as pb;
-use prism_tests::{ProxyProcess, free_addr, http_get, prismctl};
+use prism_tests::{ConfigDir, ProxyProcess, http_get, prismctl, succeeded};
 
 fn postgres_url() -> String {
     std::env::var("PRISM_TEST_POSTGRES_URL")
@@ -31,58 +31,17 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{now}", std::process::id())
 }
 
-/// A proxy whose config store is a directory holding one KeyValue
-/// namespace on `backend` (a YAML `backend:` body).
-struct Setup {
-    dir: tempfile::TempDir,
-    config: String,
-    name: String,
-}
-
-impl Setup {
-    fn new(prefix: &str, backend: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let ns_dir = dir.path().join("namespaces");
-        std::fs::create_dir(&ns_dir).unwrap();
-        let name = unique(prefix);
-        std::fs::write(
-            dir.path().join("prism.yaml"),
-            format!(
-                "listeners:\n  grpc: {}\n  admin: {}\nnamespaces:\n  dir: namespaces\n",
-                free_addr(),
-                free_addr()
-            ),
-        )
-        .unwrap();
-        std::fs::write(
-            ns_dir.join(format!("{name}.yaml")),
-            format!("name: {name}\ndal: keyvalue\nbackend:\n{backend}"),
-        )
-        .unwrap();
-        let config = dir.path().join("prism.yaml").display().to_string();
-        Setup { dir, config, name }
-    }
-
-    fn start(&self) -> ProxyProcess {
-        ProxyProcess::start_with(&self.dir.path().join("data"), &["--config", &self.config])
-    }
-}
-
-fn ok(out: Output) -> String {
-    assert!(
-        out.status.success(),
-        "prismctl failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
+/// A proxy's configuration holding one KeyValue namespace on `backend`
+/// (a YAML `backend:` body).
+fn setup(prefix: &str, backend: &str) -> ConfigDir {
+    ConfigDir::with_namespace(prefix, &format!("dal: keyvalue\nbackend:\n{backend}"))
 }
 
 /// `prismctl migrate ARGS... NAME`; must succeed.
 fn migrate(proxy: &ProxyProcess, args: &[&str]) -> String {
     let mut all = vec!["migrate"];
     all.extend_from_slice(args);
-    ok(prismctl(proxy.grpc, &all))
+    succeeded(prismctl(proxy.grpc, &all))
 }
 
 fn status(proxy: &ProxyProcess, name: &str) -> serde_json::Value {
@@ -271,7 +230,7 @@ async fn read_all(proxy: &ProxyProcess, name: &str, ids: usize) {
 
 /// The whole procedure under load, from the namespace's backend to `to`
 /// (`start_flags`: extra flags of `migrate start`).
-async fn migrate_under_load(setup: Setup, to: &str, start_flags: &[&str]) {
+async fn migrate_under_load(setup: ConfigDir, to: &str, start_flags: &[&str]) {
     let proxy = setup.start();
     let name = setup.name.clone();
     let pre = populate(&proxy, &name, 200).await;
@@ -326,14 +285,7 @@ async fn migrate_under_load(setup: Setup, to: &str, start_flags: &[&str]) {
     let after = status(&proxy, &name);
     assert_eq!(after["phase"], "", "the migration ended: {after}");
     // The namespace file now names the target.
-    let stored = std::fs::read_to_string(
-        setup
-            .dir
-            .path()
-            .join("namespaces")
-            .join(format!("{name}.yaml")),
-    )
-    .unwrap();
+    let stored = std::fs::read_to_string(&setup.file).unwrap();
     assert!(!stored.contains("migration"), "{stored}");
     assert_all_present(&proxy, &name, &pre).await;
     assert_all_present(&proxy, &name, &result.acknowledged).await;
@@ -341,7 +293,7 @@ async fn migrate_under_load(setup: Setup, to: &str, start_flags: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_to_postgres_under_load() {
-    let setup = Setup::new("mig-pg", "  kind: sqlite\n");
+    let setup = setup("mig-pg", "  kind: sqlite\n");
     let schema = format!("mig_{}", std::process::id());
     let to = format!(
         "{{kind: postgres, options: {{url: \"{}\", schema: {schema}}}}}",
@@ -352,7 +304,7 @@ async fn sqlite_to_postgres_under_load() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memstore_to_redis_under_load() {
-    let setup = Setup::new("mig-redis", "  kind: memstore\n");
+    let setup = setup("mig-redis", "  kind: memstore\n");
     let to = format!(
         "{{kind: redis, options: {{url: \"{}\", key_prefix: prism-mig-test}}}}",
         redis_url()
@@ -377,7 +329,7 @@ fn psql(sql: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mismatch_injected_into_the_shadow_blocks_promotion() {
-    let setup = Setup::new("mig-bad", "  kind: memstore\n");
+    let setup = setup("mig-bad", "  kind: memstore\n");
     let proxy = setup.start();
     let name = setup.name.clone();
     populate(&proxy, &name, 20).await;
@@ -451,7 +403,7 @@ async fn a_mismatch_injected_into_the_shadow_blocks_promotion() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
     const IDS: usize = 1500;
-    let setup = Setup::new("mig-kill", "  kind: sqlite\n");
+    let setup = setup("mig-kill", "  kind: sqlite\n");
     let proxy = setup.start();
     let name = setup.name.clone();
     let pre = populate(&proxy, &name, IDS).await;
@@ -555,7 +507,7 @@ async fn a_fleet_follows_the_phase_through_the_shared_store() {
     );
     let file = dir.path().join("ns.yaml");
     std::fs::write(&file, yaml).unwrap();
-    ok(prismctl(
+    succeeded(prismctl(
         a.grpc,
         &["namespace", "apply", "-f", &file.display().to_string()],
     ));

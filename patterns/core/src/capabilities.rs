@@ -67,7 +67,8 @@ impl Capability {
     ];
 
     /// The capabilities a TimeSeries backend may declare.
-    pub const TIMESERIES: [Capability; 2] = [Capability::Retention, Capability::Durable];
+    pub const TIMESERIES: [Capability; 3] =
+        [Capability::Retention, Capability::Durable, Capability::Scan];
 
     /// The capabilities a PubSub backend may declare.
     pub const PUBSUB: [Capability; 5] = [

@@ -88,6 +88,17 @@ pub struct ReadQuery {
     pub after: Option<(i64, String)>,
 }
 
+/// An event's identity `(series_id, time_us, event_id)`: where a
+/// [`TimeSeriesBackend::scan`] continues.
+pub type EventKey = (String, i64, String);
+
+impl Event {
+    /// The event's identity.
+    pub fn key(&self) -> EventKey {
+        (self.series_id.clone(), self.time_us, self.event_id.clone())
+    }
+}
+
 /// A page of events; `next` continues after the last one.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct EventPage {
@@ -196,6 +207,37 @@ pub trait TimeSeriesBackend: Send + Sync + 'static {
     /// Releases the backend's resources.
     async fn close(&self) -> Result<(), BackendError> {
         Ok(())
+    }
+
+    /// Up to `limit` events of every series of the namespace, in identity
+    /// order (series id, then time, then event id), after `after`
+    /// (exclusive; `None`: from the first), leaving out events with a
+    /// sequence above `up_to`. A backend declaring
+    /// [`crate::Capability::Scan`] implements it; a migration's backfill
+    /// reads its source with it. Identity order makes the scan resumable
+    /// from its last event and finite while writes go on: an event written
+    /// after the scan began has a sequence above `up_to`.
+    async fn scan(
+        &self,
+        _after: Option<&EventKey>,
+        _up_to: u64,
+        _limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError> {
+        Err(BackendError::unsupported(
+            self.kind(),
+            crate::Capability::Scan,
+        ))
+    }
+
+    /// The highest sequence assigned so far (every event with a sequence
+    /// at or below it is committed), read from the store itself rather
+    /// than from [`TimeSeriesBackend::watch_sequence`]. A backend declaring
+    /// [`crate::Capability::Scan`] implements it.
+    async fn last_sequence(&self) -> Result<u64, BackendError> {
+        Err(BackendError::unsupported(
+            self.kind(),
+            crate::Capability::Scan,
+        ))
     }
 
     /// A tail served by the backend's [`EventLog`] rather than built by
@@ -322,6 +364,19 @@ impl TimeSeriesBackend for LoggedTimeSeries {
 
     async fn close(&self) -> Result<(), BackendError> {
         self.store.close().await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&EventKey>,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError> {
+        self.store.scan(after, up_to, limit).await
+    }
+
+    async fn last_sequence(&self) -> Result<u64, BackendError> {
+        self.store.last_sequence().await
     }
 
     async fn log_tail(

@@ -3,16 +3,17 @@
 //! assigned under the store's lock, so commit order is sequence order.
 //! Nothing is kept across restarts. Retention removes whole buckets: the
 //! events of a series are ordered by time, so dropping the buckets before a
-//! cutoff is one split of each series' map.
+//! cutoff is one split of each series' map. Series are kept ordered by id,
+//! so a namespace-wide scan walks them in identity order.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pattern_core::timeseries::{
-    DEFAULT_BUCKET, Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
-    TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
+    DEFAULT_BUCKET, Event, EventKey, EventPage, Order, ReadQuery, StoredEvent, TailQuery,
+    TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
 use tokio::sync::watch;
@@ -34,8 +35,11 @@ pub struct MemTimeSeries {
 
 #[derive(Default)]
 struct Inner {
+    /// The last sequence assigned (every event up to it is stored, as
+    /// writes assign under the lock).
     sequence: u64,
-    series: HashMap<String, Series>,
+    /// By series id, in identity order for [`TimeSeriesBackend::scan`].
+    series: BTreeMap<String, Series>,
 }
 
 impl Default for MemTimeSeries {
@@ -96,7 +100,9 @@ impl TimeSeriesBackend for MemTimeSeries {
     }
 
     fn capabilities(&self) -> Capabilities {
-        Capabilities::none().with(Capability::Retention)
+        Capabilities::none()
+            .with(Capability::Retention)
+            .with(Capability::Scan)
     }
 
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
@@ -209,6 +215,46 @@ impl TimeSeriesBackend for MemTimeSeries {
             !series.by_time.is_empty()
         });
         Ok(dropped)
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&EventKey>,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError> {
+        let inner = self.inner.lock().expect("timeseries lock");
+        let mut out = Vec::new();
+        // The series of `after` (if still there) continues after its
+        // event; every later series is read from its start.
+        let first = after.map_or(Bound::Unbounded, |(series, _, _)| {
+            Bound::Included(series.clone())
+        });
+        for (series_id, series) in inner.series.range::<String, _>((first, Bound::Unbounded)) {
+            if out.len() >= limit {
+                break;
+            }
+            let lower = match after {
+                Some((s, time_us, event_id)) if s == series_id => {
+                    Bound::Excluded((*time_us, event_id.clone()))
+                }
+                _ => Bound::Unbounded,
+            };
+            out.extend(
+                series
+                    .by_time
+                    .range((lower, Bound::Unbounded))
+                    .map(|(_, stored)| stored)
+                    .filter(|stored| stored.sequence <= up_to)
+                    .take(limit - out.len())
+                    .cloned(),
+            );
+        }
+        Ok(out)
+    }
+
+    async fn last_sequence(&self) -> Result<u64, BackendError> {
+        Ok(self.inner.lock().expect("timeseries lock").sequence)
     }
 }
 

@@ -8,7 +8,8 @@
 //! start of the event's time bucket) with an index, which retention deletes
 //! by; a `sequence` column with a `(namespace, series_id, sequence)` index
 //! for tails; tags as JSON text. `ts_sequences` holds each namespace's
-//! last sequence.
+//! last sequence. A namespace-wide scan (for a migration's backfill) walks
+//! the primary key in identity order.
 //!
 //! One writer connection does every write in one transaction, assigning
 //! sequences from `ts_sequences` inside it, so commit order is sequence
@@ -27,7 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use pattern_core::timeseries::{
-    Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
+    Event, EventKey, EventPage, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
     TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
@@ -360,6 +361,69 @@ fn read_since(
     Ok(out)
 }
 
+/// Up to `limit` events of every series after `after` in identity order,
+/// with a sequence at or below `up_to`: keyset pagination on the primary
+/// key.
+fn scan(
+    inner: &Inner,
+    conn: &Connection,
+    after: Option<&EventKey>,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, BackendError> {
+    // `read_row` reads the first five columns; the series id comes last.
+    const SELECT: &str = "SELECT time_us, event_id, sequence, tags, payload, series_id
+                          FROM ts_events WHERE namespace = ?1 AND sequence <= ?2";
+    const ORDER: &str = "ORDER BY series_id, time_us, event_id LIMIT ?3";
+    let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let mut stmt;
+    let mut rows = match after {
+        None => {
+            stmt = conn
+                .prepare_cached(&format!("{SELECT} {ORDER}"))
+                .map_err(sql_err)?;
+            stmt.query(params![inner.namespace, up_to, limit])
+        }
+        Some((series_id, time_us, event_id)) => {
+            stmt = conn
+                .prepare_cached(&format!(
+                    "{SELECT} AND (series_id, time_us, event_id) > (?4, ?5, ?6) {ORDER}"
+                ))
+                .map_err(sql_err)?;
+            stmt.query(params![
+                inner.namespace,
+                up_to,
+                limit,
+                series_id,
+                time_us,
+                event_id
+            ])
+        }
+    }
+    .map_err(sql_err)?;
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().map_err(sql_err)? {
+        let series_id: String = row.get(5).map_err(sql_err)?;
+        out.push(stored(&series_id, read_row(row).map_err(sql_err)?)?);
+    }
+    Ok(out)
+}
+
+/// The namespace's last assigned sequence, as committed in `ts_sequences`
+/// (also by another process writing the same file).
+fn last_sequence(inner: &Inner, conn: &Connection) -> Result<u64, BackendError> {
+    let value: Option<i64> = conn
+        .query_row(
+            "SELECT value FROM ts_sequences WHERE namespace = ?1",
+            [&inner.namespace],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql_err)?;
+    Ok(value.map_or(0, to_u64))
+}
+
 fn drop_before(inner: &Inner, cutoff_us: i64) -> Result<u64, BackendError> {
     let keep_from = bucket_start(cutoff_us, inner.bucket_us);
     let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -381,7 +445,7 @@ impl TimeSeriesBackend for SqliteTimeSeries {
     }
 
     fn capabilities(&self) -> Capabilities {
-        [Capability::Retention, Capability::Durable]
+        [Capability::Retention, Capability::Durable, Capability::Scan]
             .into_iter()
             .collect()
     }
@@ -419,6 +483,24 @@ impl TimeSeriesBackend for SqliteTimeSeries {
 
     async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError> {
         self.blocking(move |inner| drop_before(inner, cutoff_us))
+            .await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&EventKey>,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError> {
+        let after = after.cloned();
+        self.blocking(move |inner| {
+            inner.with_reader(|c| scan(inner, c, after.as_ref(), up_to, limit))
+        })
+        .await
+    }
+
+    async fn last_sequence(&self) -> Result<u64, BackendError> {
+        self.blocking(|inner| inner.with_reader(|c| last_sequence(inner, c)))
             .await
     }
 

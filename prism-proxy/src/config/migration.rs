@@ -82,15 +82,13 @@ fn default_read_sample() -> f64 {
 impl MigrationConfig {
     /// Checks the section against its namespace.
     pub(super) fn validate(&self, ns: &NamespaceConfig, file: &str) -> Result<(), ConfigError> {
-        if ns.dal != Dal::Keyvalue {
+        if ns.dal == Dal::Pubsub {
             return Err(ConfigError::new(
                 file,
                 "migration",
-                format!(
-                    "migrates KeyValue namespaces in this version, and this one serves {}; \
-                     remove the section",
-                    ns.dal.name()
-                ),
+                "migrates KeyValue and TimeSeries namespaces, and this one serves PubSub; \
+                 remove the section (a PubSub namespace moves by switching its publishers and \
+                 subscribers)",
             ));
         }
         if self.to.kind.is_empty() {

@@ -8,6 +8,9 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{ApplyOutcome, ManageError, Manager};
+use pattern_core::Capability;
+
+use crate::backend::DalBackend;
 use crate::config::{BackendSpec, Dal, MigrationPhase};
 use crate::migration::{Checkpoint, MismatchSample, now_ms};
 use crate::registry::Namespace;
@@ -132,7 +135,7 @@ fn blockers(phase: MigrationPhase, s: &MigrationStatus) -> Vec<String> {
     let mut out = Vec::new();
     if s.repairs_queued > 0 && phase >= MigrationPhase::Backfill {
         out.push(format!(
-            "{} id(s) wait for repair on the shadow (shadow writes failed); wait for the queue \
+            "{} repair(s) wait in the queue (ids or events whose shadow write failed); wait for the queue \
              to drain",
             s.repairs_queued
         ));
@@ -252,11 +255,22 @@ impl Manager {
                 },
                 None,
             ) => {
-                if ns.config.dal != Dal::Keyvalue {
-                    return Err(ManageError::Refused(format!(
-                        "'{name}' serves {}; only KeyValue namespaces migrate in this version",
-                        ns.config.dal.name()
-                    )));
+                match ns.config.dal {
+                    Dal::Keyvalue => {}
+                    Dal::Timeseries if ns.capabilities.has(Capability::Scan) => {}
+                    Dal::Timeseries => {
+                        return Err(ManageError::Refused(format!(
+                            "'{name}' is served by {}, which cannot list its events (it lacks \
+                             the scan capability), so its data cannot be copied; nothing was \
+                             changed",
+                            ns.config.backend.kind
+                        )));
+                    }
+                    Dal::Pubsub => {
+                        return Err(ManageError::Refused(format!(
+                            "'{name}' serves PubSub; KeyValue and TimeSeries namespaces migrate"
+                        )));
+                    }
                 }
                 let to: yaml_serde::Value = yaml_serde::from_str(to).map_err(|e| {
                     ManageError::BadRequest(format!(
@@ -330,7 +344,7 @@ impl Manager {
                 let status = status_of(&ns).await?;
                 if status.repairs_queued > 0 {
                     check(vec![format!(
-                        "{} id(s) still wait for repair on the source",
+                        "{} repair(s) of the source still wait in the queue",
                         status.repairs_queued
                     )])?;
                 }
@@ -381,18 +395,34 @@ impl Manager {
         ns: &Namespace,
         spec: &BackendSpec,
     ) -> Result<Vec<&'static str>, ManageError> {
-        let ctx = pattern_core::OpenContext {
-            namespace: ns.config.name.clone(),
-            data_dir: self.data_dir.clone(),
-            clock: self.clock.clone(),
+        let cannot_open =
+            |e: String| ManageError::Refused(format!("the target backend cannot be opened: {e}"));
+        let target = if ns.config.dal == Dal::Timeseries {
+            let ctx = pattern_core::timeseries::TimeSeriesContext {
+                namespace: ns.config.name.clone(),
+                data_dir: self.data_dir.clone(),
+                clock: self.clock.clone(),
+                bucket: ns.config.timeseries_settings().bucket,
+            };
+            let b = self
+                .resolver
+                .open_timeseries(&spec.kind, ctx, spec.options.clone())
+                .await
+                .map_err(cannot_open)?;
+            DalBackend::TimeSeries(b)
+        } else {
+            let ctx = pattern_core::OpenContext {
+                namespace: ns.config.name.clone(),
+                data_dir: self.data_dir.clone(),
+                clock: self.clock.clone(),
+            };
+            let b = self
+                .resolver
+                .open_keyvalue(&spec.kind, ctx, spec.options.clone())
+                .await
+                .map_err(cannot_open)?;
+            DalBackend::KeyValue(b)
         };
-        let target = self
-            .resolver
-            .open_keyvalue(&spec.kind, ctx, spec.options.clone())
-            .await
-            .map_err(|e| {
-                ManageError::Refused(format!("the target backend cannot be opened: {e}"))
-            })?;
         let theirs = target.capabilities().names();
         let _ = target.close().await;
         Ok(ns

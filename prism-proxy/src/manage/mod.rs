@@ -560,6 +560,10 @@ impl Manager {
         if released.is_empty() {
             return;
         }
+        // Tails and subscriptions on the old backend end now (their
+        // clients reopen them on the next version) rather than hold it
+        // through the grace period.
+        previous.release(&released);
         let grace = self.grace;
         tokio::spawn(drain_and_close(previous, released, grace));
     }

@@ -51,7 +51,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
             // the previous run: scan again from the start, skipping the ids
             // done.
             if shared
-                .roles()
+                .kv_roles()?
                 .primary
                 .capabilities()
                 .has(Capability::SnapshotReads)
@@ -66,7 +66,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
         },
     };
     if cp.total.is_none() {
-        let primary = shared.roles().primary;
+        let primary = shared.kv_roles()?.primary;
         cp.total = Some(count(primary.as_ref()).await.map_err(err)?);
         shared.queue.save_checkpoint(&ns, &cp).await?;
     }
@@ -77,7 +77,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
     let mut current: Option<String> = None;
     let mut saved = cp.items;
     loop {
-        let roles = shared.roles();
+        let roles = shared.kv_roles()?;
         let page = PageRequest {
             budget_bytes: PAGE_BYTES,
             cursor: cp.cursor.clone(),

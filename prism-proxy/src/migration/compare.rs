@@ -1,7 +1,7 @@
 //! Shadow-read: a sampled read is read again from both backends under the
 //! id's lock, off the request path, and compared by keys and values.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -15,9 +15,10 @@ use super::{MigrationShared, items_of, locked, now_ms, same_item};
 const SAMPLES: usize = 20;
 /// A difference is checked again after this, to let a write from another
 /// proxy reach both backends.
-const RECHECK: Duration = Duration::from_millis(200);
+pub(super) const RECHECK: Duration = Duration::from_millis(200);
 
-/// One difference found, with the id and key hashed.
+/// One difference found, with the id and key hashed (TimeSeries: the
+/// series, and the event's time and id).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct MismatchSample {
     pub id: String,
@@ -68,7 +69,7 @@ pub fn differences(
 /// records a difference that is still there after [`RECHECK`].
 pub async fn compare(shared: Arc<MigrationShared>, id: String, selection: Selection) {
     for attempt in 0..2 {
-        let roles = shared.roles();
+        let Ok(roles) = shared.kv_roles() else { return };
         let found = {
             let _lock = shared.locks.lock(&id).await;
             let primary = items_of(roles.primary.as_ref(), &id, &selection).await;
@@ -102,15 +103,23 @@ pub async fn compare(shared: Arc<MigrationShared>, id: String, selection: Select
                 kind,
                 "shadow-read mismatch"
             );
-            samples.push_back(MismatchSample {
-                id: hashed_id.clone(),
-                key,
-                kind,
-                at_ms: now_ms(),
-            });
-            if samples.len() > SAMPLES {
-                samples.pop_front();
-            }
+            keep(
+                &mut samples,
+                MismatchSample {
+                    id: hashed_id.clone(),
+                    key,
+                    kind,
+                    at_ms: now_ms(),
+                },
+            );
         }
+    }
+}
+
+/// Keeps `sample`, dropping the oldest beyond [`SAMPLES`].
+pub(super) fn keep(samples: &mut VecDeque<MismatchSample>, sample: MismatchSample) {
+    samples.push_back(sample);
+    if samples.len() > SAMPLES {
+        samples.pop_front();
     }
 }

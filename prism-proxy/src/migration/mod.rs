@@ -1,12 +1,17 @@
-//! Moving a KeyValue namespace to another backend while it serves
-//! (ADR-016): the shadowed backend that dual-writes, the durable queue of
-//! ids to repair, and the task that repairs them.
+//! Moving a KeyValue or TimeSeries namespace to another backend while it
+//! serves (ADR-016): the shadowed backends that dual-write, the durable
+//! queue of ids (KeyValue) or events (TimeSeries) to repair, the task that
+//! repairs them, and the backfill.
 
 mod backfill;
 mod compare;
 mod locks;
 mod queue;
 mod repair;
+mod series;
+mod series_copy;
+#[cfg(test)]
+mod series_tests;
 mod shadowed;
 #[cfg(test)]
 mod tests;
@@ -17,37 +22,91 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use pattern_core::timeseries::TimeSeriesBackend;
 use pattern_core::{BackendError, KeyValueBackend};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use crate::audit::KeyHasher;
+use crate::backend::DalBackend;
 use crate::config::MigrationPhase;
 pub use compare::MismatchSample;
 pub use locks::IdLocks;
 pub use queue::{Checkpoint, RepairQueue};
 pub use repair::{Repaired, items_of, repair, same_item};
+pub use series::ShadowedTs;
 pub use shadowed::ShadowedKv;
 
 /// Which backend is primary in a phase: the source until `promoted`.
-#[derive(Clone)]
-pub struct Roles {
-    pub primary: Arc<dyn KeyValueBackend>,
-    pub shadow: Arc<dyn KeyValueBackend>,
+pub struct Pair<B: ?Sized> {
+    pub primary: Arc<B>,
+    pub shadow: Arc<B>,
 }
 
-impl Roles {
-    pub fn for_phase(
-        phase: MigrationPhase,
-        source: &Arc<dyn KeyValueBackend>,
-        target: &Arc<dyn KeyValueBackend>,
-    ) -> Self {
+impl<B: ?Sized> Clone for Pair<B> {
+    fn clone(&self) -> Self {
+        Pair {
+            primary: self.primary.clone(),
+            shadow: self.shadow.clone(),
+        }
+    }
+}
+
+impl<B: ?Sized> Pair<B> {
+    pub fn for_phase(phase: MigrationPhase, source: &Arc<B>, target: &Arc<B>) -> Self {
         let (primary, shadow) = if phase == MigrationPhase::Promoted {
             (target.clone(), source.clone())
         } else {
             (source.clone(), target.clone())
         };
-        Roles { primary, shadow }
+        Pair { primary, shadow }
+    }
+}
+
+/// The primary and the shadow of a KeyValue namespace.
+pub type KvRoles = Pair<dyn KeyValueBackend>;
+/// The primary and the shadow of a TimeSeries namespace.
+pub type TsRoles = Pair<dyn TimeSeriesBackend>;
+
+/// The primary and the shadow, of the namespace's DAL.
+#[derive(Clone)]
+pub enum Roles {
+    KeyValue(KvRoles),
+    TimeSeries(TsRoles),
+}
+
+impl Roles {
+    /// The roles of `source` and `target` in `phase`.
+    pub fn for_phase(
+        phase: MigrationPhase,
+        source: &DalBackend,
+        target: &DalBackend,
+    ) -> Result<Roles, String> {
+        match (source, target) {
+            (DalBackend::KeyValue(s), DalBackend::KeyValue(t)) => {
+                Ok(Pair::for_phase(phase, s, t).into())
+            }
+            (DalBackend::TimeSeries(s), DalBackend::TimeSeries(t)) => {
+                Ok(Pair::for_phase(phase, s, t).into())
+            }
+            _ => Err(format!(
+                "a {} namespace cannot migrate to a {} backend",
+                source.dal().name(),
+                target.dal().name()
+            )),
+        }
+    }
+}
+
+impl From<KvRoles> for Roles {
+    fn from(p: KvRoles) -> Self {
+        Roles::KeyValue(p)
+    }
+}
+
+impl From<TsRoles> for Roles {
+    fn from(p: TsRoles) -> Self {
+        Roles::TimeSeries(p)
     }
 }
 
@@ -140,7 +199,11 @@ impl MigrationShared {
     /// Starts the migration state of `namespace` with `roles`, and its
     /// repair task (which picks up ids a previous run of the proxy left
     /// queued).
-    pub fn start(namespace: &str, data_dir: &Path, roles: Roles) -> Result<Arc<Self>, String> {
+    pub fn start(
+        namespace: &str,
+        data_dir: &Path,
+        roles: impl Into<Roles>,
+    ) -> Result<Arc<Self>, String> {
         let queue = shared_queue(data_dir)?;
         let mut secret = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
@@ -161,7 +224,7 @@ impl MigrationShared {
             progress: Mutex::new(None),
             backfill: Mutex::new(None),
             backfill_error: Mutex::new(None),
-            roles: ArcSwap::from_pointee(roles),
+            roles: ArcSwap::from_pointee(roles.into()),
             wake: Notify::new(),
             hasher: KeyHasher::from_secret(&secret),
             worker: Mutex::new(None),
@@ -183,13 +246,29 @@ impl MigrationShared {
     }
 
     /// Sets the roles of the version now served.
-    pub fn set_roles(&self, roles: Roles) {
-        self.roles.store(Arc::new(roles));
+    pub fn set_roles(&self, roles: impl Into<Roles>) {
+        self.roles.store(Arc::new(roles.into()));
     }
 
     /// The roles of the version now served.
     pub fn roles(&self) -> Roles {
         Roles::clone(&self.roles.load_full())
+    }
+
+    /// The roles of the version now served, of a KeyValue namespace.
+    pub(crate) fn kv_roles(&self) -> Result<KvRoles, String> {
+        match self.roles() {
+            Roles::KeyValue(p) => Ok(p),
+            Roles::TimeSeries(_) => Err(format!("'{}' serves TimeSeries", self.namespace)),
+        }
+    }
+
+    /// The roles of the version now served, of a TimeSeries namespace.
+    pub(crate) fn ts_roles(&self) -> Result<TsRoles, String> {
+        match self.roles() {
+            Roles::TimeSeries(p) => Ok(p),
+            Roles::KeyValue(_) => Err(format!("'{}' serves KeyValue", self.namespace)),
+        }
     }
 
     /// Follows the phase of the version now served: runs the backfill in
@@ -213,7 +292,11 @@ impl MigrationShared {
             loop {
                 let Some(s) = weak.upgrade() else { return };
                 let rate = locked(&s.phase).and_then(|(_, r)| r);
-                match backfill::run(s.clone(), rate).await {
+                let run = match s.roles() {
+                    Roles::KeyValue(_) => backfill::run(s.clone(), rate).await,
+                    Roles::TimeSeries(_) => series_copy::backfill(s.clone(), rate).await,
+                };
+                match run {
                     Ok(()) => {
                         *locked(&s.backfill_error) = None;
                         return;
@@ -301,10 +384,14 @@ impl MigrationShared {
         let ids = self.queue.pending(&self.namespace, limit).await?;
         let mut repaired = 0;
         for id in &ids {
-            let roles = self.roles.load_full();
-            let result = {
-                let _lock = self.locks.lock(id).await;
-                repair(roles.primary.as_ref(), roles.shadow.as_ref(), id, now_ms()).await
+            let result = match self.roles() {
+                Roles::KeyValue(roles) => {
+                    let _lock = self.locks.lock(id).await;
+                    repair(roles.primary.as_ref(), roles.shadow.as_ref(), id, now_ms())
+                        .await
+                        .map(|_| ())
+                }
+                Roles::TimeSeries(roles) => series_copy::repair(&roles, id).await,
             };
             match result {
                 Ok(_) => {

@@ -1,5 +1,7 @@
-//! The durable repair queue: ids whose shadow write failed, kept in
-//! `<data_dir>/migrations.db` until the shadow has been repaired.
+//! The durable repair queue: ids (KeyValue) or event identities
+//! (TimeSeries) whose shadow write failed, kept in
+//! `<data_dir>/migrations.db` until the shadow has been repaired; and the
+//! backfill's checkpoint.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -52,10 +54,20 @@ impl RepairQueue {
                  bytes INTEGER NOT NULL DEFAULT 0,
                  total INTEGER,
                  started_ms INTEGER NOT NULL,
-                 finished_ms INTEGER
+                 finished_ms INTEGER,
+                 up_to INTEGER
              );",
         )
         .map_err(|e| sql_err(&path, "creating its tables", e))?;
+        // A queue written before TimeSeries migrations lacks `up_to`.
+        let has_up_to = conn
+            .prepare("SELECT 1 FROM pragma_table_info('backfills') WHERE name = 'up_to'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(|e| sql_err(&path, "reading its schema", e))?;
+        if !has_up_to {
+            conn.execute_batch("ALTER TABLE backfills ADD COLUMN up_to INTEGER")
+                .map_err(|e| sql_err(&path, "adding the up_to column", e))?;
+        }
         Ok(RepairQueue {
             path,
             conn: Arc::new(Mutex::new(conn)),
@@ -171,7 +183,7 @@ impl RepairQueue {
         self.with("reading the backfill checkpoint", move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT last_id, cursor_id, cursor_key, cursor_snapshot, items, bytes, total,
-                        started_ms, finished_ms
+                        started_ms, finished_ms, up_to
                  FROM backfills WHERE namespace = ?1",
             )?;
             let mut rows = stmt.query(params![namespace])?;
@@ -193,6 +205,7 @@ impl RepairQueue {
                 total: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
                 started_ms: r.get::<_, i64>(7)? as u64,
                 finished_ms: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
+                up_to: r.get::<_, Option<i64>>(9)?.map(|t| t as u64),
             }))
         })
         .await
@@ -205,13 +218,14 @@ impl RepairQueue {
         self.with("saving the backfill checkpoint", move |c| {
             c.execute(
                 "INSERT INTO backfills (namespace, last_id, cursor_id, cursor_key,
-                     cursor_snapshot, items, bytes, total, started_ms, finished_ms)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                     cursor_snapshot, items, bytes, total, started_ms, finished_ms, up_to)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
                  ON CONFLICT (namespace) DO UPDATE SET last_id = excluded.last_id,
                      cursor_id = excluded.cursor_id, cursor_key = excluded.cursor_key,
                      cursor_snapshot = excluded.cursor_snapshot, items = excluded.items,
                      bytes = excluded.bytes, total = excluded.total,
-                     started_ms = excluded.started_ms, finished_ms = excluded.finished_ms",
+                     started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
+                     up_to = excluded.up_to",
                 params![
                     namespace,
                     cp.last_id,
@@ -223,6 +237,7 @@ impl RepairQueue {
                     cp.total.map(|t| t as i64),
                     cp.started_ms as i64,
                     cp.finished_ms.map(|t| t as i64),
+                    cp.up_to.map(|t| t as i64),
                 ],
             )
             .map(|_| ())
@@ -246,6 +261,9 @@ pub struct Checkpoint {
     pub started_ms: u64,
     /// When it finished; `None` while it runs.
     pub finished_ms: Option<u64>,
+    /// TimeSeries: the source's last sequence when the backfill began;
+    /// later events reach the shadow by dual-write.
+    pub up_to: Option<u64>,
 }
 
 impl Checkpoint {

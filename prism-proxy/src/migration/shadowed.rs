@@ -25,7 +25,7 @@ pub struct ShadowedKv {
 
 impl ShadowedKv {
     /// The version served with `roles`.
-    pub fn new(roles: super::Roles, shared: Arc<MigrationShared>) -> Self {
+    pub fn new(roles: super::KvRoles, shared: Arc<MigrationShared>) -> Self {
         ShadowedKv {
             primary: roles.primary,
             shadow: roles.shadow,

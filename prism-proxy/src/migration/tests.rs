@@ -110,7 +110,7 @@ async fn contents(
     out
 }
 
-struct Pair {
+struct Setup {
     _dir: tempfile::TempDir,
     source: Arc<dyn KeyValueBackend>,
     target: Arc<Switchable>,
@@ -118,7 +118,7 @@ struct Pair {
     kv: ShadowedKv,
 }
 
-async fn pair(namespace: &str) -> Pair {
+async fn pair(namespace: &str) -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let source = open("memstore", namespace, dir.path()).await;
     let target = Arc::new(Switchable {
@@ -126,9 +126,9 @@ async fn pair(namespace: &str) -> Pair {
         down: AtomicBool::new(false),
     });
     let target_dyn: Arc<dyn KeyValueBackend> = target.clone();
-    let roles = Roles::for_phase(MigrationPhase::DualWrite, &source, &target_dyn);
+    let roles = Pair::for_phase(MigrationPhase::DualWrite, &source, &target_dyn);
     let shared = MigrationShared::start(namespace, dir.path(), roles.clone()).unwrap();
-    Pair {
+    Setup {
         _dir: dir,
         source,
         target,
@@ -137,17 +137,17 @@ async fn pair(namespace: &str) -> Pair {
     }
 }
 
-/// Waits (polling) until `cond` holds, up to 20 s.
-async fn eventually<F, Fut>(what: &str, mut cond: F)
+/// Waits (polling) until `cond` holds, up to 30 s.
+pub(super) async fn eventually<F, Fut>(what: &str, mut cond: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !cond().await {
         assert!(
             tokio::time::Instant::now() < deadline,
-            "not within 20 s: {what}"
+            "not within 30 s: {what}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -334,8 +334,13 @@ fn the_migration_section_is_checked() {
     let ts = config(
         "name: orders\ndal: timeseries\nbackend:\n  kind: memstore\nmigration:\n  to:\n    kind: sqlite\n",
     )
+    .unwrap();
+    assert_eq!(ts.migration.unwrap().to.kind, "sqlite");
+    let pubsub = config(
+        "name: orders\ndal: pubsub\nbackend:\n  kind: memstore\nmigration:\n  to:\n    kind: nats\n",
+    )
     .unwrap_err();
-    assert!(ts.contains("KeyValue namespaces"), "{ts}");
+    assert!(pubsub.contains("serves PubSub"), "{pubsub}");
 }
 
 /// The phases as namespace versions: each version shares the open
@@ -539,6 +544,7 @@ async fn backfill_resumes_from_its_checkpoint() {
                 total: Some(10),
                 started_ms: 1,
                 finished_ms: None,
+                up_to: None,
             },
         )
         .await
@@ -570,7 +576,7 @@ async fn backfill_resumes_from_its_checkpoint() {
 #[tokio::test]
 async fn shadow_read_finds_a_difference_and_records_it_hashed() {
     let p = pair("compare").await;
-    let kv = ShadowedKv::new(p.shared.roles(), p.shared.clone()).comparing(1.0);
+    let kv = ShadowedKv::new(p.shared.kv_roles().unwrap(), p.shared.clone()).comparing(1.0);
     kv.put(
         "user-42",
         vec![PutItem::new("email", "a@example.com")],
@@ -666,7 +672,7 @@ async fn every_keyvalue_backend_pair_migrates() {
                     .await
                     .unwrap();
             }
-            let roles = Roles::for_phase(MigrationPhase::DualWrite, &source, &target);
+            let roles = Pair::for_phase(MigrationPhase::DualWrite, &source, &target);
             let shared = MigrationShared::start(&ns, dir.path(), roles.clone()).unwrap();
             let kv = ShadowedKv::new(roles, shared.clone());
             kv.put(
@@ -695,7 +701,7 @@ async fn every_keyvalue_backend_pair_migrates() {
                 "{from} -> {to} after the backfill"
             );
             // Promoted: the target answers, the source still follows.
-            let promoted = Roles::for_phase(MigrationPhase::Promoted, &source, &target);
+            let promoted = Pair::for_phase(MigrationPhase::Promoted, &source, &target);
             shared.set_roles(promoted.clone());
             shared.set_phase(MigrationPhase::Promoted, None);
             let kv = ShadowedKv::new(promoted, shared.clone());

@@ -280,6 +280,8 @@ impl Subscriber {
             let mut sent = 0u64;
             let mut code = tonic::Code::Ok;
             let mut batch = first;
+            let released = self.ns.released();
+            tokio::pin!(released);
             if tx.send(Ok(marker)).await.is_ok() {
                 'stream: loop {
                     for delivery in batch.drain(..) {
@@ -296,6 +298,12 @@ impl Subscriber {
                     let pulled = tokio::select! {
                         pulled = self.backend.pull(&self.sub, PULL_BATCH, PULL_WAIT) => pulled,
                         () = tx.closed() => break,
+                        () = &mut released => {
+                            let status = self.ns.moved("subscription");
+                            code = status.code();
+                            let _ = tx.send(Err(status)).await;
+                            break;
+                        }
                     };
                     match pulled {
                         Ok(next) => batch = next,

@@ -284,10 +284,18 @@ fn tail_stream(
         let mut reveal = gate.reveal(&ns, &principal);
         let mut sent = 0u64;
         let mut code = tonic::Code::Ok;
+        let released = ns.released();
+        tokio::pin!(released);
         loop {
             let item = tokio::select! {
                 item = rx.recv() => item,
                 () = tx.closed() => break,
+                () = &mut released => {
+                    let status = ns.moved("tail");
+                    code = status.code();
+                    let _ = tx.send(Err(status)).await;
+                    break;
+                }
             };
             let response = match item {
                 None => break,

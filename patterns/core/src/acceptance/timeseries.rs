@@ -21,7 +21,8 @@ use std::time::Duration;
 pub use cases::{
     batch_duplicates_count_once, concurrent_writers_get_unique_increasing_sequences,
     newest_and_oldest_first_with_byte_pages, range_bounds, retention_drops_whole_buckets,
-    retried_write_counts_duplicates, sequences_survive_reopen, tag_filters, write_read_roundtrip,
+    retried_write_counts_duplicates, scan_lists_every_event_in_identity_order,
+    sequences_survive_reopen, tag_filters, write_read_roundtrip,
 };
 pub use tail::tail_catches_up_then_follows;
 
@@ -39,6 +40,7 @@ pub fn case_capability(case: &str) -> Option<Capability> {
     match case {
         "retention_drops_whole_buckets" => Some(Capability::Retention),
         "sequences_survive_reopen" => Some(Capability::Durable),
+        "scan_lists_every_event_in_identity_order" => Some(Capability::Scan),
         _ => None,
     }
 }
@@ -237,7 +239,8 @@ macro_rules! timeseries_acceptance_suite {
             tail_catches_up_then_follows,
             concurrent_writers_get_unique_increasing_sequences,
             retention_drops_whole_buckets,
-            sequences_survive_reopen
+            sequences_survive_reopen,
+            scan_lists_every_event_in_identity_order
         );
     };
     ($(#[$attr:meta])* $factory:expr, $options:expr) => {

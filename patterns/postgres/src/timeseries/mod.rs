@@ -12,6 +12,9 @@
 //!   numbers; an event already stored (`ON CONFLICT DO NOTHING`) leaves its
 //!   number unused. Such gaps are harmless: a tail needs order, not
 //!   density.
+//! * Scan (a migration's backfill): keyset pagination on the primary key
+//!   across partitions, leaving out sequences above the bound;
+//!   `last_sequence` reads the committed counter row.
 //! * Retention: `drop_before` drops whole partitions whose upper bound is
 //!   at or before the cutoff; no row is deleted.
 //! * Tails wake on `LISTEN/NOTIFY` with a polling fallback ([`notify`]).
@@ -31,8 +34,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Runtime};
 use pattern_core::timeseries::{
-    Event, EventPage, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend, TimeSeriesContext,
-    TimeSeriesFactory, WriteSummary,
+    Event, EventKey, EventPage, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
+    TimeSeriesContext, TimeSeriesFactory, WriteSummary,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
 use serde::Deserialize;
@@ -195,7 +198,7 @@ impl TimeSeriesBackend for PostgresTimeSeries {
     }
 
     fn capabilities(&self) -> Capabilities {
-        [Capability::Retention, Capability::Durable]
+        [Capability::Retention, Capability::Durable, Capability::Scan]
             .into_iter()
             .collect()
     }
@@ -223,6 +226,19 @@ impl TimeSeriesBackend for PostgresTimeSeries {
 
     async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError> {
         ops::drop_before(&self.shared, cutoff_us).await
+    }
+
+    async fn scan(
+        &self,
+        after: Option<&EventKey>,
+        up_to: u64,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>, BackendError> {
+        ops::scan(&self.shared, after, up_to, limit).await
+    }
+
+    async fn last_sequence(&self) -> Result<u64, BackendError> {
+        self.shared.committed_sequence().await
     }
 
     async fn close(&self) -> Result<(), BackendError> {

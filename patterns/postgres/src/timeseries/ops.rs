@@ -4,7 +4,8 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use pattern_core::BackendError;
 use pattern_core::timeseries::{
-    Event, EventPage, Order, ReadQuery, StoredEvent, TailQuery, WriteSummary, bucket_start,
+    Event, EventKey, EventPage, Order, ReadQuery, StoredEvent, TailQuery, WriteSummary,
+    bucket_start,
 };
 use tokio_postgres::Row;
 use tokio_postgres::error::SqlState;
@@ -291,6 +292,51 @@ pub async fn read_since(
         .await
         .map_err(pg_err)?;
     rows.iter().map(|r| stored(&q.series_id, r)).collect()
+}
+
+/// Up to `limit` events of every series after `after` in identity order,
+/// with a sequence at or below `up_to`: keyset pagination on the primary
+/// key (a merge of the partitions' key indexes).
+pub async fn scan(
+    shared: &Shared,
+    after: Option<&EventKey>,
+    up_to: u64,
+    limit: usize,
+) -> Result<Vec<StoredEvent>, BackendError> {
+    let up_to = i64::try_from(up_to).unwrap_or(i64::MAX);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    // The series id comes last, after the columns `stored` reads.
+    let base = format!(
+        "SELECT {COLUMNS}, series_id FROM {} WHERE sequence <= $1",
+        shared.layout.parent()
+    );
+    let order = "ORDER BY series_id, time_us, event_id LIMIT $2";
+    let client = shared.client().await?;
+    let rows = match after {
+        None => {
+            let stmt = client
+                .prepare_cached(&format!("{base} {order}"))
+                .await
+                .map_err(pg_err)?;
+            client.query(&stmt, &[&up_to, &limit]).await
+        }
+        Some((series_id, time_us, event_id)) => {
+            let stmt = client
+                .prepare_cached(&format!(
+                    "{base} AND (series_id, time_us, event_id)
+                     > ($3::text COLLATE \"C\", $4, $5::text COLLATE \"C\") {order}"
+                ))
+                .await
+                .map_err(pg_err)?;
+            client
+                .query(&stmt, &[&up_to, &limit, series_id, time_us, event_id])
+                .await
+        }
+    }
+    .map_err(pg_err)?;
+    rows.iter()
+        .map(|r| stored(r.get::<_, &str>(5), r))
+        .collect()
 }
 
 /// Drops every partition whose upper bound is at or before `cutoff_us`,

@@ -9,7 +9,9 @@ use std::time::Duration;
 use super::{TimeSeriesHarness, all_since, event, keys, read_all, read_pages, whole};
 use crate::capabilities::Capability;
 use crate::error::BackendError;
-use crate::timeseries::{Event, Order, ReadQuery, TimeSeriesBackend, WriteSummary};
+use crate::timeseries::{
+    Event, EventKey, Order, ReadQuery, StoredEvent, TimeSeriesBackend, WriteSummary,
+};
 
 async fn write(b: &Arc<dyn TimeSeriesBackend>, events: Vec<Event>) -> WriteSummary {
     b.write(events)
@@ -474,4 +476,211 @@ pub async fn sequences_survive_reopen(h: &TimeSeriesHarness) {
         newest.sequence
     );
     b.close().await.expect("close");
+}
+
+/// Scans every page of the namespace with `limit`-event pages from the
+/// start, continuing after each page's last event, up to sequence `up_to`.
+async fn scan_pages(b: &Arc<dyn TimeSeriesBackend>, up_to: u64, limit: usize) -> Vec<StoredEvent> {
+    let mut out: Vec<StoredEvent> = Vec::new();
+    let mut after: Option<EventKey> = None;
+    for _ in 0..10_000 {
+        let page = b
+            .scan(after.as_ref(), up_to, limit)
+            .await
+            .unwrap_or_else(|e| panic!("scan after {after:?} up to sequence {up_to}: {e}"));
+        assert!(
+            page.len() <= limit,
+            "scan after {after:?} returned {} events; the limit was {limit}",
+            page.len()
+        );
+        let Some(last) = page.last() else {
+            return out;
+        };
+        after = Some(last.event.key());
+        out.extend(page);
+    }
+    panic!("scanning with {limit}-event pages does not terminate");
+}
+
+/// With Scan, `scan` lists every event of every series in identity order
+/// (series id, time, event id; ids in byte order), page by page from the
+/// last event returned, leaving out events with a sequence above its
+/// bound: a scan up to `last_sequence` read before later writes sees
+/// exactly the earlier events. Without Scan, both calls are refused.
+pub async fn scan_lists_every_event_in_identity_order(h: &TimeSeriesHarness) {
+    let b = h.open("scan").await.backend;
+    if !b.capabilities().has(Capability::Scan) {
+        write(&b, vec![event("s", 1, "e", "h")]).await;
+        match b.scan(None, u64::MAX, 3).await {
+            Err(BackendError::Unsupported { capability, .. }) => {
+                assert_eq!(capability, Capability::Scan)
+            }
+            other => panic!("scan without Scan must be Unsupported: {other:?}"),
+        }
+        match b.last_sequence().await {
+            Err(BackendError::Unsupported { capability, .. }) => {
+                assert_eq!(capability, Capability::Scan)
+            }
+            other => panic!("last_sequence without Scan must be Unsupported: {other:?}"),
+        }
+        return;
+    }
+    let mk = |series: &str, time_us: i64, id: &str, tags: &[(&str, &str)], payload: &[u8]| Event {
+        series_id: series.into(),
+        time_us,
+        event_id: id.into(),
+        tags: tags
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+        payload: payload.to_vec(),
+    };
+    // Series written in an order unlike their byte order ("Zulu" < "alpha"
+    // < "mid" < "zeta" < "ära"), batches interleaving them so sequence
+    // order is not identity order, ties on time broken by event id.
+    let before = vec![
+        vec![
+            mk("zeta", 50, "b", &[("host", "h1")], b"zeta-50-b"),
+            mk(
+                "alpha",
+                20,
+                "y",
+                &[("host", "h2"), ("dc", "x")],
+                b"alpha-20-y",
+            ),
+            mk("zeta", 50, "a", &[], b""),
+        ],
+        vec![
+            mk("mid", -5, "neg", &[("sign", "-")], &[0, 255, 7]),
+            mk("alpha", 20, "x", &[("host", "h1")], b"alpha-20-x"),
+            mk("ära", 1, "é", &[("région", "eu")], "ära".as_bytes()),
+        ],
+        vec![
+            mk("Zulu", 3_000, "z", &[("host", "h3")], b"Zulu"),
+            mk("alpha", 10, "z", &[("host", "h1")], b"alpha-10-z"),
+            mk("mid", 7, "B", &[("k", "v")], b"mid-7-B"),
+            mk("mid", 7, "A", &[("k", "v")], b"mid-7-A"),
+            mk("zeta", 49, "c", &[("host", "h1")], b"zeta-49-c"),
+        ],
+    ];
+    let mut written = Vec::new();
+    for batch in before {
+        let n = batch.len() as u32;
+        assert_eq!(write(&b, batch.clone()).await, summary(n, 0));
+        written.extend(batch);
+    }
+    let mark = b.last_sequence().await.expect("last_sequence");
+    let series = ["Zulu", "alpha", "mid", "zeta", "ära"];
+    let mut stored = Vec::new();
+    for s in series {
+        stored.extend(all_since(&b, s).await);
+    }
+    assert_eq!(stored.len(), written.len(), "read_since sees every event");
+    let highest = stored.iter().map(|s| s.sequence).max().unwrap_or(0);
+    assert!(
+        mark >= highest,
+        "last_sequence {mark} is below the highest sequence written, {highest}"
+    );
+    // Later writes: into the middle of series, a new first series, and a
+    // duplicate of an earlier event (which changes nothing).
+    let later = vec![
+        mk("alpha", 15, "later-1", &[("host", "h9")], b"later-1"),
+        mk("mid", 7, "AA", &[], b"later-2"),
+        mk("Aaa", 1, "later-3", &[], b"later-3"),
+        mk("zeta", 51, "later-4", &[("host", "h9")], b"later-4"),
+        mk("zeta", 50, "a", &[], b"a duplicate"),
+    ];
+    assert_eq!(write(&b, later.clone()).await, summary(4, 1));
+    let later_ids: HashSet<&str> = later[..4].iter().map(|e| e.event_id.as_str()).collect();
+
+    let mut want_events = written.clone();
+    want_events.sort_by_key(Event::key);
+    let mut want_stored = stored.clone();
+    want_stored.sort_by_key(|s| s.event.key());
+    for limit in [3, 1, 100] {
+        let got = scan_pages(&b, mark, limit).await;
+        assert!(
+            got.iter()
+                .all(|s| !later_ids.contains(s.event.event_id.as_str())),
+            "a scan up to sequence {mark} (limit {limit}) returned events written after \
+             last_sequence was read: {:?}",
+            got.iter()
+                .filter(|s| later_ids.contains(s.event.event_id.as_str()))
+                .map(|s| s.event.key())
+                .collect::<Vec<_>>()
+        );
+        let got_events: Vec<Event> = got.iter().map(|s| s.event.clone()).collect();
+        assert_eq!(
+            got_events.iter().map(Event::key).collect::<Vec<_>>(),
+            want_events.iter().map(Event::key).collect::<Vec<_>>(),
+            "a scan up to sequence {mark} with limit {limit}: identities in identity order"
+        );
+        assert_eq!(
+            got_events, want_events,
+            "limit {limit}: every event with its tags and payload"
+        );
+        assert_eq!(
+            got, want_stored,
+            "limit {limit}: each event with the sequence read_since gives it"
+        );
+    }
+
+    // Without a bound, the later events are there too, in their places.
+    let mut everything = written.clone();
+    everything.extend(later[..4].iter().cloned());
+    everything.sort_by_key(Event::key);
+    let got: Vec<Event> = scan_pages(&b, u64::MAX, 3)
+        .await
+        .into_iter()
+        .map(|s| s.event)
+        .collect();
+    assert_eq!(
+        got, everything,
+        "a scan up to u64::MAX lists the later events too"
+    );
+    assert_eq!(got[0].series_id, "Aaa", "the new series sorts first");
+
+    // `after` need not be a stored event: the scan continues after it.
+    for after in [
+        ("alpha".to_string(), i64::MAX, String::new()),
+        ("b".to_string(), i64::MIN, String::new()),
+        ("mid".to_string(), 7, "A".to_string()),
+    ] {
+        let got: Vec<EventKey> = b
+            .scan(Some(&after), u64::MAX, 100)
+            .await
+            .unwrap_or_else(|e| panic!("scan after {after:?}: {e}"))
+            .iter()
+            .map(|s| s.event.key())
+            .collect();
+        let want: Vec<EventKey> = everything
+            .iter()
+            .map(Event::key)
+            .filter(|k| *k > after)
+            .collect();
+        assert_eq!(got, want, "a scan after {after:?} (exclusive)");
+    }
+    assert_eq!(
+        b.scan(None, 0, 100).await.expect("scan up to 0"),
+        Vec::new(),
+        "no event has sequence 0"
+    );
+    assert_eq!(
+        b.scan(None, u64::MAX, 0).await.expect("scan with limit 0"),
+        Vec::new(),
+        "a limit of 0 returns nothing"
+    );
+    let now = b.last_sequence().await.expect("last_sequence");
+    assert!(
+        now > mark,
+        "last_sequence {now} did not grow past {mark} after 4 more events were written"
+    );
+    let newest = all_since(&b, "Aaa").await;
+    assert!(
+        newest
+            .iter()
+            .all(|s| s.sequence > mark && s.sequence <= now),
+        "the later event's sequence {:?} lies in ({mark}, {now}]",
+        newest.iter().map(|s| s.sequence).collect::<Vec<_>>()
+    );
 }
