@@ -183,7 +183,7 @@ Views.namespace = async function (el, params) {
         ["Mode", s.mode],
         ["Capabilities", (s.capabilities || []).length ? s.capabilities.join(", ") : ""],
       ]), patternDetails(s.pattern))),
-    ns.dal === "keyvalue" ? h("section.card#migration", h("h2", "Migration"), loading("the migration")) : null,
+    ns.dal === "keyvalue" || ns.dal === "timeseries" ? h("section.card#migration", h("h2", "Migration"), loading("the migration")) : null,
     h("section.card", h("h2", "Live traffic"), h("p.help", "Computed in your browser from this proxy's /metrics, polled every 3 seconds."), chartsSlot),
     h("section.card#schema", h("h2", "Schema"), schemaDetails(ns.schema)),
     h("div.grid",

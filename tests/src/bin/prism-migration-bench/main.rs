@@ -1,5 +1,6 @@
 //! `prism-migration-bench`: the latency a migration adds to KeyValue calls
-//! (ADR-016), in one run. Three namespaces on the same source backend are
+//! (Put, Get) or TimeSeries calls (`--dal timeseries`: Write of one event,
+//! Read of a series' first page) (ADR-016), in one run. Three namespaces on the same source backend are
 //! served by one in-process proxy:
 //!
 //! | namespace | what it does |
@@ -15,17 +16,23 @@
 //! ```text
 //! cargo build --release -p prism-tests --bin prism-migration-bench
 //! target/release/prism-migration-bench --source sqlite --target postgres
+//! target/release/prism-migration-bench --dal timeseries --source sqlite --target postgres
 //! ```
 
 #![forbid(unsafe_code)]
 
+use std::path::Path;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
+use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesContext};
 use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
+use prism_proto::timeseries::v1 as tspb;
+use prism_proto::timeseries::v1::time_series_service_client::TimeSeriesServiceClient;
 use prism_proxy::config::{Listeners, NamespaceConfig};
 use prism_proxy::{ProxyConfig, RunningProxy};
 use tonic::transport::Channel;
@@ -35,6 +42,9 @@ use tonic::transport::Channel;
     about = "Prism migration benchmark: latency of calls with no migration, in dual-write and in shadow-read"
 )]
 struct Args {
+    /// The namespaces' DAL: keyvalue or timeseries.
+    #[arg(long, default_value = "keyvalue")]
+    dal: String,
     /// The namespaces' backend: memstore, sqlite, postgres or redis.
     #[arg(long, default_value = "sqlite")]
     source: String,
@@ -89,7 +99,8 @@ fn namespaces(args: &Args, run: &str) -> Result<Vec<NamespaceConfig>> {
     for variant in VARIANTS {
         let name = format!("migbench-{variant}-{run}");
         let mut yaml = format!(
-            "name: {name}\ndal: keyvalue\nbackend:\n{}",
+            "name: {name}\ndal: {}\nbackend:\n{}",
+            args.dal,
             backend_yaml(&args.source, args, run, "")?
         );
         if variant != "none" {
@@ -106,16 +117,6 @@ fn namespaces(args: &Args, run: &str) -> Result<Vec<NamespaceConfig>> {
 
 fn histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
-}
-
-async fn timed<T>(
-    h: &mut Histogram<u64>,
-    call: impl std::future::Future<Output = Result<T, tonic::Status>>,
-) -> Result<()> {
-    let started = Instant::now();
-    call.await.context("a call through the proxy failed")?;
-    h.record(started.elapsed().as_micros().max(1) as u64)?;
-    Ok(())
 }
 
 #[tokio::main]
@@ -145,7 +146,7 @@ async fn main() -> Result<()> {
     let channel = Channel::from_shared(format!("http://{}", proxy.grpc_addr))?
         .connect()
         .await?;
-    let mut kv = KeyValueServiceClient::new(channel);
+    let mut calls = Calls::open(&args, channel, data.path(), &run).await?;
     let value = vec![b'x'; args.value_bytes];
     let mut puts: Vec<Histogram<u64>> = VARIANTS.iter().map(|_| histogram()).collect();
     let mut gets: Vec<Histogram<u64>> = VARIANTS.iter().map(|_| histogram()).collect();
@@ -153,49 +154,25 @@ async fn main() -> Result<()> {
     for variant in VARIANTS {
         let name = format!("migbench-{variant}-{run}");
         for i in 0..50 {
-            kv.put(put(&name, i, &value)).await?;
+            calls.write(&name, 1_000_000 + i, &value).await?;
         }
     }
     // The same calls on the two backends directly (no proxy, no gRPC),
-    // for scale: dual-write adds about one target Put to a Put.
+    // for scale: dual-write adds about one target write to a write.
     let mut direct_puts: Vec<Histogram<u64>> = (0..2).map(|_| histogram()).collect();
     let mut direct_gets: Vec<Histogram<u64>> = (0..2).map(|_| histogram()).collect();
-    let mut direct = Vec::new();
-    for (i, kind) in [&args.source, &args.target].into_iter().enumerate() {
-        let ctx = pattern_core::OpenContext {
-            namespace: format!("migbench-direct-{i}-{run}"),
-            data_dir: data.path().join("direct"),
-            clock: std::sync::Arc::new(pattern_core::SystemClock),
-        };
-        let options = options(kind, &args, &format!("{run}-direct"))?;
-        direct.push(
-            prism_proxy::resolver::Resolver::builtin()
-                .open_keyvalue(kind, ctx, options)
-                .await
-                .map_err(anyhow::Error::msg)?,
-        );
-    }
     for round in 0..args.rounds {
-        for (d, backend) in direct.iter().enumerate() {
+        for d in 0..2 {
             for i in 0..args.calls {
                 let n = round * args.calls + i;
-                let item = pattern_core::PutItem::new(format!("k{}", n % 7), value.clone());
                 let started = Instant::now();
-                backend
-                    .put(&format!("id-{}", n % 1000), vec![item], None)
-                    .await?;
+                calls.direct_write(d, n, &value).await?;
                 direct_puts[d].record(started.elapsed().as_micros().max(1) as u64)?;
             }
             for i in 0..args.calls {
                 let n = round * args.calls + i;
                 let started = Instant::now();
-                backend
-                    .get(
-                        &format!("id-{}", n % 1000),
-                        &pattern_core::Selection::All,
-                        pattern_core::PageRequest::first(1 << 20),
-                    )
-                    .await?;
+                calls.direct_read(d, n).await?;
                 direct_gets[d].record(started.elapsed().as_micros().max(1) as u64)?;
             }
         }
@@ -205,25 +182,23 @@ async fn main() -> Result<()> {
             let name = format!("migbench-{variant}-{run}");
             for i in 0..args.calls {
                 let n = round * args.calls + i;
-                timed(&mut puts[v], kv.put(put(&name, n, &value))).await?;
+                let started = Instant::now();
+                calls.write(&name, n, &value).await?;
+                puts[v].record(started.elapsed().as_micros().max(1) as u64)?;
             }
             for i in 0..args.calls {
                 let n = round * args.calls + i;
-                timed(
-                    &mut gets[v],
-                    kv.get(pb::GetRequest {
-                        namespace: name.clone(),
-                        id: format!("id-{}", n % 1000),
-                        ..Default::default()
-                    }),
-                )
-                .await?;
+                let started = Instant::now();
+                calls.read(&name, n).await?;
+                gets[v].record(started.elapsed().as_micros().max(1) as u64)?;
             }
         }
     }
+    let (write_call, read_call) = calls.names();
     println!(
-        "prism-migration-bench: {} -> {}, {} rounds of {} Puts and {} Gets per namespace, \
-         {} B values, read_sample {}",
+        "prism-migration-bench: {} {} -> {}, {} rounds of {} {write_call}s and {} {read_call}s \
+         per namespace, {} B values, read_sample {}",
+        args.dal,
         args.source,
         args.target,
         args.rounds,
@@ -233,17 +208,20 @@ async fn main() -> Result<()> {
         args.read_sample
     );
     println!(
-        "{:<16} {:<4} {:>9} {:>9} {:>10} {:>10}",
+        "{:<16} {:<5} {:>9} {:>9} {:>10} {:>10}",
         "namespace", "call", "p50 µs", "p99 µs", "p50 ratio", "p99 ratio"
     );
-    for (call, hs, direct) in [("Put", &puts, &direct_puts), ("Get", &gets, &direct_gets)] {
+    for (call, hs, direct) in [
+        (write_call, &puts, &direct_puts),
+        (read_call, &gets, &direct_gets),
+    ] {
         let base = &hs[0];
         for (label, h) in [
             (format!("{} direct", args.source), &direct[0]),
             (format!("{} direct", args.target), &direct[1]),
         ] {
             println!(
-                "{:<16} {:<4} {:>9} {:>9} {:>9.2}x {:>9.2}x",
+                "{:<16} {:<5} {:>9} {:>9} {:>9.2}x {:>9.2}x",
                 label,
                 call,
                 h.value_at_quantile(0.5),
@@ -255,7 +233,7 @@ async fn main() -> Result<()> {
         for (v, variant) in VARIANTS.iter().enumerate() {
             let h = &hs[v];
             println!(
-                "{:<16} {:<4} {:>9} {:>9} {:>9.2}x {:>9.2}x",
+                "{:<16} {:<5} {:>9} {:>9} {:>9.2}x {:>9.2}x",
                 variant,
                 call,
                 h.value_at_quantile(0.5),
@@ -282,3 +260,188 @@ fn put(name: &str, n: usize, value: &[u8]) -> pb::PutRequest {
         idempotency_token: String::new(),
     }
 }
+
+/// Microseconds of the `n`th TimeSeries event (all in the past hour).
+fn event_us(n: usize) -> i64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64);
+    now - 3_600_000_000 + n as i64
+}
+
+/// The calls measured, on one DAL: through the proxy, and on the two
+/// backends directly.
+enum Calls {
+    KeyValue {
+        client: KeyValueServiceClient<Channel>,
+        direct: Vec<Arc<dyn pattern_core::KeyValueBackend>>,
+    },
+    TimeSeries {
+        client: TimeSeriesServiceClient<Channel>,
+        direct: Vec<Arc<dyn TimeSeriesBackend>>,
+    },
+}
+
+impl Calls {
+    async fn open(args: &Args, channel: Channel, data: &Path, run: &str) -> Result<Self> {
+        let resolver = prism_proxy::resolver::Resolver::builtin();
+        let mut kv = Vec::new();
+        let mut ts = Vec::new();
+        for (i, kind) in [&args.source, &args.target].into_iter().enumerate() {
+            let namespace = format!("migbench-direct-{i}-{run}");
+            let options = options(kind, args, &format!("{run}-direct"))?;
+            let clock = Arc::new(pattern_core::SystemClock);
+            let data_dir = data.join("direct");
+            match args.dal.as_str() {
+                "keyvalue" => {
+                    let ctx = pattern_core::OpenContext {
+                        namespace,
+                        data_dir,
+                        clock,
+                    };
+                    kv.push(
+                        resolver
+                            .open_keyvalue(kind, ctx, options)
+                            .await
+                            .map_err(anyhow::Error::msg)?,
+                    );
+                }
+                "timeseries" => {
+                    let ctx = TimeSeriesContext {
+                        namespace,
+                        data_dir,
+                        clock,
+                        bucket: pattern_core::timeseries::DEFAULT_BUCKET,
+                    };
+                    ts.push(
+                        resolver
+                            .open_timeseries(kind, ctx, options)
+                            .await
+                            .map_err(anyhow::Error::msg)?,
+                    );
+                }
+                other => bail!("unknown DAL {other:?}; use keyvalue or timeseries"),
+            }
+        }
+        Ok(if ts.is_empty() {
+            Calls::KeyValue {
+                client: KeyValueServiceClient::new(channel),
+                direct: kv,
+            }
+        } else {
+            Calls::TimeSeries {
+                client: TimeSeriesServiceClient::new(channel),
+                direct: ts,
+            }
+        })
+    }
+
+    fn names(&self) -> (&'static str, &'static str) {
+        match self {
+            Calls::KeyValue { .. } => ("Put", "Get"),
+            Calls::TimeSeries { .. } => ("Write", "Read"),
+        }
+    }
+
+    async fn write(&mut self, name: &str, n: usize, value: &[u8]) -> Result<()> {
+        match self {
+            Calls::KeyValue { client, .. } => {
+                client.put(put(name, n, value)).await?;
+            }
+            Calls::TimeSeries { client, .. } => {
+                let us = event_us(n);
+                client
+                    .write(tspb::WriteRequest {
+                        namespace: name.to_string(),
+                        events: vec![tspb::Event {
+                            series_id: format!("s-{}", n % 50),
+                            event_time: Some(prost_types::Timestamp {
+                                seconds: us.div_euclid(1_000_000),
+                                nanos: (us.rem_euclid(1_000_000) * 1000) as i32,
+                            }),
+                            event_id: format!("e{n}"),
+                            tags: Default::default(),
+                            payload: value.to_vec(),
+                        }],
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn read(&mut self, name: &str, n: usize) -> Result<()> {
+        match self {
+            Calls::KeyValue { client, .. } => {
+                client
+                    .get(pb::GetRequest {
+                        namespace: name.to_string(),
+                        id: format!("id-{}", n % 1000),
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+            Calls::TimeSeries { client, .. } => {
+                client
+                    .read(tspb::ReadRequest {
+                        namespace: name.to_string(),
+                        series_id: format!("s-{}", n % 50),
+                        page_size_bytes: READ_PAGE_BYTES as u32,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn direct_write(&self, d: usize, n: usize, value: &[u8]) -> Result<()> {
+        match self {
+            Calls::KeyValue { direct, .. } => {
+                let item = pattern_core::PutItem::new(format!("k{}", n % 7), value.to_vec());
+                direct[d]
+                    .put(&format!("id-{}", n % 1000), vec![item], None)
+                    .await?;
+            }
+            Calls::TimeSeries { direct, .. } => {
+                direct[d]
+                    .write(vec![pattern_core::timeseries::Event {
+                        series_id: format!("s-{}", n % 50),
+                        time_us: event_us(n),
+                        event_id: format!("e{n}"),
+                        tags: Default::default(),
+                        payload: value.to_vec(),
+                    }])
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn direct_read(&self, d: usize, n: usize) -> Result<()> {
+        match self {
+            Calls::KeyValue { direct, .. } => {
+                direct[d]
+                    .get(
+                        &format!("id-{}", n % 1000),
+                        &pattern_core::Selection::All,
+                        pattern_core::PageRequest::first(1 << 20),
+                    )
+                    .await?;
+            }
+            Calls::TimeSeries { direct, .. } => {
+                direct[d]
+                    .read(&pattern_core::timeseries::ReadQuery {
+                        series_id: format!("s-{}", n % 50),
+                        budget_bytes: READ_PAGE_BYTES,
+                        ..Default::default()
+                    })
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The page size of a TimeSeries Read.
+const READ_PAGE_BYTES: usize = 16 << 10;
