@@ -47,9 +47,23 @@ pub struct Namespace {
     /// One flag per backend of [`Namespace::raw_backends`], shared by
     /// every version holding that backend, set when the backend is
     /// released (a later version runs on another one, or the namespace was
-    /// deleted): streams opened on a version holding it then end, so their
-    /// clients reopen them on the version serving.
+    /// deleted): streams opened on a version reading from it then end, so
+    /// their clients reopen them on the version serving.
     released: Vec<Arc<tokio::sync::watch::Sender<bool>>>,
+    /// Set when this version's streams must end although its backends
+    /// stay (its `timeseries.log` changed: tails follow the log).
+    streams_ended: tokio::sync::watch::Sender<bool>,
+}
+
+/// Closes the backends of `opened` that `previous` does not hold (a
+/// version that failed to open releases only what it opened itself).
+async fn close_new(previous: Option<&Namespace>, opened: &[DalBackend]) {
+    let held = previous.map(|p| p.raw_backends()).unwrap_or_default();
+    for b in opened {
+        if !held.iter().any(|h| h.same(b)) {
+            let _ = b.close().await;
+        }
+    }
 }
 
 /// The release flags of `backends`: `previous`'s for a backend it holds,
@@ -151,6 +165,7 @@ impl Namespace {
                 migration: prev.migration.clone(),
                 raw: prev.raw.clone(),
                 released: prev.released.clone(),
+                streams_ended: tokio::sync::watch::channel(false).0,
             });
         }
         // The log opens first: nothing is opened (or shared) yet if it fails.
@@ -197,25 +212,34 @@ impl Namespace {
                                 {
                                     Ok((b, _, _)) => b,
                                     Err(err) => {
-                                        if previous.is_none_or(|p| {
-                                            !p.raw_backends().iter().any(|b| b.same(&source))
-                                        }) {
-                                            let _ = source.close().await;
-                                        }
+                                        close_new(previous, &[source]).await;
                                         return Err(format!("migration.to: {err}"));
                                     }
                                 }
                             }
                         };
-                        let roles = Roles::for_phase(m.phase, &source, &target)?;
-                        let shared = match previous.and_then(|p| p.migration.as_ref()) {
-                            Some(prev) => {
-                                prev.shared.set_roles(roles.clone());
-                                prev.shared.clone()
+                        // The shared state follows this version's roles and
+                        // phase once it serves (`activate`), not before: the
+                        // version may not be committed.
+                        let started =
+                            Roles::for_phase(m.phase, &source, &target).and_then(|roles| {
+                                let shared = match previous.and_then(|p| p.migration.as_ref()) {
+                                    Some(prev) => prev.shared.clone(),
+                                    None => MigrationShared::start(
+                                        &config.name,
+                                        data_dir,
+                                        roles.clone(),
+                                    )?,
+                                };
+                                Ok((roles, shared))
+                            });
+                        let (roles, shared) = match started {
+                            Ok(started) => started,
+                            Err(err) => {
+                                close_new(previous, &[source, target]).await;
+                                return Err(err);
                             }
-                            None => MigrationShared::start(&config.name, data_dir, roles.clone())?,
                         };
-                        shared.set_phase(m.phase, m.backfill_rate);
                         let sample = if m.phase >= MigrationPhase::ShadowRead {
                             m.read_sample
                         } else {
@@ -255,7 +279,11 @@ impl Namespace {
             && config.timeseries_settings().retention.is_some()
             && !capabilities.has(pattern_core::Capability::Retention)
         {
-            let _ = backend.close().await;
+            let opened = match &migration {
+                Some(m) => vec![m.source.clone(), m.target.clone()],
+                None => vec![raw.clone().unwrap_or_else(|| backend.clone())],
+            };
+            close_new(previous, &opened).await;
             return Err(format!(
                 "timeseries.retention is set but backend '{}' cannot drop old buckets (it lacks \
                  the retention capability); remove the retention or use memstore, sqlite or \
@@ -289,7 +317,20 @@ impl Namespace {
             migration,
             raw,
             released: release_flags(previous, &raws),
+            streams_ended: tokio::sync::watch::channel(false).0,
         })
+    }
+
+    /// Makes this version's migration phase the one running, once the
+    /// version serves: the repair task follows its roles, the backfill
+    /// runs in `backfill` and stops in the other phases.
+    pub fn activate(&self) {
+        if let (Some(m), Some(c)) = (&self.migration, &self.config.migration)
+            && let Ok(roles) = Roles::for_phase(c.phase, &m.source, &m.target)
+        {
+            m.shared.set_roles(roles);
+            m.shared.set_phase(c.phase, c.backfill_rate);
+        }
     }
 
     fn release_flag(&self, backend: &DalBackend) -> Option<Arc<tokio::sync::watch::Sender<bool>>> {
@@ -301,7 +342,7 @@ impl Namespace {
     }
 
     /// Marks `backends` (of this version) released: the streams of every
-    /// version holding one of them end.
+    /// version reading from one of them end.
     pub fn release(&self, backends: &[DalBackend]) {
         for b in backends {
             if let Some(flag) = self.release_flag(b) {
@@ -310,21 +351,34 @@ impl Namespace {
         }
     }
 
-    /// Resolves once a backend of this version is released.
+    /// Resolves once the backend serving this version's reads (the
+    /// primary, during a migration) is released.
     pub async fn released(&self) {
-        let mut flags: Vec<_> = self.released.iter().map(|f| f.subscribe()).collect();
-        match flags.as_mut_slice() {
-            [a] => {
-                let _ = a.wait_for(|r| *r).await;
-            }
-            [a, b] => {
-                tokio::select! {
-                    _ = a.wait_for(|r| *r) => {}
-                    _ = b.wait_for(|r| *r) => {}
+        let serving = match (&self.migration, &self.config.migration) {
+            (Some(m), Some(c)) if c.phase == MigrationPhase::Promoted => m.target.clone(),
+            (Some(m), _) => m.source.clone(),
+            (None, _) => self.raw.clone().unwrap_or_else(|| self.backend.clone()),
+        };
+        let mut ended = self.streams_ended.subscribe();
+        let released = async {
+            match self.release_flag(&serving) {
+                Some(flag) => {
+                    let mut rx = flag.subscribe();
+                    let _ = rx.wait_for(|r| *r).await;
                 }
+                None => std::future::pending().await,
             }
-            _ => std::future::pending().await,
+        };
+        tokio::select! {
+            () = released => {}
+            _ = ended.wait_for(|r| *r) => {}
         }
+    }
+
+    /// Ends this version's streams (tails, subscriptions) although its
+    /// backends stay.
+    pub fn end_streams(&self) {
+        self.streams_ended.send_replace(true);
     }
 
     /// The error a stream on a released version ends with.
@@ -552,6 +606,7 @@ impl Registry {
             .await;
             match opened {
                 Ok(ns) => {
+                    ns.activate();
                     map.insert(config.name.clone(), Arc::new(ns));
                 }
                 Err(e) => {

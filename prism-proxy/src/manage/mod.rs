@@ -549,12 +549,30 @@ impl Manager {
     /// Closes `previous`'s backend once its calls finished, unless `next`
     /// shares it. Runs in the background.
     fn retire(&self, previous: Option<Arc<Namespace>>, next: Option<&Arc<Namespace>>) {
+        if let Some(next) = next {
+            next.activate();
+        }
         let Some(previous) = previous else { return };
         // A migration that ended (abort, finalize, delete) stops copying now.
         if let Some(ended) = &previous.migration
             && next.is_none_or(|n| n.migration.is_none())
         {
             ended.shared.stop();
+            // Every proxy forgets the ended migration's queue and
+            // checkpoint (a later migration of this name starts clean).
+            let (queue, name) = (ended.shared.queue.clone(), previous.config.name.clone());
+            tokio::spawn(async move {
+                if let Err(e) = queue.clear(&name).await {
+                    tracing::warn!(namespace = %name, error = %e, "could not clear the ended migration's state");
+                }
+            });
+        }
+        // Tails follow a `timeseries.log`: a new log ends them even when
+        // the store stays.
+        if next.is_some_and(|n| {
+            n.config.timeseries_settings().log != previous.config.timeseries_settings().log
+        }) {
+            previous.end_streams();
         }
         let released = previous.released_by(next.map(|n| n.as_ref()));
         if released.is_empty() {

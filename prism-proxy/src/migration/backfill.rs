@@ -40,7 +40,14 @@ async fn count(primary: &dyn KeyValueBackend) -> Result<u64, BackendError> {
 pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), String> {
     let ns = shared.namespace.clone();
     let err = |e: BackendError| format!("backfill of '{ns}': {e}");
-    let mut cp = match shared.queue.checkpoint(&ns).await? {
+    // A checkpoint with `up_to` is a TimeSeries backfill's (a namespace of
+    // that name migrated before): not this one's.
+    let saved = shared
+        .queue
+        .checkpoint(&ns)
+        .await?
+        .filter(|cp| cp.up_to.is_none());
+    let mut cp = match saved {
         Some(cp) if cp.finished_ms.is_some() => {
             shared.set_progress(cp);
             return Ok(());

@@ -275,7 +275,12 @@ impl MigrationShared {
     /// `backfill` (once to its end, retrying after failures), stops it in
     /// any other phase.
     pub fn set_phase(self: &Arc<Self>, phase: MigrationPhase, backfill_rate: Option<u32>) {
-        *locked(&self.phase) = Some((phase, backfill_rate));
+        let before = locked(&self.phase)
+            .replace((phase, backfill_rate))
+            .map(|(p, _)| p);
+        // Rolled back into backfill (from shadow-read or promoted): copy
+        // again from the start.
+        let again = phase == MigrationPhase::Backfill && before.is_some_and(|p| p > phase);
         let mut task = locked(&self.backfill);
         if phase != MigrationPhase::Backfill {
             if let Some(t) = task.take() {
@@ -289,6 +294,12 @@ impl MigrationShared {
         let weak = Arc::downgrade(self);
         *task = Some(tokio::spawn(async move {
             let mut pause = MIN_BACKOFF * 10;
+            if again && let Some(s) = weak.upgrade() {
+                *locked(&s.progress) = None;
+                if let Err(e) = s.queue.clear_checkpoint(&s.namespace).await {
+                    tracing::error!(namespace = %s.namespace, error = %e, "could not restart the backfill");
+                }
+            }
             loop {
                 let Some(s) = weak.upgrade() else { return };
                 let rate = locked(&s.phase).and_then(|(_, r)| r);
@@ -367,6 +378,12 @@ impl MigrationShared {
             error = %error,
             "shadow write failed; the id is queued for repair"
         );
+        self.queue_repairs(ids).await;
+    }
+
+    /// Queues `ids` for the repair task (not a failure: the repair
+    /// decides what to copy).
+    pub(crate) async fn queue_repairs(&self, ids: Vec<String>) {
         if let Err(e) = self.queue.push(&self.namespace, ids).await {
             tracing::error!(namespace = %self.namespace, error = %e, "could not queue a repair");
         }

@@ -177,6 +177,20 @@ impl RepairQueue {
         .await
     }
 
+    /// Forgets the backfill checkpoint of `namespace` (the backfill runs
+    /// again from the start).
+    pub async fn clear_checkpoint(&self, namespace: &str) -> Result<(), String> {
+        let namespace = namespace.to_string();
+        self.with("clearing the backfill checkpoint", move |c| {
+            c.execute(
+                "DELETE FROM backfills WHERE namespace = ?1",
+                params![namespace],
+            )
+            .map(|_| ())
+        })
+        .await
+    }
+
     /// The backfill checkpoint of `namespace`, if one was saved.
     pub async fn checkpoint(&self, namespace: &str) -> Result<Option<Checkpoint>, String> {
         let namespace = namespace.to_string();

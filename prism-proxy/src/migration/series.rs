@@ -59,17 +59,34 @@ impl TimeSeriesBackend for ShadowedTs {
     }
 
     /// The primary's summary; the shadow stores the same events (those it
-    /// holds already count as its duplicates).
+    /// holds already count as its duplicates). When the primary counted
+    /// duplicates, the events it held may differ from the ones sent, so
+    /// the batch is queued: the repair copies what the primary holds. When
+    /// the primary failed, the batch is queued too: the write may have
+    /// committed all the same (a repair of an event neither holds does
+    /// nothing).
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
         let mut series: Vec<&str> = events.iter().map(|e| e.series_id.as_str()).collect();
         series.sort_unstable();
         series.dedup();
         let _locks = self.shared.locks.lock_all(series.into_iter()).await;
-        let summary = self.primary.write(events.clone()).await?;
         let keys: Vec<String> = events
             .iter()
             .map(|e| series_copy::queue_id(&e.key()))
             .collect();
+        let summary = match self.primary.write(events.clone()).await {
+            Ok(summary) => summary,
+            Err(e) => {
+                if !matches!(e, BackendError::InvalidArgument(_)) {
+                    self.shared.queue_repairs(keys).await;
+                }
+                return Err(e);
+            }
+        };
+        if summary.duplicates > 0 {
+            self.shared.queue_repairs(keys).await;
+            return Ok(summary);
+        }
         match self.shadow.write(events).await {
             Ok(_) => self.shared.counters.shadow_writes.inc(),
             Err(e) => self.shared.shadow_failed(keys, &e).await,

@@ -57,27 +57,44 @@ fn key_of(cursor: &pattern_core::Cursor) -> Result<EventKey, String> {
     Ok((cursor.after_id.clone(), time, id))
 }
 
-/// Copies the queued event `id` from the primary to the shadow. An event
-/// the primary no longer holds (retention dropped it) needs nothing.
-pub async fn repair(roles: &TsRoles, id: &str) -> Result<(), BackendError> {
-    let (series_id, time_us, event_id) = parse_queue_id(id)?;
+/// The event `key` as `backend` holds it, if it does.
+async fn find(
+    backend: &dyn pattern_core::timeseries::TimeSeriesBackend,
+    key: &EventKey,
+) -> Result<Option<Event>, BackendError> {
+    let (series_id, time_us, event_id) = key;
     let mut query = ReadQuery {
-        series_id,
-        start_us: Some(time_us),
+        series_id: series_id.clone(),
+        start_us: Some(*time_us),
         end_us: time_us.checked_add(1),
         budget_bytes: 4 << 20,
         ..ReadQuery::default()
     };
     loop {
-        let page = roles.primary.read(&query).await?;
-        if let Some(found) = page.events.iter().find(|s| s.event.event_id == event_id) {
-            roles.shadow.write(vec![found.event.clone()]).await?;
-            return Ok(());
+        let page = backend.read(&query).await?;
+        if let Some(found) = page.events.iter().find(|s| s.event.event_id == *event_id) {
+            return Ok(Some(found.event.clone()));
         }
         match page.next {
             Some(next) => query.after = Some(next),
-            None => return Ok(()),
+            None => return Ok(None),
         }
+    }
+}
+
+/// Makes both backends hold the queued event `id`: it is copied to
+/// whichever lacks it. Events are immutable, so the direction does not
+/// matter, and a repair queued under other roles (before a promotion or a
+/// rollback) still lands. Held by neither (never stored, or retention
+/// dropped it): nothing to do.
+pub async fn repair(roles: &TsRoles, id: &str) -> Result<(), BackendError> {
+    let key = parse_queue_id(id)?;
+    let on_primary = find(roles.primary.as_ref(), &key).await?;
+    let on_shadow = find(roles.shadow.as_ref(), &key).await?;
+    match (on_primary, on_shadow) {
+        (Some(event), None) => roles.shadow.write(vec![event]).await.map(|_| ()),
+        (None, Some(event)) => roles.primary.write(vec![event]).await.map(|_| ()),
+        _ => Ok(()),
     }
 }
 
@@ -111,7 +128,14 @@ async fn count(roles: &TsRoles, up_to: u64) -> Result<u64, BackendError> {
 pub async fn backfill(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), String> {
     let ns = shared.namespace.clone();
     let err = |e: BackendError| format!("backfill of '{ns}': {e}");
-    let mut cp = match shared.queue.checkpoint(&ns).await? {
+    // A checkpoint without `up_to` is a KeyValue backfill's (a namespace of
+    // that name migrated before): not this one's.
+    let saved = shared
+        .queue
+        .checkpoint(&ns)
+        .await?
+        .filter(|cp| cp.up_to.is_some());
+    let mut cp = match saved {
         Some(cp) if cp.finished_ms.is_some() => {
             shared.set_progress(cp);
             return Ok(());

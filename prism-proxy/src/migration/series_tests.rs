@@ -238,10 +238,11 @@ async fn a_failing_shadow_never_fails_the_write_and_converges_from_the_queue() {
         .await
         .unwrap();
     assert_eq!(summary.written, 3, "the call succeeds on the primary");
-    // A retry is the primary's duplicate and queues nothing new.
+    // A retry is the primary's duplicate: queued (once) for the repair to
+    // copy, not a shadow failure.
     let again = ts.write(vec![event("cpu", 1, "a")]).await.unwrap();
     assert_eq!(again.duplicates, 1);
-    assert_eq!(shared.counters.shadow_failures.get(), 2);
+    assert_eq!(shared.counters.shadow_failures.get(), 1);
     assert_eq!(shared.queued().await.unwrap(), 3, "one entry per event");
     assert!(all_events(target.as_ref()).await.is_empty());
     target.down.store(false, Ordering::SeqCst);
@@ -254,6 +255,37 @@ async fn a_failing_shadow_never_fails_the_write_and_converges_from_the_queue() {
         all_events(source.as_ref()).await
     );
     assert_eq!(shared.counters.repaired.get(), 3);
+    shared.stop();
+}
+
+/// An event the primary holds, written again with another payload: the
+/// shadow gets the primary's copy, not the one sent (the backfill would
+/// not mend it later: the shadow would count it a duplicate).
+#[tokio::test]
+async fn a_rewritten_event_reaches_the_shadow_as_the_primary_holds_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = unique("ts-rewrite");
+    let source = open_ts("memstore", &ns, dir.path()).await;
+    let target = open_ts("sqlite", &ns, dir.path()).await;
+    let stored = event("cpu", 1, "a");
+    source.write(vec![stored.clone()]).await.unwrap();
+    let roles = Pair::for_phase(MigrationPhase::DualWrite, &source, &target);
+    let shared = MigrationShared::start(&ns, dir.path(), roles.clone()).unwrap();
+    let ts = ShadowedTs::new(roles, shared.clone());
+    let mut rewritten = stored.clone();
+    rewritten.payload = b"another payload".to_vec();
+    let summary = ts
+        .write(vec![rewritten, event("cpu", 2, "b")])
+        .await
+        .unwrap();
+    assert_eq!((summary.written, summary.duplicates), (1, 1));
+    eventually("the queue drains", || async {
+        shared.queued().await.unwrap() == 0
+    })
+    .await;
+    let on_target = all_events(target.as_ref()).await;
+    assert_eq!(on_target.get(&stored.key()), Some(&stored));
+    assert_eq!(on_target, all_events(source.as_ref()).await);
     shared.stop();
 }
 
@@ -382,18 +414,19 @@ async fn timeseries_phases_share_backends_and_finalize_keeps_the_target() {
         let clock = clock.clone();
         let dir = dir.path().to_path_buf();
         async move {
-            Arc::new(
-                Namespace::open(
-                    config(&yaml),
-                    version,
-                    prev.as_deref(),
-                    resolver,
-                    &dir,
-                    clock,
-                )
-                .await
-                .unwrap(),
+            let ns = Namespace::open(
+                config(&yaml),
+                version,
+                prev.as_deref(),
+                resolver,
+                &dir,
+                clock,
             )
+            .await
+            .unwrap();
+            // Serving it, as the manager does.
+            ns.activate();
+            Arc::new(ns)
         }
     };
     let cpu = |start| ReadQuery {
@@ -442,6 +475,24 @@ async fn timeseries_phases_share_backends_and_finalize_keeps_the_target() {
     let released = v4.released_by(Some(&v5));
     assert_eq!(released.len(), 1);
     assert_eq!(released[0].kind(), "sqlite", "finalize releases the source");
+    // Streams of the versions reading the source end; those reading the
+    // target go on.
+    v4.release(&released);
+    let wait = |v: Arc<Namespace>, ms| async move {
+        tokio::time::timeout(std::time::Duration::from_millis(ms), v.released())
+            .await
+            .is_ok()
+    };
+    assert!(wait(v1.clone(), 5_000).await, "v1 read the source");
+    assert!(
+        wait(v3.clone(), 5_000).await,
+        "v3 (backfill) read the source"
+    );
+    assert!(
+        !wait(v4.clone(), 100).await,
+        "v4 (promoted) reads the target"
+    );
+    assert!(!wait(v5.clone(), 100).await, "v5 reads the target");
     let read = v5.timeseries().unwrap().read(&cpu(0)).await.unwrap();
     assert_eq!(
         ids(read),

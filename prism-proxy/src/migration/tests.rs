@@ -358,18 +358,19 @@ async fn phases_share_backends_and_finalize_keeps_the_target() {
         let clock = clock.clone();
         let dir = dir.path().to_path_buf();
         async move {
-            Arc::new(
-                Namespace::open(
-                    config(&tail).unwrap(),
-                    version,
-                    prev.as_deref(),
-                    resolver,
-                    &dir,
-                    clock,
-                )
-                .await
-                .unwrap(),
+            let ns = Namespace::open(
+                config(&tail).unwrap(),
+                version,
+                prev.as_deref(),
+                resolver,
+                &dir,
+                clock,
             )
+            .await
+            .unwrap();
+            // Serving it, as the manager does.
+            ns.activate();
+            Arc::new(ns)
         }
     };
     let v1 = open_version(yaml(""), 1, None).await;

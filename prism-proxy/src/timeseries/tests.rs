@@ -180,6 +180,17 @@ async fn writes_are_idempotent_and_reads_mask_pii_by_permission() {
         "{}",
         bad.message()
     );
+    for (series, id, tag) in [
+        ("user\0-1", "e6", "eu"),
+        ("user-1", "e\0", "eu"),
+        ("user-1", "e7", "e\0u"),
+    ] {
+        let mut e = event(series, t, id, "{}");
+        e.tags.insert("region".into(), tag.into());
+        let bad = f.write(&user("writer", &[]), vec![e]).await.unwrap_err();
+        assert_eq!(bad.code(), Code::InvalidArgument);
+        assert!(bad.message().contains("NUL"), "{}", bad.message());
+    }
     let mut no_time = event("user-1", t, "e5", "{}");
     no_time.event_time = None;
     let bad = f

@@ -48,7 +48,7 @@ impl TsCheck<'_> {
         if id.len() > max {
             return Err(self.over(field, id.len(), "max_id_bytes", max));
         }
-        Ok(())
+        no_nul(field, id)
     }
 
     /// Tags: at most [`MAX_TAGS`], names non-empty, names and values within
@@ -82,6 +82,8 @@ impl TsCheck<'_> {
             if v.len() > max {
                 return Err(self.over(&format!("{field}[{k}]"), v.len(), "max_key_bytes", max));
             }
+            no_nul(&format!("{field} name"), k)?;
+            no_nul(&format!("{field}[{k}]"), v)?;
         }
         Ok(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
@@ -157,6 +159,19 @@ pub fn timestamp(time_us: i64) -> prost_types::Timestamp {
         seconds: time_us.div_euclid(1_000_000),
         nanos: (time_us.rem_euclid(1_000_000) * 1000) as i32,
     }
+}
+
+/// Text stored as text (series and event ids, tags) holds no NUL: some
+/// backends (PostgreSQL) cannot store it, and a namespace must be able to
+/// move to any of them.
+fn no_nul(field: &str, text: &str) -> Result<(), ProxyError> {
+    if text.contains('\0') {
+        return Err(ProxyError::invalid(format!(
+            "{field} contains a NUL character (U+0000), which Prism does not store in ids and \
+             tags; remove it (binary data belongs in the payload)"
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
