@@ -160,7 +160,10 @@ fn blockers(phase: MigrationPhase, s: &MigrationStatus) -> Vec<String> {
     out
 }
 
-/// `yaml` with `section` set (or removed when `None`).
+/// `yaml` with `section` set (or removed when `None`). Only that top-level
+/// section's lines change, so the operator's comments and layout elsewhere
+/// survive; when that edit would not give the same document as a full
+/// rewrite (an unusual layout), the whole file is rewritten instead.
 fn with_section(
     yaml: &str,
     section: &str,
@@ -172,7 +175,7 @@ fn with_section(
         .as_mapping_mut()
         .ok_or_else(|| ManageError::Refused("the stored YAML is not a mapping".into()))?;
     let key = yaml_serde::Value::String(section.to_string());
-    match value {
+    match value.clone() {
         Some(v) => {
             map.insert(key, v);
         }
@@ -180,8 +183,44 @@ fn with_section(
             map.remove(&key);
         }
     }
+    if let Some(edited) = edit_section(yaml, section, value)
+        && yaml_serde::from_str::<yaml_serde::Value>(&edited).is_ok_and(|d| d == doc)
+    {
+        return Ok(edited);
+    }
     yaml_serde::to_string(&doc)
         .map_err(|e| ManageError::Refused(format!("writing the namespace YAML: {e}")))
+}
+
+/// `yaml` with the lines of its top-level `section` replaced by `value`
+/// (appended when absent, removed when `None`), every other line as it
+/// was. A section runs from its `section:` line to the next line that
+/// starts in the first column (a key, a comment or a document marker).
+fn edit_section(yaml: &str, section: &str, value: Option<yaml_serde::Value>) -> Option<String> {
+    let block = match value {
+        Some(v) => {
+            let mut m = yaml_serde::Mapping::new();
+            m.insert(section.into(), v);
+            let text = yaml_serde::to_string(&yaml_serde::Value::Mapping(m)).ok()?;
+            text.strip_prefix("---\n").unwrap_or(&text).to_string()
+        }
+        None => String::new(),
+    };
+    let lines: Vec<&str> = yaml.lines().collect();
+    let head = format!("{section}:");
+    let starts_column = |l: &str| !l.is_empty() && !l.starts_with([' ', '\t']);
+    let joined = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let out = match lines.iter().position(|l| l.starts_with(&head)) {
+        Some(i) => {
+            let end = lines[i + 1..]
+                .iter()
+                .position(|l| starts_column(l))
+                .map_or(lines.len(), |p| i + 1 + p);
+            format!("{}{block}{}", joined(&lines[..i]), joined(&lines[end..]))
+        }
+        None => format!("{}{block}", joined(&lines)),
+    };
+    Some(out)
 }
 
 fn section_of(yaml: &str, section: &str) -> Option<yaml_serde::Value> {
@@ -437,5 +476,67 @@ impl Manager {
         crate::migration::queue_for(&self.data_dir)
             .map(Some)
             .map_err(ManageError::Refused)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &str = "# Orders of the shop.\nname: orders\ndal: keyvalue\n\n# Where the data lives today.\nbackend:\n  kind: sqlite   # one file\n# Who may call.\npolicy:\n  readers: [shop]\n";
+
+    fn value(yaml: &str) -> yaml_serde::Value {
+        yaml_serde::from_str(yaml).unwrap()
+    }
+
+    #[test]
+    fn a_step_keeps_the_comments_of_the_file() {
+        let started = with_section(
+            FILE,
+            "migration",
+            Some(value("to: {kind: postgres}\nphase: dual-write")),
+        )
+        .unwrap();
+        for comment in [
+            "# Orders of the shop.",
+            "# Where the data lives today.",
+            "# one file",
+            "# Who may call.",
+        ] {
+            assert!(started.contains(comment), "{comment} lost:\n{started}");
+        }
+        assert!(
+            started.ends_with("migration:\n  to:\n    kind: postgres\n  phase: dual-write\n"),
+            "{started}"
+        );
+        let advanced = with_section(
+            &started,
+            "migration",
+            Some(value("to: {kind: postgres}\nphase: backfill")),
+        )
+        .unwrap();
+        assert!(
+            advanced.contains("phase: backfill") && !advanced.contains("dual-write"),
+            "{advanced}"
+        );
+        // Finalize: the backend section becomes the target, the migration goes.
+        let moved = with_section(&advanced, "backend", Some(value("kind: postgres"))).unwrap();
+        let done = with_section(&moved, "migration", None).unwrap();
+        assert_eq!(
+            done,
+            "# Orders of the shop.\nname: orders\ndal: keyvalue\n\n# Where the data lives today.\nbackend:\n  kind: postgres\n# Who may call.\npolicy:\n  readers: [shop]\n"
+        );
+        let parsed: yaml_serde::Value = value(&done);
+        assert_eq!(parsed["backend"]["kind"], "postgres");
+    }
+
+    #[test]
+    fn an_unusual_layout_is_rewritten_whole() {
+        // A flow mapping for the whole file: no top-level lines to edit.
+        let flow = "{name: orders, dal: keyvalue, backend: {kind: sqlite}}\n";
+        let out = with_section(flow, "migration", Some(value("to: {kind: redis}"))).unwrap();
+        let parsed = value(&out);
+        assert_eq!(parsed["migration"]["to"]["kind"], "redis");
+        assert_eq!(parsed["backend"]["kind"], "sqlite");
     }
 }
