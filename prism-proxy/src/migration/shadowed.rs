@@ -1,5 +1,6 @@
 //! [`ShadowedKv`]: a KeyValue backend over a primary and a shadow. Reads
-//! are the primary's; every write runs on the primary and then, under the
+//! are the primary's (a sample of Gets and Scan pages is compared with the
+//! shadow from `shadow-read` on); every write runs on the primary and then, under the
 //! id's lock, on the shadow. A shadow failure never fails the call: the id
 //! is queued for repair (ADR-016).
 
@@ -12,6 +13,9 @@ use pattern_core::{
 };
 
 use super::MigrationShared;
+
+/// The most ids of one sampled Scan page compared with the shadow.
+const SCAN_IDS_COMPARED: usize = 16;
 
 /// One served version of a migrating namespace.
 pub struct ShadowedKv {
@@ -122,8 +126,23 @@ impl KeyValueBackend for ShadowedKv {
         Ok(removed)
     }
 
+    /// A sampled Scan page has up to [`SCAN_IDS_COMPARED`] of its ids
+    /// compared whole, as a Get of each would be (a page's cursor is the
+    /// primary's own, so the shadow cannot serve the same page).
     async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
-        self.primary.scan(page).await
+        let got = self.primary.scan(page).await?;
+        if super::compare::sampled(self.read_sample) {
+            let mut ids: Vec<&str> = got.items.iter().map(|e| e.id.as_str()).collect();
+            ids.dedup();
+            for id in ids.into_iter().take(SCAN_IDS_COMPARED) {
+                tokio::spawn(super::compare::compare(
+                    self.shared.clone(),
+                    id.to_string(),
+                    Selection::All,
+                ));
+            }
+        }
+        Ok(got)
     }
 
     async fn mutate(

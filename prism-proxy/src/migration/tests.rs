@@ -617,6 +617,31 @@ async fn shadow_read_finds_a_difference_and_records_it_hashed() {
     assert!(!samples[0].key.contains("email"));
 }
 
+/// A sampled Scan page has its ids compared: an id only the shadow lacks
+/// is found through a Scan, with no Get.
+#[tokio::test]
+async fn shadow_read_compares_the_ids_of_a_scan_page() {
+    let p = pair("compare-scan").await;
+    let kv = ShadowedKv::new(p.shared.kv_roles().unwrap(), p.shared.clone()).comparing(1.0);
+    kv.put("a", vec![PutItem::new("k", "1")], None)
+        .await
+        .unwrap();
+    // Written to the primary only: missing in the shadow.
+    p.source
+        .put("b", vec![PutItem::new("k", "2")], None)
+        .await
+        .unwrap();
+    let page = kv.scan(PageRequest::first(1 << 20)).await.unwrap();
+    assert_eq!(page.items.len(), 2);
+    let shared = p.shared.clone();
+    eventually("both ids of the page are compared", || async {
+        shared.counters.compared.get() == 2
+    })
+    .await;
+    assert_eq!(shared.counters.mismatches.get(), 1);
+    assert_eq!(shared.mismatch_samples()[0].kind, "missing in shadow");
+}
+
 /// A backend of `kind` for namespace `namespace`, on the test services.
 async fn open_any(kind: &str, namespace: &str, dir: &std::path::Path) -> Arc<dyn KeyValueBackend> {
     let options = match kind {
