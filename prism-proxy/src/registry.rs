@@ -90,7 +90,15 @@ pub struct MigrationBackends {
     /// `migration.to`.
     pub target: DalBackend,
     pub shared: Arc<MigrationShared>,
+    /// The target's supervised pattern process and endpoint, when it runs
+    /// in `process` or `remote` mode.
+    pub target_pattern: Option<Arc<PatternProcess>>,
+    pub target_endpoint: Option<String>,
 }
+
+/// An open backend with its pattern process and endpoint (in `process` and
+/// `remote` modes).
+pub(crate) type Opened = (DalBackend, Option<Arc<PatternProcess>>, Option<String>);
 
 impl Namespace {
     /// The backend instances this version holds (both sides of a
@@ -103,12 +111,13 @@ impl Namespace {
     }
 
     /// An open backend of `previous` configured as `spec` (for `config`'s
-    /// DAL and bucket), to share rather than open again.
+    /// DAL and bucket), with its pattern process, to share rather than open
+    /// again.
     fn reusable(
         previous: Option<&Namespace>,
         config: &NamespaceConfig,
         spec: &BackendSpec,
-    ) -> Option<DalBackend> {
+    ) -> Option<Opened> {
         let prev = previous?;
         if prev.config.dal != config.dal
             || config.dal == Dal::Pubsub
@@ -116,8 +125,12 @@ impl Namespace {
         {
             return None;
         }
+        let as_source = || (prev.pattern.clone(), prev.endpoint.clone());
         match &prev.migration {
-            Some(m) if prev.config.backend == *spec => Some(m.source.clone()),
+            Some(m) if prev.config.backend == *spec => {
+                let (p, e) = as_source();
+                Some((m.source.clone(), p, e))
+            }
             Some(m)
                 if prev
                     .config
@@ -125,9 +138,16 @@ impl Namespace {
                     .as_ref()
                     .is_some_and(|c| c.to == *spec) =>
             {
-                Some(m.target.clone())
+                Some((
+                    m.target.clone(),
+                    m.target_pattern.clone(),
+                    m.target_endpoint.clone(),
+                ))
             }
-            None if prev.config.backend == *spec => prev.raw_backends().pop(),
+            None if prev.config.backend == *spec => {
+                let (p, e) = as_source();
+                Some((prev.raw_backends().pop()?, p, e))
+            }
             _ => None,
         }
     }
@@ -187,14 +207,7 @@ impl Namespace {
         let (backend, pattern, endpoint) = match config.dal {
             Dal::Keyvalue | Dal::Timeseries => {
                 let (source, p, e) = match Self::reusable(previous, &config, &config.backend) {
-                    Some(b) => {
-                        let prev = previous.filter(|prev| prev.config.backend == config.backend);
-                        (
-                            b,
-                            prev.and_then(|p| p.pattern.clone()),
-                            prev.and_then(|p| p.endpoint.clone()),
-                        )
-                    }
+                    Some(opened) => opened,
                     None => open_backend(&config, resolver, data_dir, clock.clone()).await?,
                 };
                 match &config.migration {
@@ -203,21 +216,23 @@ impl Namespace {
                         (with_log(source), p, e)
                     }
                     Some(m) => {
-                        let target = match Self::reusable(previous, &config, &m.to) {
-                            Some(b) => b,
-                            None => {
-                                let mut target_config = config.clone();
-                                target_config.backend = m.to.clone();
-                                match open_backend(&target_config, resolver, data_dir, clock).await
-                                {
-                                    Ok((b, _, _)) => b,
-                                    Err(err) => {
-                                        close_new(previous, &[source]).await;
-                                        return Err(format!("migration.to: {err}"));
+                        let (target, target_pattern, target_endpoint) =
+                            match Self::reusable(previous, &config, &m.to) {
+                                Some(opened) => opened,
+                                None => {
+                                    let mut target_config = config.clone();
+                                    target_config.backend = m.to.clone();
+                                    match open_backend(&target_config, resolver, data_dir, clock)
+                                        .await
+                                    {
+                                        Ok(opened) => opened,
+                                        Err(err) => {
+                                            close_new(previous, &[source]).await;
+                                            return Err(format!("migration.to: {err}"));
+                                        }
                                     }
                                 }
-                            }
-                        };
+                            };
                         // The shared state follows this version's roles and
                         // phase once it serves (`activate`), not before: the
                         // version may not be committed.
@@ -257,6 +272,8 @@ impl Namespace {
                             source,
                             target,
                             shared,
+                            target_pattern,
+                            target_endpoint,
                         });
                         (with_log(served), p, e)
                     }
@@ -480,12 +497,12 @@ pub fn pattern_binary(kind: &str, configured: Option<&Path>) -> PathBuf {
 
 /// Opens one KeyValue or TimeSeries namespace's backend (without the
 /// TimeSeries log), with its pattern process and endpoint.
-async fn open_backend(
+pub(crate) async fn open_backend(
     config: &NamespaceConfig,
     resolver: &Resolver,
     data_dir: &Path,
     clock: Arc<dyn Clock>,
-) -> Result<(DalBackend, Option<Arc<PatternProcess>>, Option<String>), String> {
+) -> Result<Opened, String> {
     if config.dal == Dal::Timeseries {
         let ctx = TimeSeriesContext {
             namespace: config.name.clone(),

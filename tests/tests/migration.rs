@@ -230,7 +230,7 @@ async fn read_all(proxy: &ProxyProcess, name: &str, ids: usize) {
 
 /// The whole procedure under load, from the namespace's backend to `to`
 /// (`start_flags`: extra flags of `migrate start`).
-async fn migrate_under_load(setup: ConfigDir, to: &str, start_flags: &[&str]) {
+async fn migrate_under_load(setup: &ConfigDir, to: &str, start_flags: &[&str]) -> ProxyProcess {
     let proxy = setup.start();
     let name = setup.name.clone();
     let pre = populate(&proxy, &name, 200).await;
@@ -289,6 +289,7 @@ async fn migrate_under_load(setup: ConfigDir, to: &str, start_flags: &[&str]) {
     assert!(!stored.contains("migration"), "{stored}");
     assert_all_present(&proxy, &name, &pre).await;
     assert_all_present(&proxy, &name, &result.acknowledged).await;
+    proxy
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,7 +300,7 @@ async fn sqlite_to_postgres_under_load() {
         "{{kind: postgres, options: {{url: \"{}\", schema: {schema}}}}}",
         postgres_url()
     );
-    migrate_under_load(setup, &to, &[]).await;
+    migrate_under_load(&setup, &to, &[]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -311,7 +312,24 @@ async fn memstore_to_redis_under_load() {
     );
     // Redis reads no snapshots across pages, which memstore does: the
     // pre-flight check refuses that loss unless forced.
-    migrate_under_load(setup, &to, &["--force"]).await;
+    migrate_under_load(&setup, &to, &["--force"]).await;
+}
+
+/// The target may run as a pattern process: after finalize the namespace
+/// is served by that process, which `prismctl health` reports.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memstore_to_sqlite_in_a_pattern_process_under_load() {
+    let setup = setup("mig-proc", "  kind: memstore\n");
+    let proxy = migrate_under_load(&setup, "{kind: sqlite, mode: process}", &["--force"]).await;
+    let stored = std::fs::read_to_string(&setup.file).unwrap();
+    assert!(stored.contains("mode: process"), "{stored}");
+    let table = succeeded(prismctl(proxy.grpc, &["health"]));
+    let row = table
+        .lines()
+        .find(|l| l.starts_with(&setup.name))
+        .unwrap_or_else(|| panic!("no row for {}:\n{table}", setup.name));
+    let cells: Vec<&str> = row.split_whitespace().collect();
+    assert_eq!(&cells[1..4], ["sqlite", "process", "serving"], "{table}");
 }
 
 fn psql(sql: &str) -> String {

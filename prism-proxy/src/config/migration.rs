@@ -98,17 +98,24 @@ impl MigrationConfig {
                 "is empty; name the backend to migrate to: memstore, sqlite, postgres or redis",
             ));
         }
-        if self.to.mode != BackendMode::Embedded {
+        if self.to.mode != BackendMode::Embedded && ns.dal != Dal::Keyvalue {
             return Err(ConfigError::new(
                 file,
                 "migration.to.mode",
                 format!(
-                    "is {}, but the backend migrated to runs linked into the proxy in this \
-                     version; remove migration.to.mode",
-                    self.to.mode.name()
+                    "is {}, but {} backends run linked into the proxy; remove migration.to.mode",
+                    self.to.mode.name(),
+                    ns.dal.name()
                 ),
             ));
         }
+        // The target's mode and pattern settings, checked as a backend's.
+        let mut as_backend = ns.clone();
+        as_backend.backend = self.to.clone();
+        as_backend.migration = None;
+        as_backend
+            .validate_mode(file)
+            .map_err(|e| e.renamed("backend", "migration.to"))?;
         if self.to.kind == ns.backend.kind {
             return Err(ConfigError::new(
                 file,

@@ -66,6 +66,16 @@ impl ConfigError {
             message: message.into(),
         }
     }
+
+    /// The error with its field's leading `from` section named `to` (a
+    /// check written for one section, applied to another).
+    pub fn renamed(mut self, from: &str, to: &str) -> Self {
+        if let Some(rest) = self.field.strip_prefix(from) {
+            self.field = format!("{to}{rest}");
+        }
+        self.message = self.message.replace(&format!("{from}."), &format!("{to}."));
+        self
+    }
 }
 
 /// Parses YAML text strictly into `T`; errors name `file` and the field.

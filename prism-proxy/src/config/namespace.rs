@@ -469,7 +469,7 @@ impl NamespaceConfig {
         Ok(())
     }
 
-    fn validate_mode(&self, file: &str) -> Result<(), ConfigError> {
+    pub(super) fn validate_mode(&self, file: &str) -> Result<(), ConfigError> {
         let b = &self.backend;
         let pattern = b.pattern.clone().unwrap_or_default();
         match b.mode {

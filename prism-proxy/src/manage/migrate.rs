@@ -10,7 +10,6 @@ use serde::Serialize;
 use super::{ApplyOutcome, ManageError, Manager};
 use pattern_core::Capability;
 
-use crate::backend::DalBackend;
 use crate::config::{BackendSpec, Dal, MigrationPhase};
 use crate::migration::{Checkpoint, MismatchSample, now_ms};
 use crate::registry::Namespace;
@@ -434,34 +433,17 @@ impl Manager {
         ns: &Namespace,
         spec: &BackendSpec,
     ) -> Result<Vec<&'static str>, ManageError> {
-        let cannot_open =
-            |e: String| ManageError::Refused(format!("the target backend cannot be opened: {e}"));
-        let target = if ns.config.dal == Dal::Timeseries {
-            let ctx = pattern_core::timeseries::TimeSeriesContext {
-                namespace: ns.config.name.clone(),
-                data_dir: self.data_dir.clone(),
-                clock: self.clock.clone(),
-                bucket: ns.config.timeseries_settings().bucket,
-            };
-            let b = self
-                .resolver
-                .open_timeseries(&spec.kind, ctx, spec.options.clone())
-                .await
-                .map_err(cannot_open)?;
-            DalBackend::TimeSeries(b)
-        } else {
-            let ctx = pattern_core::OpenContext {
-                namespace: ns.config.name.clone(),
-                data_dir: self.data_dir.clone(),
-                clock: self.clock.clone(),
-            };
-            let b = self
-                .resolver
-                .open_keyvalue(&spec.kind, ctx, spec.options.clone())
-                .await
-                .map_err(cannot_open)?;
-            DalBackend::KeyValue(b)
-        };
+        let mut target_config = ns.config.clone();
+        target_config.backend = spec.clone();
+        target_config.migration = None;
+        let (target, _, _) = crate::registry::open_backend(
+            &target_config,
+            &self.resolver,
+            &self.data_dir,
+            self.clock.clone(),
+        )
+        .await
+        .map_err(|e| ManageError::Refused(format!("the target backend cannot be opened: {e}")))?;
         let theirs = target.capabilities().names();
         let _ = target.close().await;
         Ok(ns

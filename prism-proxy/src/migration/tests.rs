@@ -324,13 +324,28 @@ fn the_migration_section_is_checked() {
             "at least 1",
         ),
         (
-            "  to:\n    kind: sqlite\n    mode: process\n",
-            "linked into the proxy",
+            "  to:\n    kind: sqlite\n    mode: remote\n",
+            "field `migration.to.pattern.address`: is required",
+        ),
+        (
+            "  to:\n    kind: sqlite\n    pattern: {binary: /x}\n",
+            "field `migration.to.pattern`",
         ),
     ] {
         let e = config(&format!("{base}migration:\n{section}")).unwrap_err();
         assert!(e.contains(wanted), "{section}: {e}");
     }
+    // The target may run as a pattern process (KeyValue).
+    let process = config(&format!(
+        "{base}migration:\n  to:\n    kind: sqlite\n    mode: process\n"
+    ))
+    .unwrap();
+    assert_eq!(process.migration.unwrap().to.mode.name(), "process");
+    let ts_process = config(
+        "name: orders\ndal: timeseries\nbackend:\n  kind: memstore\nmigration:\n  to:\n    kind: sqlite\n    mode: process\n",
+    )
+    .unwrap_err();
+    assert!(ts_process.contains("linked into the proxy"), "{ts_process}");
     let ts = config(
         "name: orders\ndal: timeseries\nbackend:\n  kind: memstore\nmigration:\n  to:\n    kind: sqlite\n",
     )
