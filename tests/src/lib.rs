@@ -282,3 +282,18 @@ impl ConfigDir {
         ProxyProcess::start_with(&self.dir.path().join("data"), &["--config", &self.config])
     }
 }
+
+impl ProxyProcess {
+    /// `prismctl migrate ARGS...` against this proxy; must succeed.
+    pub fn migrate(&self, args: &[&str]) -> String {
+        let mut all = vec!["migrate"];
+        all.extend_from_slice(args);
+        succeeded(prismctl(self.grpc, &all))
+    }
+
+    /// `prismctl migrate status NAME -o json`.
+    pub fn migration_status(&self, name: &str) -> serde_json::Value {
+        serde_json::from_str(&self.migrate(&["status", name, "-o", "json"]))
+            .expect("migrate status prints JSON")
+    }
+}

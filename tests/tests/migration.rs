@@ -38,16 +38,6 @@ fn setup(prefix: &str, backend: &str) -> ConfigDir {
 }
 
 /// `prismctl migrate ARGS... NAME`; must succeed.
-fn migrate(proxy: &ProxyProcess, args: &[&str]) -> String {
-    let mut all = vec!["migrate"];
-    all.extend_from_slice(args);
-    succeeded(prismctl(proxy.grpc, &all))
-}
-
-fn status(proxy: &ProxyProcess, name: &str) -> serde_json::Value {
-    serde_json::from_str(&migrate(proxy, &["status", name, "-o", "json"])).unwrap()
-}
-
 /// Polls the migration status until `cond` holds (up to 120 s).
 fn wait_status(
     proxy: &ProxyProcess,
@@ -57,7 +47,7 @@ fn wait_status(
 ) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let s = status(proxy, name);
+        let s = proxy.migration_status(name);
         if cond(&s) {
             return s;
         }
@@ -248,15 +238,15 @@ async fn migrate_under_load(setup: &ConfigDir, to: &str, start_flags: &[&str]) -
         "json",
     ];
     start.extend_from_slice(start_flags);
-    let started = migrate(&proxy, &start);
+    let started = proxy.migrate(&start);
     assert!(started.contains("dual-write"), "{started}");
     load.progress(200).await;
-    migrate(&proxy, &["advance", &name]);
-    let waited = migrate(&proxy, &["wait", &name, "-o", "json"]);
+    proxy.migrate(&["advance", &name]);
+    let waited = proxy.migrate(&["wait", &name, "-o", "json"]);
     let waited: serde_json::Value = serde_json::from_str(&waited).unwrap();
     assert_eq!(waited["phase"], "backfill");
     assert_eq!(waited["backfill"]["finished"], true, "{waited}");
-    migrate(&proxy, &["advance", &name]);
+    proxy.migrate(&["advance", &name]);
     read_all(&proxy, &name, 200).await;
     load.progress(200).await;
     let compared = wait_status(&proxy, &name, "the shadow reads are compared", |s| {
@@ -264,10 +254,10 @@ async fn migrate_under_load(setup: &ConfigDir, to: &str, start_flags: &[&str]) -
     });
     assert_eq!(compared["mismatches"], 0, "{compared}");
     assert_eq!(compared["shadow_failures"], 0, "{compared}");
-    migrate(&proxy, &["advance", &name]);
-    assert_eq!(status(&proxy, &name)["phase"], "promoted");
+    proxy.migrate(&["advance", &name]);
+    assert_eq!(proxy.migration_status(&name)["phase"], "promoted");
     load.progress(200).await;
-    migrate(&proxy, &["finalize", &name]);
+    proxy.migrate(&["finalize", &name]);
     load.progress(200).await;
     let result = load.stop().await;
     assert!(
@@ -282,7 +272,7 @@ async fn migrate_under_load(setup: &ConfigDir, to: &str, start_flags: &[&str]) -
         result.ops,
         result.failures.len()
     );
-    let after = status(&proxy, &name);
+    let after = proxy.migration_status(&name);
     assert_eq!(after["phase"], "", "the migration ended: {after}");
     // The namespace file now names the target.
     let stored = std::fs::read_to_string(&setup.file).unwrap();
@@ -379,9 +369,9 @@ async fn a_mismatch_injected_into_the_shadow_blocks_promotion() {
         String::from_utf8_lossy(&forced.stderr).contains("forced past"),
         "{forced:?}"
     );
-    migrate(&proxy, &["advance", &name]);
-    migrate(&proxy, &["wait", &name]);
-    migrate(&proxy, &["advance", &name]);
+    proxy.migrate(&["advance", &name]);
+    proxy.migrate(&["wait", &name]);
+    proxy.migrate(&["advance", &name]);
     // Behind Prism's back: the shadow's copy of pre-00005 changes.
     psql(&format!(
         "UPDATE {schema}.kv_items SET value = 'tampered'::bytea WHERE namespace = '{name}' AND \
@@ -413,9 +403,9 @@ async fn a_mismatch_injected_into_the_shadow_blocks_promotion() {
         stderr.contains("differed") && stderr.contains("--force"),
         "{stderr}"
     );
-    assert_eq!(status(&proxy, &name)["phase"], "shadow-read");
-    migrate(&proxy, &["abort", &name]);
-    assert_eq!(status(&proxy, &name)["phase"], "");
+    assert_eq!(proxy.migration_status(&name)["phase"], "shadow-read");
+    proxy.migrate(&["abort", &name]);
+    assert_eq!(proxy.migration_status(&name)["phase"], "");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -431,20 +421,17 @@ async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
         postgres_url()
     );
     // 1500 ids at 500 a second: about three seconds of backfill.
-    migrate(
-        &proxy,
-        &[
-            "start",
-            &name,
-            "--to",
-            &to,
-            "--read-sample",
-            "1",
-            "--backfill-rate",
-            "500",
-        ],
-    );
-    migrate(&proxy, &["advance", &name]);
+    proxy.migrate(&[
+        "start",
+        &name,
+        "--to",
+        &to,
+        "--read-sample",
+        "1",
+        "--backfill-rate",
+        "500",
+    ]);
+    proxy.migrate(&["advance", &name]);
     let before = wait_status(&proxy, &name, "the backfill has saved progress", |s| {
         s["backfill"]["items"].as_u64().unwrap_or(0) >= 600
     });
@@ -466,7 +453,7 @@ async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
     proxy.kill9();
 
     let proxy = setup.start();
-    let resumed = status(&proxy, &name);
+    let resumed = proxy.migration_status(&name);
     assert_eq!(
         resumed["phase"], "backfill",
         "the phase survived: {resumed}"
@@ -477,13 +464,13 @@ async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
         "the backfill resumed from its checkpoint, not from the start: {resumed}"
     );
     let done =
-        serde_json::from_str::<serde_json::Value>(&migrate(&proxy, &["wait", &name, "-o", "json"]))
+        serde_json::from_str::<serde_json::Value>(&proxy.migrate(&["wait", &name, "-o", "json"]))
             .unwrap();
     assert_eq!(done["backfill"]["finished"], true, "{done}");
     assert_eq!(done["backfill"]["total_items"], (IDS * 2) as u64);
     // The final comparison: every item on both, compared through the
     // proxy, and counted in PostgreSQL.
-    migrate(&proxy, &["advance", &name]);
+    proxy.migrate(&["advance", &name]);
     read_all(&proxy, &name, IDS).await;
     let s = wait_status(&proxy, &name, "every id is compared", |s| {
         s["reads_compared"].as_u64().unwrap_or(0) >= IDS as u64
@@ -493,8 +480,8 @@ async fn a_killed_proxy_resumes_the_backfill_from_its_checkpoint() {
         "SELECT count(*) FROM {schema}.kv_items WHERE namespace = '{name}'"
     ));
     assert_eq!(rows.trim(), (IDS * 2).to_string());
-    migrate(&proxy, &["advance", &name]);
-    migrate(&proxy, &["finalize", &name]);
+    proxy.migrate(&["advance", &name]);
+    proxy.migrate(&["finalize", &name]);
     assert_all_present(&proxy, &name, &pre).await;
 }
 
@@ -533,10 +520,7 @@ async fn a_fleet_follows_the_phase_through_the_shared_store() {
         "{{kind: redis, options: {{url: \"{}\", key_prefix: prism-fleet-{run}}}}}",
         redis_url()
     );
-    migrate(
-        &a,
-        &["start", &name, "--to", &to, "--read-sample", "1", "--force"],
-    );
+    a.migrate(&["start", &name, "--to", &to, "--read-sample", "1", "--force"]);
     wait_status(&b, &name, "proxy b follows into dual-write", |s| {
         s["phase"] == "dual-write"
     });
@@ -544,17 +528,17 @@ async fn a_fleet_follows_the_phase_through_the_shared_store() {
     kv_b.put(put_request(&name, "via-b", "k", "written through b"))
         .await
         .unwrap();
-    assert!(status(&b, &name)["shadow_writes"].as_u64().unwrap() >= 1);
+    assert!(b.migration_status(&name)["shadow_writes"].as_u64().unwrap() >= 1);
     for phase in ["backfill", "shadow-read", "promoted"] {
         if phase == "shadow-read" {
-            migrate(&a, &["wait", &name]);
+            a.migrate(&["wait", &name]);
         }
-        migrate(&a, &["advance", &name]);
+        a.migrate(&["advance", &name]);
         wait_status(&b, &name, &format!("proxy b follows into {phase}"), |s| {
             s["phase"] == phase
         });
     }
-    migrate(&a, &["finalize", &name]);
+    a.migrate(&["finalize", &name]);
     wait_status(&b, &name, "proxy b ends the migration", |s| {
         s["phase"] == "" && s["source"] == "redis"
     });

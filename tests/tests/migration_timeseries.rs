@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use prism_proto::timeseries::v1 as pb;
 use prism_proto::timeseries::v1::time_series_service_client::TimeSeriesServiceClient;
-use prism_tests::{ConfigDir, ProxyProcess, prismctl, succeeded};
+use prism_tests::{ConfigDir, ProxyProcess};
 use tonic::transport::Channel;
 
 fn postgres_url() -> String {
@@ -23,16 +23,6 @@ fn postgres_url() -> String {
 const SCHEMA: &str = "prism_migration_ts_e2e";
 /// Event times start here (microseconds).
 const BASE_US: i64 = 1_700_000_000_000_000;
-
-fn migrate(proxy: &ProxyProcess, args: &[&str]) -> String {
-    let mut all = vec!["migrate"];
-    all.extend_from_slice(args);
-    succeeded(prismctl(proxy.grpc, &all))
-}
-
-fn status(proxy: &ProxyProcess, name: &str) -> serde_json::Value {
-    serde_json::from_str(&migrate(proxy, &["status", name, "-o", "json"])).unwrap()
-}
 
 fn time(us: i64) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -230,34 +220,31 @@ async fn timeseries_sqlite_to_postgres_under_load() {
         "{{kind: postgres, options: {{url: '{}', schema: {SCHEMA}}}}}",
         postgres_url()
     );
-    let started = migrate(
-        &proxy,
-        &[
-            "start",
-            &name,
-            "--to",
-            &to,
-            "--read-sample",
-            "1",
-            "-o",
-            "json",
-        ],
-    );
+    let started = proxy.migrate(&[
+        "start",
+        &name,
+        "--to",
+        &to,
+        "--read-sample",
+        "1",
+        "-o",
+        "json",
+    ]);
     assert!(started.contains("dual-write"), "{started}");
     progress(50).await;
-    migrate(&proxy, &["advance", &name]);
+    proxy.migrate(&["advance", &name]);
     let waited: serde_json::Value =
-        serde_json::from_str(&migrate(&proxy, &["wait", &name, "-o", "json"])).unwrap();
+        serde_json::from_str(&proxy.migrate(&["wait", &name, "-o", "json"])).unwrap();
     assert_eq!(waited["phase"], "backfill");
     assert_eq!(waited["backfill"]["finished"], true, "{waited}");
     let total = waited["backfill"]["total_items"].as_u64().unwrap();
     assert!(total >= 300, "the events before the backfill: {waited}");
-    migrate(&proxy, &["advance", &name]);
+    proxy.migrate(&["advance", &name]);
     progress(60).await;
     // Every read of the rounds above was compared (read_sample 1).
     let deadline = Instant::now() + Duration::from_secs(60);
     let compared = loop {
-        let s = status(&proxy, &name);
+        let s = proxy.migration_status(&name);
         if s["reads_compared"].as_u64().unwrap_or(0) >= 60 {
             break s;
         }
@@ -266,10 +253,10 @@ async fn timeseries_sqlite_to_postgres_under_load() {
     };
     assert_eq!(compared["mismatches"], 0, "{compared}");
     assert_eq!(compared["shadow_failures"], 0, "{compared}");
-    migrate(&proxy, &["advance", &name]);
-    assert_eq!(status(&proxy, &name)["phase"], "promoted");
+    proxy.migrate(&["advance", &name]);
+    assert_eq!(proxy.migration_status(&name)["phase"], "promoted");
     progress(50).await;
-    migrate(&proxy, &["finalize", &name]);
+    proxy.migrate(&["finalize", &name]);
     progress(50).await;
     stop.store(true, Ordering::Relaxed);
     let (acknowledged, failures) = load.await.unwrap();
@@ -284,7 +271,10 @@ async fn timeseries_sqlite_to_postgres_under_load() {
         "{name}: {} rounds (a write and a read each) through the migration, 0 failed",
         acknowledged.len() + failures.len()
     );
-    assert!(status(&proxy, &name)["phase"] == "", "the migration ended");
+    assert!(
+        proxy.migration_status(&name)["phase"] == "",
+        "the migration ended"
+    );
     let stored = std::fs::read_to_string(&file).unwrap();
     assert!(stored.contains("kind: postgres"), "{stored}");
 

@@ -36,42 +36,49 @@ async fn count(primary: &dyn KeyValueBackend) -> Result<u64, BackendError> {
     }
 }
 
+/// Where a backfill starts: the saved checkpoint when `is_ours` (a
+/// resumed backfill), else a new one; `None` when the saved one is
+/// finished (its progress is shown, nothing runs).
+pub(super) async fn resume(
+    shared: &MigrationShared,
+    is_ours: impl Fn(&Checkpoint) -> bool,
+) -> Result<Option<Checkpoint>, String> {
+    let ns = &shared.namespace;
+    match shared.queue.checkpoint(ns).await?.filter(|cp| is_ours(cp)) {
+        Some(cp) if cp.finished_ms.is_some() => {
+            shared.set_progress(cp);
+            Ok(None)
+        }
+        Some(cp) => {
+            tracing::info!(namespace = %ns, items = cp.items, "backfill resumes from its checkpoint");
+            Ok(Some(cp))
+        }
+        None => Ok(Some(Checkpoint {
+            started_ms: now_ms(),
+            ..Checkpoint::default()
+        })),
+    }
+}
+
 /// Runs (or resumes) the backfill of `shared`'s namespace to its end.
 pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), String> {
     let ns = shared.namespace.clone();
     let err = |e: BackendError| format!("backfill of '{ns}': {e}");
     // A checkpoint with `up_to` is a TimeSeries backfill's (a namespace of
     // that name migrated before): not this one's.
-    let saved = shared
-        .queue
-        .checkpoint(&ns)
-        .await?
-        .filter(|cp| cp.up_to.is_none());
-    let mut cp = match saved {
-        Some(cp) if cp.finished_ms.is_some() => {
-            shared.set_progress(cp);
-            return Ok(());
-        }
-        Some(mut cp) => {
-            tracing::info!(namespace = %ns, items = cp.items, "backfill resumes from its checkpoint");
-            // A snapshot-reading backend's saved cursor names a snapshot of
-            // the previous run: scan again from the start, skipping the ids
-            // done.
-            if shared
-                .kv_roles()?
-                .primary
-                .capabilities()
-                .has(Capability::SnapshotReads)
-            {
-                cp.cursor = None;
-            }
-            cp
-        }
-        None => Checkpoint {
-            started_ms: now_ms(),
-            ..Checkpoint::default()
-        },
+    let Some(mut cp) = resume(&shared, |cp| cp.up_to.is_none()).await? else {
+        return Ok(());
     };
+    // A snapshot-reading backend's saved cursor names a snapshot of the
+    // previous run: scan again from the start, skipping the ids done.
+    if shared
+        .kv_roles()?
+        .primary
+        .capabilities()
+        .has(Capability::SnapshotReads)
+    {
+        cp.cursor = None;
+    }
     if cp.total.is_none() {
         let primary = shared.kv_roles()?.primary;
         cp.total = Some(count(primary.as_ref()).await.map_err(err)?);

@@ -130,24 +130,8 @@ pub async fn backfill(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result
     let err = |e: BackendError| format!("backfill of '{ns}': {e}");
     // A checkpoint without `up_to` is a KeyValue backfill's (a namespace of
     // that name migrated before): not this one's.
-    let saved = shared
-        .queue
-        .checkpoint(&ns)
-        .await?
-        .filter(|cp| cp.up_to.is_some());
-    let mut cp = match saved {
-        Some(cp) if cp.finished_ms.is_some() => {
-            shared.set_progress(cp);
-            return Ok(());
-        }
-        Some(cp) => {
-            tracing::info!(namespace = %ns, items = cp.items, "backfill resumes from its checkpoint");
-            cp
-        }
-        None => Checkpoint {
-            started_ms: now_ms(),
-            ..Checkpoint::default()
-        },
+    let Some(mut cp) = super::backfill::resume(&shared, |cp| cp.up_to.is_some()).await? else {
+        return Ok(());
     };
     let roles = shared.ts_roles()?;
     let up_to = match cp.up_to {
