@@ -50,9 +50,24 @@ pub struct Namespace {
     /// deleted): streams opened on a version reading from it then end, so
     /// their clients reopen them on the version serving.
     released: Vec<Arc<tokio::sync::watch::Sender<bool>>>,
-    /// Set when this version's streams must end although its backends
-    /// stay (its `timeseries.log` changed: tails follow the log).
-    streams_ended: tokio::sync::watch::Sender<bool>,
+    /// Set when the streams of this version must end although its
+    /// backends stay: its `timeseries.log` changed (tails follow the log).
+    /// Shared by the versions with the same log.
+    streams_ended: Arc<tokio::sync::watch::Sender<bool>>,
+}
+
+/// The streams-ended flag of a version of `config`: `previous`'s while its
+/// `timeseries.log` is the same, else a new one.
+fn streams_flag(
+    previous: Option<&Namespace>,
+    config: &NamespaceConfig,
+) -> Arc<tokio::sync::watch::Sender<bool>> {
+    match previous {
+        Some(p) if p.config.timeseries_settings().log == config.timeseries_settings().log => {
+            p.streams_ended.clone()
+        }
+        _ => Arc::new(tokio::sync::watch::channel(false).0),
+    }
 }
 
 /// Closes the backends of `opened` that `previous` does not hold (a
@@ -185,7 +200,7 @@ impl Namespace {
                 migration: prev.migration.clone(),
                 raw: prev.raw.clone(),
                 released: prev.released.clone(),
-                streams_ended: tokio::sync::watch::channel(false).0,
+                streams_ended: prev.streams_ended.clone(),
             });
         }
         // The log opens first: nothing is opened (or shared) yet if it fails.
@@ -238,10 +253,17 @@ impl Namespace {
                         // version may not be committed.
                         let started =
                             Roles::for_phase(m.phase, &source, &target).and_then(|roles| {
-                                let shared = match previous.and_then(|p| p.migration.as_ref()) {
+                                // The same migration (target and id) shares its
+                                // state across versions; another one starts anew.
+                                let same = previous.and_then(|p| {
+                                    let c = p.config.migration.as_ref()?;
+                                    (c.to == m.to && c.id == m.id).then_some(p.migration.as_ref()?)
+                                });
+                                let shared = match same {
                                     Some(prev) => prev.shared.clone(),
-                                    None => MigrationShared::start(
+                                    None => MigrationShared::start_for(
                                         &config.name,
+                                        m.id.clone(),
                                         data_dir,
                                         roles.clone(),
                                     )?,
@@ -318,6 +340,7 @@ impl Namespace {
             version,
             "namespace backend opened"
         );
+        let streams_ended = streams_flag(previous, &config);
         let raws = match &migration {
             Some(m) => vec![m.source.clone(), m.target.clone()],
             None => vec![raw.clone().unwrap_or_else(|| backend.clone())],
@@ -334,7 +357,7 @@ impl Namespace {
             migration,
             raw,
             released: release_flags(previous, &raws),
-            streams_ended: tokio::sync::watch::channel(false).0,
+            streams_ended,
         })
     }
 
@@ -401,7 +424,7 @@ impl Namespace {
     /// The error a stream on a released version ends with.
     pub fn moved(&self, stream: &str) -> tonic::Status {
         tonic::Status::unavailable(format!(
-            "namespace '{}' now runs on another backend or was removed; open the {stream} \
+            "namespace '{}' changed its backend or its log, or was removed; open the {stream} \
              again{}",
             self.config.name,
             if stream == "tail" {

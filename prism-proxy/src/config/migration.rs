@@ -73,6 +73,11 @@ pub struct MigrationConfig {
     /// backends go.
     #[serde(default)]
     pub backfill_rate: Option<u32>,
+    /// Which migration this is, written by `start`: a proxy's saved
+    /// backfill checkpoint and state belong to one migration, and one of
+    /// an earlier migration of the namespace is not resumed.
+    #[serde(default)]
+    pub id: Option<String>,
 }
 
 fn default_read_sample() -> f64 {

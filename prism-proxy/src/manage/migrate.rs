@@ -159,6 +159,13 @@ fn blockers(phase: MigrationPhase, s: &MigrationStatus) -> Vec<String> {
     out
 }
 
+/// A new migration's id: the start time and a random part.
+fn new_migration_id() -> String {
+    let mut random = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random);
+    format!("{}-{}", now_ms(), u32::from_be_bytes(random))
+}
+
 /// `yaml` with `section` set (or removed when `None`). Only that top-level
 /// section's lines change, so the operator's comments and layout elsewhere
 /// survive; when that edit would not give the same document as a full
@@ -205,19 +212,30 @@ fn edit_section(yaml: &str, section: &str, value: Option<yaml_serde::Value>) -> 
         }
         None => String::new(),
     };
-    let lines: Vec<&str> = yaml.lines().collect();
+    // Lines keep their own endings; the new block takes the file's.
+    let block = if yaml.contains("\r\n") {
+        block.replace('\n', "\r\n")
+    } else {
+        block
+    };
+    let lines: Vec<&str> = yaml.split_inclusive('\n').collect();
+    let text = |l: &str| l.trim_end_matches(['\r', '\n']).to_string();
     let head = format!("{section}:");
-    let starts_column = |l: &str| !l.is_empty() && !l.starts_with([' ', '\t']);
-    let joined = |ls: &[&str]| ls.iter().map(|l| format!("{l}\n")).collect::<String>();
+    let starts_column = |l: &str| !text(l).is_empty() && !l.starts_with([' ', '\t']);
     let out = match lines.iter().position(|l| l.starts_with(&head)) {
         Some(i) => {
-            let end = lines[i + 1..]
+            let mut end = lines[i + 1..]
                 .iter()
                 .position(|l| starts_column(l))
                 .map_or(lines.len(), |p| i + 1 + p);
-            format!("{}{block}{}", joined(&lines[..i]), joined(&lines[end..]))
+            // Blank lines before the next section stay.
+            while end > i + 1 && text(lines[end - 1]).trim().is_empty() {
+                end -= 1;
+            }
+            format!("{}{block}{}", lines[..i].concat(), lines[end..].concat())
         }
-        None => format!("{}{block}", joined(&lines)),
+        None if yaml.is_empty() || yaml.ends_with('\n') => format!("{yaml}{block}"),
+        None => format!("{yaml}\n{block}"),
     };
     Some(out)
 }
@@ -318,6 +336,21 @@ impl Manager {
                 })?;
                 let spec: BackendSpec = yaml_serde::from_value(to.clone())
                     .map_err(|e| ManageError::BadRequest(format!("the target backend: {e}")))?;
+                let mut section = yaml_serde::Mapping::new();
+                section.insert("to".into(), to);
+                section.insert("phase".into(), MigrationPhase::DualWrite.name().into());
+                section.insert("id".into(), new_migration_id().into());
+                if let Some(s) = read_sample {
+                    section.insert("read_sample".into(), (*s).into());
+                }
+                if let Some(r) = backfill_rate {
+                    section.insert("backfill_rate".into(), u64::from(*r).into());
+                }
+                let new_yaml = with_section(&yaml, "migration", Some(section.into()))?;
+                // The section is checked (a precise error for a bad target)
+                // before the target is opened for the capability check.
+                self.parse(&ns.config.source, &new_yaml)
+                    .map_err(|e| ManageError::Invalid(vec![e]))?;
                 let lost = self.capabilities_lost(&ns, &spec).await?;
                 if !lost.is_empty() {
                     check(vec![format!(
@@ -327,24 +360,12 @@ impl Manager {
                         lost.join(", ")
                     )])?;
                 }
-                let mut section = yaml_serde::Mapping::new();
-                section.insert("to".into(), to);
-                section.insert("phase".into(), MigrationPhase::DualWrite.name().into());
-                if let Some(s) = read_sample {
-                    section.insert("read_sample".into(), (*s).into());
-                }
-                if let Some(r) = backfill_rate {
-                    section.insert("backfill_rate".into(), u64::from(*r).into());
-                }
                 // What an earlier migration of this name left in this
                 // proxy's queue is stale now.
                 if let Some(q) = self.migration_queue()? {
                     q.clear(name).await.map_err(ManageError::Refused)?;
                 }
-                (
-                    with_section(&yaml, "migration", Some(section.into()))?,
-                    MigrationPhase::DualWrite.name().to_string(),
-                )
+                (new_yaml, MigrationPhase::DualWrite.name().to_string())
             }
             (_, None) => {
                 return Err(ManageError::Refused(format!(
@@ -510,6 +531,19 @@ mod tests {
         );
         let parsed: yaml_serde::Value = value(&done);
         assert_eq!(parsed["backend"]["kind"], "postgres");
+    }
+
+    #[test]
+    fn line_endings_and_blank_lines_stay() {
+        let crlf =
+            "name: orders\r\nmigration:\r\n  to: {kind: redis}\r\n\r\n# after\r\npolicy: {}\r\n";
+        let out = with_section(crlf, "migration", Some(value("to: {kind: postgres}"))).unwrap();
+        assert_eq!(
+            out,
+            "name: orders\r\nmigration:\r\n  to:\r\n    kind: postgres\r\n\r\n# after\r\npolicy: {}\r\n"
+        );
+        let removed = with_section(&out, "migration", None).unwrap();
+        assert_eq!(removed, "name: orders\r\n\r\n# after\r\npolicy: {}\r\n");
     }
 
     #[test]

@@ -379,6 +379,15 @@ impl Manager {
         };
         if let Some(old) = self.registry.remove(name) {
             let backends = old.raw_backends();
+            // Streams end now (they would hold the version through the
+            // grace period), and a migration stops and forgets its state.
+            old.release(&backends);
+            if let Some(ended) = &old.migration {
+                ended.shared.stop();
+                if let Err(e) = ended.shared.queue.clear(name).await {
+                    tracing::warn!(namespace = %name, error = %e, "could not clear the ended migration's state");
+                }
+            }
             drain_and_close(old, backends, self.grace).await;
         }
         self.rejected.lock().expect("rejected lock").remove(name);
@@ -553,19 +562,26 @@ impl Manager {
             next.activate();
         }
         let Some(previous) = previous else { return };
-        // A migration that ended (abort, finalize, delete) stops copying now.
+        // A migration that ended (abort, finalize; a delete ends it in `delete`) stops copying now.
         if let Some(ended) = &previous.migration
-            && next.is_none_or(|n| n.migration.is_none())
+            && next.is_none_or(|n| {
+                n.migration
+                    .as_ref()
+                    .is_none_or(|m| !Arc::ptr_eq(&m.shared, &ended.shared))
+            })
         {
             ended.shared.stop();
             // Every proxy forgets the ended migration's queue and
-            // checkpoint (a later migration of this name starts clean).
-            let (queue, name) = (ended.shared.queue.clone(), previous.config.name.clone());
-            tokio::spawn(async move {
-                if let Err(e) = queue.clear(&name).await {
-                    tracing::warn!(namespace = %name, error = %e, "could not clear the ended migration's state");
-                }
-            });
+            // checkpoint, unless another migration already began (its
+            // checkpoint is told apart by `migration.id`).
+            if next.is_none_or(|n| n.migration.is_none()) {
+                let (queue, name) = (ended.shared.queue.clone(), previous.config.name.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = queue.clear(&name).await {
+                        tracing::warn!(namespace = %name, error = %e, "could not clear the ended migration's state");
+                    }
+                });
+            }
         }
         // Tails follow a `timeseries.log`: a new log ends them even when
         // the store stays.

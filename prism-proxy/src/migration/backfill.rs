@@ -36,15 +36,16 @@ async fn count(primary: &dyn KeyValueBackend) -> Result<u64, BackendError> {
     }
 }
 
-/// Where a backfill starts: the saved checkpoint when `is_ours` (a
-/// resumed backfill), else a new one; `None` when the saved one is
+/// Where a backfill starts: the saved checkpoint when it is this
+/// migration's and `is_ours` (a resumed backfill), else a new one; `None` when the saved one is
 /// finished (its progress is shown, nothing runs).
 pub(super) async fn resume(
     shared: &MigrationShared,
     is_ours: impl Fn(&Checkpoint) -> bool,
 ) -> Result<Option<Checkpoint>, String> {
     let ns = &shared.namespace;
-    match shared.queue.checkpoint(ns).await?.filter(|cp| is_ours(cp)) {
+    let saved = shared.queue.checkpoint(ns).await?;
+    match saved.filter(|cp| cp.migration == shared.id && is_ours(cp)) {
         Some(cp) if cp.finished_ms.is_some() => {
             shared.set_progress(cp);
             Ok(None)
@@ -55,6 +56,7 @@ pub(super) async fn resume(
         }
         None => Ok(Some(Checkpoint {
             started_ms: now_ms(),
+            migration: shared.id.clone(),
             ..Checkpoint::default()
         })),
     }

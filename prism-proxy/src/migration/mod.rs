@@ -159,6 +159,8 @@ pub struct Counters {
 /// repair queue and its task, the counters.
 pub struct MigrationShared {
     pub namespace: String,
+    /// `migration.id`: the migration this state belongs to.
+    pub id: Option<String>,
     pub locks: IdLocks,
     pub queue: Arc<RepairQueue>,
     pub counters: Counters,
@@ -204,12 +206,24 @@ impl MigrationShared {
         data_dir: &Path,
         roles: impl Into<Roles>,
     ) -> Result<Arc<Self>, String> {
+        Self::start_for(namespace, None, data_dir, roles)
+    }
+
+    /// As [`MigrationShared::start`], for migration `id` (`migration.id`):
+    /// a saved checkpoint of another migration is not resumed.
+    pub fn start_for(
+        namespace: &str,
+        id: Option<String>,
+        data_dir: &Path,
+        roles: impl Into<Roles>,
+    ) -> Result<Arc<Self>, String> {
         let queue = shared_queue(data_dir)?;
         let mut secret = [0u8; 32];
         ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut secret)
             .map_err(|_| "no randomness for the migration's id hashing".to_string())?;
         let shared = Arc::new(MigrationShared {
             namespace: namespace.to_string(),
+            id,
             locks: IdLocks::default(),
             queue,
             counters: Counters {
@@ -341,12 +355,13 @@ impl MigrationShared {
     }
 
     /// The backfill's progress in this proxy: the checkpoint in memory, or
-    /// the saved one.
+    /// the saved one of this migration.
     pub async fn progress(&self) -> Result<Option<Checkpoint>, String> {
         if let Some(cp) = locked(&self.progress).clone() {
             return Ok(Some(cp));
         }
-        self.queue.checkpoint(&self.namespace).await
+        let saved = self.queue.checkpoint(&self.namespace).await?;
+        Ok(saved.filter(|cp| cp.migration == self.id))
     }
 
     /// Why the backfill last failed, while it retries.
@@ -398,9 +413,9 @@ impl MigrationShared {
     /// Repairs up to `limit` queued ids; returns how many were repaired and
     /// whether one failed.
     async fn repair_some(&self, limit: usize) -> Result<(usize, bool), String> {
-        let ids = self.queue.pending(&self.namespace, limit).await?;
+        let ids = self.queue.pending_attempts(&self.namespace, limit).await?;
         let mut repaired = 0;
-        for id in &ids {
+        for (id, attempts) in &ids {
             let result = match self.roles() {
                 Roles::KeyValue(roles) => {
                     let _lock = self.locks.lock(id).await;
@@ -408,7 +423,7 @@ impl MigrationShared {
                         .await
                         .map(|_| ())
                 }
-                Roles::TimeSeries(roles) => series_copy::repair(&roles, id).await,
+                Roles::TimeSeries(roles) => series_copy::repair(&roles, id, *attempts).await,
             };
             match result {
                 Ok(_) => {
@@ -464,6 +479,17 @@ async fn repair_loop(shared: Weak<MigrationShared>) {
             }
         }
     }
+}
+
+/// Runs a dual-write to its end even when the caller stops waiting (the
+/// client cancelled, or its deadline passed): a write the primary took is
+/// then mirrored or queued all the same.
+pub(crate) async fn whole<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, BackendError>> + Send + 'static,
+) -> Result<T, BackendError> {
+    tokio::spawn(work)
+        .await
+        .unwrap_or_else(|e| Err(BackendError::Internal(format!("a dual-write stopped: {e}"))))
 }
 
 /// The repair queue of `data_dir` (one per data directory in the process).

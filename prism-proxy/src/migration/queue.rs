@@ -59,14 +59,22 @@ impl RepairQueue {
              );",
         )
         .map_err(|e| sql_err(&path, "creating its tables", e))?;
-        // A queue written before TimeSeries migrations lacks `up_to`.
-        let has_up_to = conn
-            .prepare("SELECT 1 FROM pragma_table_info('backfills') WHERE name = 'up_to'")
-            .and_then(|mut s| s.exists([]))
-            .map_err(|e| sql_err(&path, "reading its schema", e))?;
-        if !has_up_to {
-            conn.execute_batch("ALTER TABLE backfills ADD COLUMN up_to INTEGER")
-                .map_err(|e| sql_err(&path, "adding the up_to column", e))?;
+        // A queue written by an earlier version lacks the later columns.
+        for (column, sql) in [
+            ("up_to", "ALTER TABLE backfills ADD COLUMN up_to INTEGER"),
+            (
+                "migration_id",
+                "ALTER TABLE backfills ADD COLUMN migration_id TEXT",
+            ),
+        ] {
+            let has = conn
+                .prepare("SELECT 1 FROM pragma_table_info('backfills') WHERE name = ?1")
+                .and_then(|mut s| s.exists([column]))
+                .map_err(|e| sql_err(&path, "reading its schema", e))?;
+            if !has {
+                conn.execute_batch(sql)
+                    .map_err(|e| sql_err(&path, "adding a column", e))?;
+            }
         }
         Ok(RepairQueue {
             path,
@@ -108,12 +116,25 @@ impl RepairQueue {
 
     /// Up to `limit` queued ids of `namespace`, oldest first.
     pub async fn pending(&self, namespace: &str, limit: usize) -> Result<Vec<String>, String> {
+        let all = self.pending_attempts(namespace, limit).await?;
+        Ok(all.into_iter().map(|(id, _)| id).collect())
+    }
+
+    /// As [`RepairQueue::pending`], with how many attempts each id had.
+    pub async fn pending_attempts(
+        &self,
+        namespace: &str,
+        limit: usize,
+    ) -> Result<Vec<(String, u32)>, String> {
         let namespace = namespace.to_string();
         self.with("listing repairs", move |c| {
             let mut stmt = c.prepare_cached(
-                "SELECT id FROM repairs WHERE namespace = ?1 ORDER BY queued_at_ms, id LIMIT ?2",
+                "SELECT id, attempts FROM repairs WHERE namespace = ?1
+                 ORDER BY queued_at_ms, id LIMIT ?2",
             )?;
-            let rows = stmt.query_map(params![namespace, limit as i64], |r| r.get(0))?;
+            let rows = stmt.query_map(params![namespace, limit as i64], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u32))
+            })?;
             rows.collect()
         })
         .await
@@ -197,7 +218,7 @@ impl RepairQueue {
         self.with("reading the backfill checkpoint", move |c| {
             let mut stmt = c.prepare_cached(
                 "SELECT last_id, cursor_id, cursor_key, cursor_snapshot, items, bytes, total,
-                        started_ms, finished_ms, up_to
+                        started_ms, finished_ms, up_to, migration_id
                  FROM backfills WHERE namespace = ?1",
             )?;
             let mut rows = stmt.query(params![namespace])?;
@@ -220,6 +241,7 @@ impl RepairQueue {
                 started_ms: r.get::<_, i64>(7)? as u64,
                 finished_ms: r.get::<_, Option<i64>>(8)?.map(|t| t as u64),
                 up_to: r.get::<_, Option<i64>>(9)?.map(|t| t as u64),
+                migration: r.get(10)?,
             }))
         })
         .await
@@ -232,14 +254,15 @@ impl RepairQueue {
         self.with("saving the backfill checkpoint", move |c| {
             c.execute(
                 "INSERT INTO backfills (namespace, last_id, cursor_id, cursor_key,
-                     cursor_snapshot, items, bytes, total, started_ms, finished_ms, up_to)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+                     cursor_snapshot, items, bytes, total, started_ms, finished_ms, up_to,
+                     migration_id)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
                  ON CONFLICT (namespace) DO UPDATE SET last_id = excluded.last_id,
                      cursor_id = excluded.cursor_id, cursor_key = excluded.cursor_key,
                      cursor_snapshot = excluded.cursor_snapshot, items = excluded.items,
                      bytes = excluded.bytes, total = excluded.total,
                      started_ms = excluded.started_ms, finished_ms = excluded.finished_ms,
-                     up_to = excluded.up_to",
+                     up_to = excluded.up_to, migration_id = excluded.migration_id",
                 params![
                     namespace,
                     cp.last_id,
@@ -252,6 +275,7 @@ impl RepairQueue {
                     cp.started_ms as i64,
                     cp.finished_ms.map(|t| t as i64),
                     cp.up_to.map(|t| t as i64),
+                    cp.migration,
                 ],
             )
             .map(|_| ())
@@ -278,6 +302,8 @@ pub struct Checkpoint {
     /// TimeSeries: the source's last sequence when the backfill began;
     /// later events reach the shadow by dual-write.
     pub up_to: Option<u64>,
+    /// The migration (`migration.id`) the backfill belongs to.
+    pub migration: Option<String>,
 }
 
 impl Checkpoint {

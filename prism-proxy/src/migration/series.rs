@@ -66,32 +66,42 @@ impl TimeSeriesBackend for ShadowedTs {
     /// committed all the same (a repair of an event neither holds does
     /// nothing).
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
-        let mut series: Vec<&str> = events.iter().map(|e| e.series_id.as_str()).collect();
-        series.sort_unstable();
-        series.dedup();
-        let _locks = self.shared.locks.lock_all(series.into_iter()).await;
-        let keys: Vec<String> = events
-            .iter()
-            .map(|e| series_copy::queue_id(&e.key()))
-            .collect();
-        let summary = match self.primary.write(events.clone()).await {
-            Ok(summary) => summary,
-            Err(e) => {
-                if !matches!(e, BackendError::InvalidArgument(_)) {
-                    self.shared.queue_repairs(keys).await;
+        let (primary, shadow, shared) = (
+            self.primary.clone(),
+            self.shadow.clone(),
+            self.shared.clone(),
+        );
+        // Whole, in a task: a client that goes away mid-call does not stop
+        // it between the primary and the shadow.
+        super::whole(async move {
+            let mut series: Vec<&str> = events.iter().map(|e| e.series_id.as_str()).collect();
+            series.sort_unstable();
+            series.dedup();
+            let _locks = shared.locks.lock_all(series.into_iter()).await;
+            let keys: Vec<String> = events
+                .iter()
+                .map(|e| series_copy::queue_id(&e.key()))
+                .collect();
+            let summary = match primary.write(events.clone()).await {
+                Ok(summary) => summary,
+                Err(e) => {
+                    if !matches!(e, BackendError::InvalidArgument(_)) {
+                        shared.queue_repairs(keys).await;
+                    }
+                    return Err(e);
                 }
-                return Err(e);
+            };
+            if summary.duplicates > 0 {
+                shared.queue_repairs(keys).await;
+                return Ok(summary);
             }
-        };
-        if summary.duplicates > 0 {
-            self.shared.queue_repairs(keys).await;
-            return Ok(summary);
-        }
-        match self.shadow.write(events).await {
-            Ok(_) => self.shared.counters.shadow_writes.inc(),
-            Err(e) => self.shared.shadow_failed(keys, &e).await,
-        }
-        Ok(summary)
+            match shadow.write(events).await {
+                Ok(_) => shared.counters.shadow_writes.inc(),
+                Err(e) => shared.shadow_failed(keys, &e).await,
+            }
+            Ok(summary)
+        })
+        .await
     }
 
     async fn read(&self, query: &ReadQuery) -> Result<EventPage, BackendError> {

@@ -82,18 +82,26 @@ async fn find(
     }
 }
 
+/// How often a queued event held by neither backend is looked for again
+/// before it counts as never stored (a write whose primary call failed
+/// may become visible a moment later).
+const ABSENT_ATTEMPTS: u32 = 3;
+
 /// Makes both backends hold the queued event `id`: it is copied to
 /// whichever lacks it. Events are immutable, so the direction does not
 /// matter, and a repair queued under other roles (before a promotion or a
-/// rollback) still lands. Held by neither (never stored, or retention
-/// dropped it): nothing to do.
-pub async fn repair(roles: &TsRoles, id: &str) -> Result<(), BackendError> {
+/// rollback) still lands. Held by neither after `attempts` looks (never
+/// stored, or retention dropped it): nothing to do.
+pub async fn repair(roles: &TsRoles, id: &str, attempts: u32) -> Result<(), BackendError> {
     let key = parse_queue_id(id)?;
     let on_primary = find(roles.primary.as_ref(), &key).await?;
     let on_shadow = find(roles.shadow.as_ref(), &key).await?;
     match (on_primary, on_shadow) {
         (Some(event), None) => roles.shadow.write(vec![event]).await.map(|_| ()),
         (None, Some(event)) => roles.primary.write(vec![event]).await.map(|_| ()),
+        (None, None) if attempts + 1 < ABSENT_ATTEMPTS => Err(BackendError::Unavailable(
+            "neither backend holds the event yet; looking again".into(),
+        )),
         _ => Ok(()),
     }
 }

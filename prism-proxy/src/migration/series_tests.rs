@@ -501,3 +501,39 @@ async fn timeseries_phases_share_backends_and_finalize_keeps_the_target() {
     );
     shared.stop();
 }
+
+/// A later migration of the namespace (another `migration.id`) does not
+/// take the finished checkpoint of an earlier one: it copies everything.
+#[tokio::test]
+async fn a_new_migration_does_not_resume_an_earlier_ones_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = unique("ts-again");
+    let source = open_ts("memstore", &ns, dir.path()).await;
+    source
+        .write((0..5).map(|i| event("cpu", i, &format!("e{i}"))).collect())
+        .await
+        .unwrap();
+    let first_target = open_ts("sqlite", &ns, dir.path()).await;
+    let roles = Pair::for_phase(MigrationPhase::DualWrite, &source, &first_target);
+    let first = MigrationShared::start_for(&ns, Some("one".into()), dir.path(), roles).unwrap();
+    first.set_phase(MigrationPhase::Backfill, None);
+    eventually("the first backfill finishes", || backfill_finished(&first)).await;
+    first.stop();
+    drop(first);
+    // Aborted; a new migration to another target, while this proxy kept
+    // the first one's checkpoint.
+    let second_dir = tempfile::tempdir().unwrap();
+    let second_target = open_ts("sqlite", &ns, second_dir.path()).await;
+    let roles = Pair::for_phase(MigrationPhase::DualWrite, &source, &second_target);
+    let second = MigrationShared::start_for(&ns, Some("two".into()), dir.path(), roles).unwrap();
+    second.set_phase(MigrationPhase::Backfill, None);
+    eventually("the second backfill finishes", || {
+        backfill_finished(&second)
+    })
+    .await;
+    let cp = second.progress().await.unwrap().unwrap();
+    assert_eq!(cp.migration.as_deref(), Some("two"));
+    assert_eq!(cp.items, 5, "copied anew");
+    assert_eq!(all_events(second_target.as_ref()).await.len(), 5);
+    second.stop();
+}

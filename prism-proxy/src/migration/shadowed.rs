@@ -1,4 +1,6 @@
-//! [`ShadowedKv`]: a KeyValue backend over a primary and a shadow. Reads
+//! [`ShadowedKv`]: a KeyValue backend over a primary and a shadow. A write
+//! runs whole in a task of its own, so a client that goes away mid-call
+//! does not stop it between the primary and the shadow. Reads
 //! are the primary's (a sample of Gets and Scan pages is compared with the
 //! shadow from `shadow-read` on); every write runs on the primary and then, under the
 //! id's lock, on the shadow. A shadow failure never fails the call: the id
@@ -56,17 +58,32 @@ fn unconditional(items: &[PutItem]) -> Vec<PutItem> {
         .collect()
 }
 
+/// Runs `shadow_write`; on failure counts, logs and queues `ids`.
+async fn mirror(
+    shared: &MigrationShared,
+    ids: Vec<String>,
+    shadow_write: impl std::future::Future<Output = Result<(), BackendError>>,
+) {
+    match shadow_write.await {
+        Ok(()) => shared.counters.shadow_writes.inc(),
+        Err(e) => shared.shadow_failed(ids, &e).await,
+    }
+}
+
 impl ShadowedKv {
-    /// Runs `shadow_write`; on failure counts, logs and queues `ids`.
-    async fn mirror(
+    /// The two backends and the shared state, for a task of their own.
+    fn sides(
         &self,
-        ids: Vec<String>,
-        shadow_write: impl std::future::Future<Output = Result<(), BackendError>>,
+    ) -> (
+        Arc<dyn KeyValueBackend>,
+        Arc<dyn KeyValueBackend>,
+        Arc<MigrationShared>,
     ) {
-        match shadow_write.await {
-            Ok(()) => self.shared.counters.shadow_writes.inc(),
-            Err(e) => self.shared.shadow_failed(ids, &e).await,
-        }
+        (
+            self.primary.clone(),
+            self.shadow.clone(),
+            self.shared.clone(),
+        )
     }
 }
 
@@ -86,16 +103,21 @@ impl KeyValueBackend for ShadowedKv {
         items: Vec<PutItem>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
-        let _lock = self.shared.locks.lock(id).await;
-        let shadow_items = unconditional(&items);
-        let outcome = self.primary.put(id, items, idempotency).await?;
-        if !outcome.replayed {
-            self.mirror(vec![id.to_string()], async {
-                self.shadow.put(id, shadow_items, None).await.map(|_| ())
-            })
-            .await;
-        }
-        Ok(outcome)
+        let (primary, shadow, shared) = self.sides();
+        let id = id.to_string();
+        super::whole(async move {
+            let _lock = shared.locks.lock(&id).await;
+            let shadow_items = unconditional(&items);
+            let outcome = primary.put(&id, items, idempotency).await?;
+            if !outcome.replayed {
+                mirror(&shared, vec![id.clone()], async {
+                    shadow.put(&id, shadow_items, None).await.map(|_| ())
+                })
+                .await;
+            }
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn get(
@@ -117,18 +139,20 @@ impl KeyValueBackend for ShadowedKv {
     }
 
     async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {
-        let _lock = self.shared.locks.lock(id).await;
-        let removed = self.primary.delete(id, selection).await?;
-        self.mirror(vec![id.to_string()], async {
-            self.shadow.delete(id, selection).await.map(|_| ())
+        let (primary, shadow, shared) = self.sides();
+        let (id, selection) = (id.to_string(), selection.clone());
+        super::whole(async move {
+            let _lock = shared.locks.lock(&id).await;
+            let removed = primary.delete(&id, &selection).await?;
+            mirror(&shared, vec![id.clone()], async {
+                shadow.delete(&id, &selection).await.map(|_| ())
+            })
+            .await;
+            Ok(removed)
         })
-        .await;
-        Ok(removed)
+        .await
     }
 
-    /// A sampled Scan page has up to [`SCAN_IDS_COMPARED`] of its ids
-    /// compared whole, as a Get of each would be (a page's cursor is the
-    /// primary's own, so the shadow cannot serve the same page).
     async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
         let got = self.primary.scan(page).await?;
         if super::compare::sampled(self.read_sample) {
@@ -150,53 +174,52 @@ impl KeyValueBackend for ShadowedKv {
         mutations: Vec<Mutation>,
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
-        let mut ids: Vec<String> = mutations
-            .iter()
-            .map(|m| match m {
-                Mutation::Put { id, .. } | Mutation::Delete { id, .. } => id.clone(),
-            })
-            .collect();
-        ids.sort();
-        ids.dedup();
-        let _locks = self
-            .shared
-            .locks
-            .lock_all(ids.iter().map(String::as_str))
-            .await;
-        let shadow_mutations: Vec<Mutation> = mutations
-            .iter()
-            .map(|m| match m {
-                Mutation::Put { id, item } => Mutation::Put {
-                    id: id.clone(),
-                    item: unconditional(std::slice::from_ref(item)).remove(0),
-                },
-                other => other.clone(),
-            })
-            .collect();
-        let outcome = self.primary.mutate(mutations, idempotency).await?;
-        if !outcome.replayed {
-            let shadow = &self.shadow;
-            self.mirror(ids, async move {
-                if shadow.capabilities().has(Capability::Transactions) {
-                    return shadow.mutate(shadow_mutations, None).await.map(|_| ());
-                }
-                // One by one: the shadow is not read before promotion, and a
-                // repair mends a half-applied batch.
-                for m in shadow_mutations {
-                    match m {
-                        Mutation::Put { id, item } => {
-                            shadow.put(&id, vec![item], None).await?;
-                        }
-                        Mutation::Delete { id, selection } => {
-                            shadow.delete(&id, &selection).await?;
+        let (primary, shadow, shared) = self.sides();
+        super::whole(async move {
+            let mut ids: Vec<String> = mutations
+                .iter()
+                .map(|m| match m {
+                    Mutation::Put { id, .. } | Mutation::Delete { id, .. } => id.clone(),
+                })
+                .collect();
+            ids.sort();
+            ids.dedup();
+            let _locks = shared.locks.lock_all(ids.iter().map(String::as_str)).await;
+            let shadow_mutations: Vec<Mutation> = mutations
+                .iter()
+                .map(|m| match m {
+                    Mutation::Put { id, item } => Mutation::Put {
+                        id: id.clone(),
+                        item: unconditional(std::slice::from_ref(item)).remove(0),
+                    },
+                    other => other.clone(),
+                })
+                .collect();
+            let outcome = primary.mutate(mutations, idempotency).await?;
+            if !outcome.replayed {
+                mirror(&shared, ids.clone(), async {
+                    if shadow.capabilities().has(Capability::Transactions) {
+                        return shadow.mutate(shadow_mutations, None).await.map(|_| ());
+                    }
+                    // One by one: the shadow is not read before promotion,
+                    // and a repair mends a half-applied batch.
+                    for m in shadow_mutations {
+                        match m {
+                            Mutation::Put { id, item } => {
+                                shadow.put(&id, vec![item], None).await?;
+                            }
+                            Mutation::Delete { id, selection } => {
+                                shadow.delete(&id, &selection).await?;
+                            }
                         }
                     }
-                }
-                Ok(())
-            })
-            .await;
-        }
-        Ok(outcome)
+                    Ok(())
+                })
+                .await;
+            }
+            Ok(outcome)
+        })
+        .await
     }
 
     async fn health(&self) -> Result<(), BackendError> {

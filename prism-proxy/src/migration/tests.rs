@@ -561,6 +561,7 @@ async fn backfill_resumes_from_its_checkpoint() {
                 started_ms: 1,
                 finished_ms: None,
                 up_to: None,
+                migration: None,
             },
         )
         .await

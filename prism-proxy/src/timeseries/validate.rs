@@ -48,7 +48,7 @@ impl TsCheck<'_> {
         if id.len() > max {
             return Err(self.over(field, id.len(), "max_id_bytes", max));
         }
-        no_nul(field, id)
+        Ok(())
     }
 
     /// Tags: at most [`MAX_TAGS`], names non-empty, names and values within
@@ -82,8 +82,6 @@ impl TsCheck<'_> {
             if v.len() > max {
                 return Err(self.over(&format!("{field}[{k}]"), v.len(), "max_key_bytes", max));
             }
-            no_nul(&format!("{field} name"), k)?;
-            no_nul(&format!("{field}[{k}]"), v)?;
         }
         Ok(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
     }
@@ -104,6 +102,13 @@ impl TsCheck<'_> {
         })?;
         let time_us = micros(&format!("{field}.event_time"), time)?;
         let tags = self.tags(&format!("{field}.tags"), &e.tags)?;
+        // Refused when written (what is stored stays readable).
+        no_nul(&format!("{field}.series_id"), &e.series_id)?;
+        no_nul(&format!("{field}.event_id"), &e.event_id)?;
+        for (k, v) in &tags {
+            no_nul(&format!("{field}.tags name"), k)?;
+            no_nul(&format!("{field}.tags[{k}]"), v)?;
+        }
         let max = self.0.config.limits.max_value_bytes;
         if e.payload.len() > max {
             return Err(self.over(
