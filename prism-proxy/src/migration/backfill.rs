@@ -84,7 +84,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
     if cp.total.is_none() {
         let primary = shared.kv_roles()?.primary;
         cp.total = Some(count(primary.as_ref()).await.map_err(err)?);
-        shared.queue.save_checkpoint(&ns, &cp).await?;
+        shared.save_progress(&cp).await?;
     }
     shared.set_progress(cp.clone());
     let started = Instant::now();
@@ -145,8 +145,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
                     after_key: entry.item.key.clone(),
                     snapshot: got.next.as_ref().map_or(0, |c| c.snapshot),
                 });
-                shared.queue.save_checkpoint(&ns, &cp).await?;
-                shared.set_progress(cp.clone());
+                shared.save_progress(&cp).await?;
                 saved = cp.items;
             }
         }
@@ -155,8 +154,7 @@ pub async fn run(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result<(), 
         if cp.cursor.is_none() {
             cp.finished_ms = Some(now_ms());
         }
-        shared.queue.save_checkpoint(&ns, &cp).await?;
-        shared.set_progress(cp.clone());
+        shared.save_progress(&cp).await?;
         if cp.finished_ms.is_some() {
             tracing::info!(namespace = %ns, items = cp.items, bytes = cp.bytes, "backfill finished");
             return Ok(());

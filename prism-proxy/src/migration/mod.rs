@@ -354,6 +354,13 @@ impl MigrationShared {
         *locked(&self.progress) = Some(cp);
     }
 
+    /// Saves the backfill's checkpoint and shows it as its progress.
+    pub(crate) async fn save_progress(&self, cp: &Checkpoint) -> Result<(), String> {
+        self.queue.save_checkpoint(&self.namespace, cp).await?;
+        self.set_progress(cp.clone());
+        Ok(())
+    }
+
     /// The backfill's progress in this proxy: the checkpoint in memory, or
     /// the saved one of this migration.
     pub async fn progress(&self) -> Result<Option<Checkpoint>, String> {

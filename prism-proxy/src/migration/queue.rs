@@ -114,13 +114,8 @@ impl RepairQueue {
         .await
     }
 
-    /// Up to `limit` queued ids of `namespace`, oldest first.
-    pub async fn pending(&self, namespace: &str, limit: usize) -> Result<Vec<String>, String> {
-        let all = self.pending_attempts(namespace, limit).await?;
-        Ok(all.into_iter().map(|(id, _)| id).collect())
-    }
-
-    /// As [`RepairQueue::pending`], with how many attempts each id had.
+    /// Up to `limit` queued ids of `namespace`, oldest first, with how
+    /// many repair attempts each had.
     pub async fn pending_attempts(
         &self,
         namespace: &str,

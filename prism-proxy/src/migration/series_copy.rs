@@ -147,13 +147,13 @@ pub async fn backfill(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result
         None => {
             let up_to = roles.primary.last_sequence().await.map_err(err)?;
             cp.up_to = Some(up_to);
-            shared.queue.save_checkpoint(&ns, &cp).await?;
+            shared.save_progress(&cp).await?;
             up_to
         }
     };
     if cp.total.is_none() {
         cp.total = Some(count(&roles, up_to).await.map_err(err)?);
-        shared.queue.save_checkpoint(&ns, &cp).await?;
+        shared.save_progress(&cp).await?;
     }
     shared.set_progress(cp.clone());
     let mut after = cp.cursor.as_ref().map(key_of).transpose()?;
@@ -168,8 +168,7 @@ pub async fn backfill(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result
             .map_err(err)?;
         let Some(last) = page.last().map(|s| s.event.key()) else {
             cp.finished_ms = Some(now_ms());
-            shared.queue.save_checkpoint(&ns, &cp).await?;
-            shared.set_progress(cp.clone());
+            shared.save_progress(&cp).await?;
             tracing::info!(namespace = %ns, items = cp.items, bytes = cp.bytes, "backfill finished");
             return Ok(());
         };
@@ -190,8 +189,7 @@ pub async fn backfill(shared: Arc<MigrationShared>, rate: Option<u32>) -> Result
         cp.last_id = Some(last.0.clone());
         cp.cursor = Some(cursor_of(&last));
         after = Some(last);
-        shared.queue.save_checkpoint(&ns, &cp).await?;
-        shared.set_progress(cp.clone());
+        shared.save_progress(&cp).await?;
     }
 }
 

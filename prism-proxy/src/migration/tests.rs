@@ -254,7 +254,14 @@ async fn the_queue_outlives_the_proxy() {
             .unwrap();
     }
     let q = RepairQueue::open(dir.path()).unwrap();
-    assert_eq!(q.pending("ns", 10).await.unwrap(), ["a", "b"]);
+    let pending: Vec<String> = q
+        .pending_attempts("ns", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(id, _)| id)
+        .collect();
+    assert_eq!(pending, ["a", "b"]);
     q.done("ns", "a").await.unwrap();
     assert_eq!(q.len("ns").await.unwrap(), 1);
     assert_eq!(q.len("other").await.unwrap(), 0);

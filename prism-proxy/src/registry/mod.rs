@@ -3,23 +3,28 @@
 //! registry can be replaced while requests are in flight.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
-use pattern_core::grpc::Endpoint;
-use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
+use pattern_core::grpc::process::PatternProcess;
 use pattern_core::pubsub::{PubSubBackend, PubSubContext};
-use pattern_core::timeseries::{LoggedTimeSeries, TimeSeriesBackend, TimeSeriesContext};
-use pattern_core::{Capabilities, Clock, KeyValueBackend, OpenContext};
-use prism_proto::pattern::v1 as lc;
+use pattern_core::timeseries::{LoggedTimeSeries, TimeSeriesBackend};
+use pattern_core::{Capabilities, Clock, KeyValueBackend};
 
 use crate::backend::{DalBackend, wrong_dal};
-use crate::config::{BackendMode, BackendSpec, ConfigError, Dal, MigrationPhase, NamespaceConfig};
+use crate::config::{BackendSpec, ConfigError, Dal, MigrationPhase, NamespaceConfig};
 use crate::error::ProxyError;
 use crate::migration::{MigrationShared, Roles, ShadowedKv, ShadowedTs};
 use crate::resolver::Resolver;
+
+mod open;
+mod streams;
+
+pub use open::pattern_binary;
+pub(crate) use open::{Opened, open_backend};
+use streams::{release_flags, streams_flag};
 
 /// A served namespace.
 pub struct Namespace {
@@ -56,17 +61,16 @@ pub struct Namespace {
     streams_ended: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
-/// The streams-ended flag of a version of `config`: `previous`'s while its
-/// `timeseries.log` is the same, else a new one.
-fn streams_flag(
-    previous: Option<&Namespace>,
-    config: &NamespaceConfig,
-) -> Arc<tokio::sync::watch::Sender<bool>> {
-    match previous {
-        Some(p) if p.config.timeseries_settings().log == config.timeseries_settings().log => {
-            p.streams_ended.clone()
-        }
-        _ => Arc::new(tokio::sync::watch::channel(false).0),
+/// The backend instances a version holds: both sides of a migration, or
+/// the one under its wrappers (`raw`), else `backend` itself.
+fn raw_of(
+    migration: Option<&MigrationBackends>,
+    raw: Option<&DalBackend>,
+    backend: &DalBackend,
+) -> Vec<DalBackend> {
+    match migration {
+        Some(m) => vec![m.source.clone(), m.target.clone()],
+        None => vec![raw.unwrap_or(backend).clone()],
     }
 }
 
@@ -79,22 +83,6 @@ async fn close_new(previous: Option<&Namespace>, opened: &[DalBackend]) {
             let _ = b.close().await;
         }
     }
-}
-
-/// The release flags of `backends`: `previous`'s for a backend it holds,
-/// new ones for the others.
-fn release_flags(
-    previous: Option<&Namespace>,
-    backends: &[DalBackend],
-) -> Vec<Arc<tokio::sync::watch::Sender<bool>>> {
-    backends
-        .iter()
-        .map(|b| {
-            previous
-                .and_then(|p| p.release_flag(b))
-                .unwrap_or_else(|| Arc::new(tokio::sync::watch::channel(false).0))
-        })
-        .collect()
 }
 
 /// The backends of a migrating namespace.
@@ -111,18 +99,11 @@ pub struct MigrationBackends {
     pub target_endpoint: Option<String>,
 }
 
-/// An open backend with its pattern process and endpoint (in `process` and
-/// `remote` modes).
-pub(crate) type Opened = (DalBackend, Option<Arc<PatternProcess>>, Option<String>);
-
 impl Namespace {
     /// The backend instances this version holds (both sides of a
     /// migration), for closing.
     pub fn raw_backends(&self) -> Vec<DalBackend> {
-        match &self.migration {
-            Some(m) => vec![m.source.clone(), m.target.clone()],
-            None => vec![self.raw.clone().unwrap_or_else(|| self.backend.clone())],
-        }
+        raw_of(self.migration.as_ref(), self.raw.as_ref(), &self.backend)
     }
 
     /// An open backend of `previous` configured as `spec` (for `config`'s
@@ -318,10 +299,7 @@ impl Namespace {
             && config.timeseries_settings().retention.is_some()
             && !capabilities.has(pattern_core::Capability::Retention)
         {
-            let opened = match &migration {
-                Some(m) => vec![m.source.clone(), m.target.clone()],
-                None => vec![raw.clone().unwrap_or_else(|| backend.clone())],
-            };
+            let opened = raw_of(migration.as_ref(), raw.as_ref(), &backend);
             close_new(previous, &opened).await;
             return Err(format!(
                 "timeseries.retention is set but backend '{}' cannot drop old buckets (it lacks \
@@ -341,10 +319,7 @@ impl Namespace {
             "namespace backend opened"
         );
         let streams_ended = streams_flag(previous, &config);
-        let raws = match &migration {
-            Some(m) => vec![m.source.clone(), m.target.clone()],
-            None => vec![raw.clone().unwrap_or_else(|| backend.clone())],
-        };
+        let raws = raw_of(migration.as_ref(), raw.as_ref(), &backend);
         Ok(Namespace {
             config,
             backend,
@@ -371,68 +346,6 @@ impl Namespace {
             m.shared.set_roles(roles);
             m.shared.set_phase(c.phase, c.backfill_rate);
         }
-    }
-
-    fn release_flag(&self, backend: &DalBackend) -> Option<Arc<tokio::sync::watch::Sender<bool>>> {
-        self.raw_backends()
-            .iter()
-            .zip(&self.released)
-            .find(|(b, _)| b.same(backend))
-            .map(|(_, flag)| flag.clone())
-    }
-
-    /// Marks `backends` (of this version) released: the streams of every
-    /// version reading from one of them end.
-    pub fn release(&self, backends: &[DalBackend]) {
-        for b in backends {
-            if let Some(flag) = self.release_flag(b) {
-                flag.send_replace(true);
-            }
-        }
-    }
-
-    /// Resolves once the backend serving this version's reads (the
-    /// primary, during a migration) is released.
-    pub async fn released(&self) {
-        let serving = match (&self.migration, &self.config.migration) {
-            (Some(m), Some(c)) if c.phase == MigrationPhase::Promoted => m.target.clone(),
-            (Some(m), _) => m.source.clone(),
-            (None, _) => self.raw.clone().unwrap_or_else(|| self.backend.clone()),
-        };
-        let mut ended = self.streams_ended.subscribe();
-        let released = async {
-            match self.release_flag(&serving) {
-                Some(flag) => {
-                    let mut rx = flag.subscribe();
-                    let _ = rx.wait_for(|r| *r).await;
-                }
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            () = released => {}
-            _ = ended.wait_for(|r| *r) => {}
-        }
-    }
-
-    /// Ends this version's streams (tails, subscriptions) although its
-    /// backends stay.
-    pub fn end_streams(&self) {
-        self.streams_ended.send_replace(true);
-    }
-
-    /// The error a stream on a released version ends with.
-    pub fn moved(&self, stream: &str) -> tonic::Status {
-        tonic::Status::unavailable(format!(
-            "namespace '{}' changed its backend or its log, or was removed; open the {stream} \
-             again{}",
-            self.config.name,
-            if stream == "tail" {
-                ", from the time of the last event received"
-            } else {
-                ""
-            }
-        ))
     }
 
     /// Whether `other` holds every backend instance of this version.
@@ -492,127 +405,6 @@ impl Namespace {
     /// Closes the backend; logs (never fails on) a close error.
     pub async fn close(&self) {
         close_namespaces(std::iter::once(self)).await;
-    }
-}
-
-const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The pattern binary for `kind`: the configured one, else
-/// `prism-pattern-<kind>` beside the running executable (or beside its
-/// parent directory, for test binaries under `target/*/deps`), else the
-/// bare name, found on `PATH`.
-pub fn pattern_binary(kind: &str, configured: Option<&Path>) -> PathBuf {
-    if let Some(binary) = configured {
-        return binary.to_path_buf();
-    }
-    let name = format!("prism-pattern-{kind}");
-    if let Ok(exe) = std::env::current_exe()
-        && let Some(dir) = exe.parent()
-    {
-        for candidate in [dir.join(&name), dir.join("..").join(&name)] {
-            if candidate.is_file() {
-                return candidate;
-            }
-        }
-    }
-    PathBuf::from(name)
-}
-
-/// Opens one KeyValue or TimeSeries namespace's backend (without the
-/// TimeSeries log), with its pattern process and endpoint.
-pub(crate) async fn open_backend(
-    config: &NamespaceConfig,
-    resolver: &Resolver,
-    data_dir: &Path,
-    clock: Arc<dyn Clock>,
-) -> Result<Opened, String> {
-    if config.dal == Dal::Timeseries {
-        let ctx = TimeSeriesContext {
-            namespace: config.name.clone(),
-            data_dir: data_dir.to_path_buf(),
-            clock,
-            bucket: config.timeseries_settings().bucket,
-        };
-        let b = resolver
-            .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
-            .await?;
-        return Ok((DalBackend::TimeSeries(b), None, None));
-    }
-    let (b, p, e) = open_keyvalue(config, resolver, data_dir, clock).await?;
-    Ok((DalBackend::KeyValue(b), p, e))
-}
-
-/// Opens one KeyValue namespace's backend in its configured mode.
-async fn open_keyvalue(
-    config: &NamespaceConfig,
-    resolver: &Resolver,
-    data_dir: &Path,
-    clock: Arc<dyn Clock>,
-) -> Result<
-    (
-        Arc<dyn KeyValueBackend>,
-        Option<Arc<PatternProcess>>,
-        Option<String>,
-    ),
-    String,
-> {
-    let backend = &config.backend;
-    let pattern = backend.pattern.clone().unwrap_or_default();
-    let start_timeout = pattern
-        .start_timeout_secs
-        .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
-    match backend.mode {
-        BackendMode::Embedded => {
-            let ctx = OpenContext {
-                namespace: config.name.clone(),
-                data_dir: data_dir.to_path_buf(),
-                clock,
-            };
-            let b = resolver
-                .open_keyvalue(&backend.kind, ctx, backend.options.clone())
-                .await?;
-            Ok((b, None, None))
-        }
-        BackendMode::Process => {
-            let binary = pattern_binary(&backend.kind, pattern.binary.as_deref());
-            let mut spec = PatternSpec::new(&config.name, &backend.kind, binary);
-            spec.dal = config.dal.name().to_string();
-            spec.options = backend.options.clone();
-            spec.data_dir = data_dir.to_path_buf();
-            spec.start_timeout = start_timeout;
-            if let Some(max) = pattern.max_restart_backoff_secs {
-                spec.backoff = Backoff {
-                    max: Duration::from_secs(max.max(1)),
-                    ..Backoff::default()
-                };
-            }
-            let endpoint = Endpoint::Unix(spec.socket.clone()).to_string();
-            let b = ProcessBackend::start(spec)
-                .await
-                .map_err(|e| e.to_string())?;
-            let process = b.process().clone();
-            Ok((Arc::new(b), Some(process), Some(endpoint)))
-        }
-        BackendMode::Remote => {
-            let address = pattern.address.as_deref().unwrap_or_default();
-            let endpoint = Endpoint::parse(address)?;
-            let request = lc::InitializeRequest {
-                namespace: config.name.clone(),
-                dal: config.dal.name().to_string(),
-                backend_kind: backend.kind.clone(),
-                options_json: if backend.options.is_null() {
-                    String::new()
-                } else {
-                    backend.options.to_string()
-                },
-                data_dir: data_dir.display().to_string(),
-                proxy_version: env!("CARGO_PKG_VERSION").to_string(),
-            };
-            let b = pattern_core::grpc::remote::attach(&endpoint, request, start_timeout)
-                .await
-                .map_err(|e| e.to_string())?;
-            Ok((Arc::new(b), None, Some(endpoint.to_string())))
-        }
     }
 }
 

@@ -1,0 +1,141 @@
+//! Opening a namespace's backend in its mode: linked into the proxy, a
+//! supervised pattern process, or a remote pattern.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use pattern_core::grpc::Endpoint;
+use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
+use pattern_core::timeseries::TimeSeriesContext;
+use pattern_core::{Clock, KeyValueBackend, OpenContext};
+use prism_proto::pattern::v1 as lc;
+
+use crate::backend::DalBackend;
+use crate::config::{BackendMode, Dal, NamespaceConfig};
+use crate::resolver::Resolver;
+
+/// An open backend with its pattern process and endpoint (in `process` and
+/// `remote` modes).
+pub(crate) type Opened = (DalBackend, Option<Arc<PatternProcess>>, Option<String>);
+
+const DEFAULT_START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The pattern binary for `kind`: the configured one, else
+/// `prism-pattern-<kind>` beside the running executable (or beside its
+/// parent directory, for test binaries under `target/*/deps`), else the
+/// bare name, found on `PATH`.
+pub fn pattern_binary(kind: &str, configured: Option<&Path>) -> PathBuf {
+    if let Some(binary) = configured {
+        return binary.to_path_buf();
+    }
+    let name = format!("prism-pattern-{kind}");
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(dir) = exe.parent()
+    {
+        for candidate in [dir.join(&name), dir.join("..").join(&name)] {
+            if candidate.is_file() {
+                return candidate;
+            }
+        }
+    }
+    PathBuf::from(name)
+}
+
+/// Opens one KeyValue or TimeSeries namespace's backend (without the
+/// TimeSeries log), with its pattern process and endpoint.
+pub(crate) async fn open_backend(
+    config: &NamespaceConfig,
+    resolver: &Resolver,
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<Opened, String> {
+    if config.dal == Dal::Timeseries {
+        let ctx = TimeSeriesContext {
+            namespace: config.name.clone(),
+            data_dir: data_dir.to_path_buf(),
+            clock,
+            bucket: config.timeseries_settings().bucket,
+        };
+        let b = resolver
+            .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
+            .await?;
+        return Ok((DalBackend::TimeSeries(b), None, None));
+    }
+    let (b, p, e) = open_keyvalue(config, resolver, data_dir, clock).await?;
+    Ok((DalBackend::KeyValue(b), p, e))
+}
+
+/// Opens one KeyValue namespace's backend in its configured mode.
+async fn open_keyvalue(
+    config: &NamespaceConfig,
+    resolver: &Resolver,
+    data_dir: &Path,
+    clock: Arc<dyn Clock>,
+) -> Result<
+    (
+        Arc<dyn KeyValueBackend>,
+        Option<Arc<PatternProcess>>,
+        Option<String>,
+    ),
+    String,
+> {
+    let backend = &config.backend;
+    let pattern = backend.pattern.clone().unwrap_or_default();
+    let start_timeout = pattern
+        .start_timeout_secs
+        .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
+    match backend.mode {
+        BackendMode::Embedded => {
+            let ctx = OpenContext {
+                namespace: config.name.clone(),
+                data_dir: data_dir.to_path_buf(),
+                clock,
+            };
+            let b = resolver
+                .open_keyvalue(&backend.kind, ctx, backend.options.clone())
+                .await?;
+            Ok((b, None, None))
+        }
+        BackendMode::Process => {
+            let binary = pattern_binary(&backend.kind, pattern.binary.as_deref());
+            let mut spec = PatternSpec::new(&config.name, &backend.kind, binary);
+            spec.dal = config.dal.name().to_string();
+            spec.options = backend.options.clone();
+            spec.data_dir = data_dir.to_path_buf();
+            spec.start_timeout = start_timeout;
+            if let Some(max) = pattern.max_restart_backoff_secs {
+                spec.backoff = Backoff {
+                    max: Duration::from_secs(max.max(1)),
+                    ..Backoff::default()
+                };
+            }
+            let endpoint = Endpoint::Unix(spec.socket.clone()).to_string();
+            let b = ProcessBackend::start(spec)
+                .await
+                .map_err(|e| e.to_string())?;
+            let process = b.process().clone();
+            Ok((Arc::new(b), Some(process), Some(endpoint)))
+        }
+        BackendMode::Remote => {
+            let address = pattern.address.as_deref().unwrap_or_default();
+            let endpoint = Endpoint::parse(address)?;
+            let request = lc::InitializeRequest {
+                namespace: config.name.clone(),
+                dal: config.dal.name().to_string(),
+                backend_kind: backend.kind.clone(),
+                options_json: if backend.options.is_null() {
+                    String::new()
+                } else {
+                    backend.options.to_string()
+                },
+                data_dir: data_dir.display().to_string(),
+                proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+            };
+            let b = pattern_core::grpc::remote::attach(&endpoint, request, start_timeout)
+                .await
+                .map_err(|e| e.to_string())?;
+            Ok((Arc::new(b), None, Some(endpoint.to_string())))
+        }
+    }
+}
