@@ -14,7 +14,11 @@ pub enum ProxyError {
     InvalidArgument(String),
 
     /// The namespace does not exist.
-    #[error("namespace '{name}' not found; known namespaces: {}", known_list(.known))]
+    #[error(
+        "namespace {} not found; {}",
+        pattern_core::quote(.name),
+        known_list(.known)
+    )]
     NamespaceNotFound { name: String, known: Vec<String> },
 
     /// The call needs something the namespace's backend cannot do.
@@ -43,29 +47,47 @@ fn permission_message(
 ) -> String {
     if has_policy {
         format!(
-            "principal '{subject}' lacks the '{}' permission on namespace '{namespace}'; an \
+            "principal {} lacks the '{}' permission on namespace '{namespace}'; an \
              operator can grant it in {} of the namespace's configuration",
+            pattern_core::quote(subject),
             permission.name(),
             permission.field()
         )
     } else {
         format!(
-            "principal '{subject}' lacks the '{}' permission on namespace '{namespace}': the \
+            "principal {} lacks the '{}' permission on namespace '{namespace}': the \
              namespace has no policy, and with authentication enabled that denies everyone; an \
              operator can add a policy section ({}) to the namespace's configuration",
+            pattern_core::quote(subject),
             permission.name(),
             permission.field()
         )
     }
 }
 
+/// The namespaces a caller may see, for a NOT_FOUND message (at most
+/// [`KNOWN_SHOWN`] of them).
 fn known_list(known: &[String]) -> String {
     if known.is_empty() {
-        "(none configured)".to_string()
-    } else {
-        known.join(", ")
+        return "no namespace is visible to this caller".to_string();
     }
+    let mut out = format!(
+        "known namespaces: {}",
+        known
+            .iter()
+            .take(KNOWN_SHOWN)
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    if known.len() > KNOWN_SHOWN {
+        out.push_str(&format!(" and {} more", known.len() - KNOWN_SHOWN));
+    }
+    out
 }
+
+/// The most namespace names a NOT_FOUND message lists.
+pub const KNOWN_SHOWN: usize = 20;
 
 impl ProxyError {
     /// The gRPC status code for this error.

@@ -74,9 +74,19 @@ impl Gate {
         self
     }
 
-    pub fn namespace(&self, name: &str) -> Result<Arc<Namespace>, ProxyError> {
+    /// The namespace `name`; NOT_FOUND lists only the namespaces on which
+    /// `principal` holds some permission.
+    pub fn namespace(
+        &self,
+        name: &str,
+        principal: &Principal,
+    ) -> Result<Arc<Namespace>, ProxyError> {
         crate::kv::validate::namespace_name(name)?;
-        self.registry.lookup(name)
+        self.registry.lookup_as(name, |ns| {
+            Permission::ALL
+                .into_iter()
+                .any(|p| policy::allows(ns.config.policy.as_ref(), self.auth_enabled, principal, p))
+        })
     }
 
     /// Looks the namespace up and checks that `principal` holds
@@ -87,7 +97,7 @@ impl Gate {
         principal: &Principal,
         permission: Permission,
     ) -> Result<Arc<Namespace>, ProxyError> {
-        let ns = self.namespace(name)?;
+        let ns = self.namespace(name, principal)?;
         let policy = ns.config.policy.as_ref();
         if !policy::allows(policy, self.auth_enabled, principal, permission) {
             return Err(ProxyError::PermissionDenied {

@@ -47,7 +47,7 @@ fn load(args: &Args) -> Result<ProxyConfig, prism_proxy::config::ConfigError> {
     if let Some(dir) = &args.data_dir {
         config.data_dir = dir.clone();
     }
-    prism_proxy::resolver::Resolver::builtin().check_all(&config.namespaces)?;
+    config.resolver().check_all(&config.namespaces)?;
     Ok(config)
 }
 

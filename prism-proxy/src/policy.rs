@@ -32,6 +32,14 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission.
+    pub const ALL: [Permission; 4] = [
+        Permission::Read,
+        Permission::Write,
+        Permission::Admin,
+        Permission::PiiRead,
+    ];
+
     /// The permission's name in messages (`pii:read`).
     pub fn name(self) -> &'static str {
         match self {

@@ -2,6 +2,7 @@
 //! opens it. Adding a backend is one `register` line in [`Resolver::builtin`].
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pattern_core::pubsub::{PubSubBackend, PubSubContext, PubSubFactory};
@@ -16,6 +17,9 @@ pub struct Resolver {
     keyvalue: BTreeMap<&'static str, Arc<dyn KeyValueFactory>>,
     timeseries: BTreeMap<&'static str, Arc<dyn TimeSeriesFactory>>,
     pubsub: BTreeMap<&'static str, Arc<dyn PubSubFactory>>,
+    /// `patterns.allowed_binaries` of prism.yaml: the programs a namespace
+    /// may name in `backend.pattern.binary`.
+    allowed_binaries: Vec<PathBuf>,
 }
 
 impl Resolver {
@@ -33,6 +37,121 @@ impl Resolver {
         r.register_pubsub(pattern_redis::RedisPubSubFactory);
         r.register_pubsub(pattern_kafka::KafkaFactory);
         r
+    }
+
+    /// Sets the pattern binaries a namespace may name
+    /// (`patterns.allowed_binaries` of prism.yaml); without any, only
+    /// the default `prism-pattern-<kind>` runs.
+    pub fn with_allowed_binaries(mut self, binaries: Vec<PathBuf>) -> Self {
+        self.allowed_binaries = binaries;
+        self
+    }
+
+    /// The program a `process`-mode namespace of `kind` runs: the
+    /// configured one when `patterns.allowed_binaries` lists it, else
+    /// `prism-pattern-<kind>` beside the proxy (or on `PATH`). A binary the
+    /// operator has not allowed is refused before anything runs.
+    pub fn pattern_binary(&self, kind: &str, configured: Option<&Path>) -> Result<PathBuf, String> {
+        let Some(binary) = configured else {
+            return Ok(crate::registry::pattern_binary(kind, None));
+        };
+        let wanted = std::fs::canonicalize(binary).unwrap_or_else(|_| binary.to_path_buf());
+        let allowed = self
+            .allowed_binaries
+            .iter()
+            .any(|a| std::fs::canonicalize(a).unwrap_or_else(|_| a.clone()) == wanted);
+        if allowed {
+            Ok(binary.to_path_buf())
+        } else {
+            Err(format!(
+                "names a program that patterns.allowed_binaries of prism.yaml does not list; \
+                 which programs the proxy runs is the operator's decision: list it there, or \
+                 remove backend.pattern.binary to run prism-pattern-{kind} from beside the proxy"
+            ))
+        }
+    }
+
+    /// The options of `kind` that decide where data lives or which server
+    /// it connects to (see [`pattern_core::placement`]); every option for
+    /// a kind this proxy does not know.
+    pub fn placement_options(&self, dal: Dal, kind: &str) -> &'static [&'static str] {
+        let known = match dal {
+            Dal::Keyvalue => self.keyvalue.get(kind).map(|f| f.placement_options()),
+            Dal::Timeseries => self.timeseries.get(kind).map(|f| f.placement_options()),
+            Dal::Pubsub => self.pubsub.get(kind).map(|f| f.placement_options()),
+        };
+        known.unwrap_or(&[pattern_core::placement::ALL_OPTIONS])
+    }
+
+    /// The files under the data directory that `ns` keeps (its backend's
+    /// and its migration target's), each with the field that chose it.
+    pub fn data_files(&self, ns: &NamespaceConfig) -> Vec<(String, PathBuf)> {
+        let mut specs = vec![("backend", &ns.backend)];
+        if let Some(m) = &ns.migration {
+            specs.push(("migration.to", &m.to));
+        }
+        let mut out = Vec::new();
+        for (field, spec) in specs {
+            let files = match ns.dal {
+                Dal::Keyvalue => self
+                    .keyvalue
+                    .get(spec.kind.as_str())
+                    .map(|f| f.data_files(&ns.name, &spec.options)),
+                Dal::Timeseries => self
+                    .timeseries
+                    .get(spec.kind.as_str())
+                    .map(|f| f.data_files(&ns.name, &spec.options)),
+                Dal::Pubsub => self
+                    .pubsub
+                    .get(spec.kind.as_str())
+                    .map(|f| f.data_files(&ns.name, &spec.options)),
+            };
+            for file in files.unwrap_or_default() {
+                let file: PathBuf = file
+                    .components()
+                    .filter(|c| !matches!(c, std::path::Component::CurDir))
+                    .collect();
+                out.push((format!("{field}.options.path"), file));
+            }
+        }
+        out
+    }
+
+    /// Refuses `ns` when it would use a file another namespace of
+    /// `others` keeps: one namespace's files are its own.
+    pub fn check_files<'a>(
+        &self,
+        ns: &NamespaceConfig,
+        others: impl IntoIterator<Item = &'a NamespaceConfig>,
+    ) -> Result<(), ConfigError> {
+        let mine = self.data_files(ns);
+        if mine.is_empty() {
+            return Ok(());
+        }
+        for other in others {
+            if other.name == ns.name {
+                continue;
+            }
+            let theirs = self.data_files(other);
+            if let Some((field, file)) = mine
+                .iter()
+                .find(|(_, f)| theirs.iter().any(|(_, t)| t == f))
+            {
+                return Err(ConfigError::new(
+                    &ns.source,
+                    field,
+                    format!(
+                        "names the file {} under the data directory, which namespace '{}' \
+                         keeps; every namespace has its own files: choose another path (or \
+                         leave it unset for {}'s own)",
+                        file.display(),
+                        other.name,
+                        ns.name
+                    ),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Registers a KeyValue backend factory under its kind.
@@ -99,6 +218,18 @@ impl Resolver {
     /// valid, without opening anything. The error names the namespace's
     /// file and the field.
     pub fn check(&self, ns: &NamespaceConfig) -> Result<(), ConfigError> {
+        let mut specs = vec![("backend", &ns.backend)];
+        if let Some(m) = &ns.migration {
+            specs.push(("migration.to", &m.to));
+        }
+        for (field, spec) in specs {
+            if spec.mode == BackendMode::Process {
+                let configured = spec.pattern.as_ref().and_then(|p| p.binary.as_deref());
+                self.pattern_binary(&spec.kind, configured).map_err(|e| {
+                    ConfigError::new(&ns.source, &format!("{field}.pattern.binary"), e)
+                })?;
+            }
+        }
         if ns.dal != Dal::Keyvalue {
             return self.check_other(ns);
         }
@@ -135,9 +266,13 @@ impl Resolver {
         })
     }
 
-    /// Checks every namespace with [`Resolver::check`].
+    /// Checks every namespace with [`Resolver::check`], and that no two
+    /// keep the same file.
     pub fn check_all(&self, namespaces: &[NamespaceConfig]) -> Result<(), ConfigError> {
-        namespaces.iter().try_for_each(|ns| self.check(ns))
+        namespaces.iter().try_for_each(|ns| {
+            self.check(ns)?;
+            self.check_files(ns, namespaces)
+        })
     }
 
     /// Opens a KeyValue backend of `kind`. The error says which kinds exist

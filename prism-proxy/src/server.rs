@@ -28,7 +28,6 @@ use crate::kv::KvService;
 use crate::manage::{Manager, ManagerSetup};
 use crate::pubsub::PsService;
 use crate::registry::Registry;
-use crate::resolver::Resolver;
 use crate::status::AdminApi;
 use crate::store::{ConfigStore, DirStore, MemoryStore, NatsKvStore, PostgresStore};
 use crate::timeseries::TsService;
@@ -157,7 +156,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         Arc::new(
             Registry::open(
                 &with_versions,
-                &Resolver::builtin(),
+                &config.resolver(),
                 &config.data_dir,
                 clock.clone(),
             )
@@ -169,7 +168,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         registry: registry.clone(),
         audit: audit.clone(),
         catalog: config.backends.clone(),
-        resolver: Resolver::builtin(),
+        resolver: config.resolver(),
         data_dir: config.data_dir.clone(),
         schema_base: match &config.store {
             StoreSpec::Memory => None,

@@ -117,6 +117,48 @@ impl From<BackendError> for tonic::Status {
     }
 }
 
+/// The most characters of caller-supplied text an error message quotes.
+pub const QUOTE_MAX_CHARS: usize = 64;
+
+/// Caller-supplied text (a name, a key id, a subject) for an error
+/// message: in single quotes, control characters escaped, and cut after
+/// [`QUOTE_MAX_CHARS`] characters with the full length named, e.g.
+/// `'aaaa…' (100000 bytes)`, so an answer never echoes unbounded input.
+pub fn quote(text: &str) -> String {
+    let (shown, cut) = head(text);
+    if cut {
+        format!("'{shown}…' ({} bytes)", text.len())
+    } else {
+        format!("'{shown}'")
+    }
+}
+
+/// [`quote`] without the quotes, for text that brings its own (a JSON
+/// value): `"aaaa…" (100000 bytes)`.
+pub fn bounded(text: &str) -> String {
+    let (shown, cut) = head(text);
+    if cut {
+        format!("{shown}… ({} bytes)", text.len())
+    } else {
+        shown
+    }
+}
+
+/// The first [`QUOTE_MAX_CHARS`] characters of `text`, control characters
+/// escaped, and whether more followed.
+fn head(text: &str) -> (String, bool) {
+    let mut out = String::with_capacity(text.len().min(QUOTE_MAX_CHARS * 2));
+    let mut chars = text.chars();
+    for c in chars.by_ref().take(QUOTE_MAX_CHARS) {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    (out, chars.next().is_some())
+}
+
 /// Renders a key for an error message: quoted text when it is printable
 /// UTF-8, otherwise `0x` and hex. Long keys are shortened.
 pub fn display_key(key: &[u8]) -> String {
@@ -145,6 +187,18 @@ pub fn display_key(key: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn quote_bounds_long_text_and_escapes_controls() {
+        assert_eq!(super::quote("orders"), "'orders'");
+        assert_eq!(super::quote("a\nb"), "'a\\nb'");
+        let long = "x".repeat(100_000);
+        let q = super::quote(&long);
+        assert!(q.len() < 100, "{q}");
+        assert!(q.ends_with("…' (100000 bytes)"), "{q}");
+        let exact = "y".repeat(super::QUOTE_MAX_CHARS);
+        assert_eq!(super::quote(&exact), format!("'{exact}'"));
+    }
+
     use super::*;
 
     #[test]

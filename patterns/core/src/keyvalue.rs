@@ -360,6 +360,21 @@ pub trait KeyValueFactory: Send + Sync + 'static {
     /// allowed ones.
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
 
+    /// The option names that decide where a namespace's data lives or
+    /// which server the backend connects to ([`crate::placement`]): only
+    /// an operator may change them. Default: every option.
+    fn placement_options(&self) -> &'static [&'static str] {
+        &[crate::placement::ALL_OPTIONS]
+    }
+
+    /// The files, relative to the data directory, that a backend opened
+    /// for `namespace` with `options` keeps; no other namespace may use
+    /// them. Default: none.
+    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<std::path::PathBuf> {
+        let _ = (namespace, options);
+        Vec::new()
+    }
+
     /// Opens a backend for `ctx.namespace` with the namespace's backend
     /// `options`, which [`KeyValueFactory::check_options`] accepted.
     async fn open(

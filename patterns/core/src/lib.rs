@@ -16,6 +16,7 @@ pub mod error;
 pub mod idempotency;
 pub mod keyvalue;
 pub mod paging;
+pub mod placement;
 pub mod pubsub;
 pub mod timeseries;
 
@@ -26,7 +27,7 @@ pub mod grpc;
 
 pub use capabilities::{Capabilities, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BackendError, display_key};
+pub use error::{BackendError, bounded, display_key, quote};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use keyvalue::{
     Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, OpenContext, Page,

@@ -158,6 +158,21 @@ pub trait TimeSeriesFactory: Send + Sync + 'static {
     /// unknown fields are refused with [`BackendError::Config`].
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
 
+    /// The option names that decide where a namespace's data lives or
+    /// which server the backend connects to ([`crate::placement`]): only
+    /// an operator may change them. Default: every option.
+    fn placement_options(&self) -> &'static [&'static str] {
+        &[crate::placement::ALL_OPTIONS]
+    }
+
+    /// The files, relative to the data directory, that a backend opened
+    /// for `namespace` with `options` keeps; no other namespace may use
+    /// them. Default: none.
+    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<std::path::PathBuf> {
+        let _ = (namespace, options);
+        Vec::new()
+    }
+
     /// Opens a backend for `ctx.namespace`.
     async fn open(
         &self,

@@ -191,6 +191,10 @@ impl PubSubFactory for KafkaFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["brokers", "topic_prefix"]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         KafkaOptions::parse(options.clone()).map(|_| ())
     }

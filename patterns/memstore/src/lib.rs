@@ -161,6 +161,10 @@ impl KeyValueFactory for MemstoreFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         MemstoreOptions::parse(options.clone()).map(|_| ())
     }

@@ -73,6 +73,10 @@ impl TimeSeriesFactory for MemTimeSeriesFactory {
         crate::KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         match options {
             serde_json::Value::Null => Ok(()),

@@ -129,6 +129,10 @@ impl PubSubFactory for NatsFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["url", "stream_prefix", "subject_prefix"]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         NatsOptions::parse(options.clone()).map(|_| ())
     }

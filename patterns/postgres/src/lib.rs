@@ -286,6 +286,10 @@ impl KeyValueFactory for PostgresFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["url", "schema"]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         PostgresOptions::parse(options.clone()).map(|_| ())
     }

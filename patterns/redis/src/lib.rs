@@ -362,6 +362,10 @@ impl KeyValueFactory for RedisFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["url", "key_prefix"]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         RedisOptions::parse(options.clone()).map(|_| ())
     }

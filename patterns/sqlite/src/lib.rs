@@ -76,6 +76,9 @@ impl SqliteOptions {
     /// Parses and checks options strictly.
     pub fn parse(options: serde_json::Value) -> Result<Self, BackendError> {
         let options: SqliteOptions = pattern_core::keyvalue::parse_options(KIND, options)?;
+        if let Some(path) = &options.path {
+            pattern_core::placement::check_data_path(KIND, "path", path)?;
+        }
         if !(1..=16).contains(&options.readers) {
             return Err(BackendError::Config(format!(
                 "sqlite backend option `readers` is {}; allowed: 1 to 16",
@@ -327,6 +330,15 @@ pub struct SqliteFactory;
 impl KeyValueFactory for SqliteFactory {
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["path"]
+    }
+
+    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<PathBuf> {
+        let configured = options.get("path").and_then(serde_json::Value::as_str);
+        vec![configured.map_or_else(|| PathBuf::from(format!("{namespace}.db")), PathBuf::from)]
     }
 
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {

@@ -84,6 +84,9 @@ impl SqliteTimeSeriesOptions {
     /// Parses and checks options strictly.
     pub fn parse(options: serde_json::Value) -> Result<Self, BackendError> {
         let options: Self = pattern_core::keyvalue::parse_options(KIND, options)?;
+        if let Some(path) = &options.path {
+            pattern_core::placement::check_data_path(KIND, "path", path)?;
+        }
         if !(1..=16).contains(&options.readers) {
             return Err(BackendError::Config(format!(
                 "sqlite backend option `readers` is {}; allowed: 1 to 16",
@@ -524,6 +527,18 @@ pub struct SqliteTimeSeriesFactory;
 impl TimeSeriesFactory for SqliteTimeSeriesFactory {
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["path"]
+    }
+
+    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<PathBuf> {
+        let configured = options.get("path").and_then(serde_json::Value::as_str);
+        vec![configured.map_or_else(
+            || PathBuf::from(format!("{namespace}.timeseries.db")),
+            PathBuf::from,
+        )]
     }
 
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {

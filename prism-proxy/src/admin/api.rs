@@ -157,8 +157,9 @@ async fn migrate(
     let mut message: pb::MigrateRequest = from_json(&body)?;
     if !message.name.is_empty() && message.name != name {
         return Err(ApiError(Status::invalid_argument(format!(
-            "the body names namespace '{}' but the path '{name}'; leave name out of the body",
-            message.name
+            "the body names namespace {} but the path {}; leave name out of the body",
+            pattern_core::quote(&message.name),
+            pattern_core::quote(&name)
         ))));
     }
     message.name = name;

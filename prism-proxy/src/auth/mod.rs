@@ -119,21 +119,33 @@ pub enum AuthError {
          set kid"
     )]
     MissingKeyId,
-    #[error("unknown key id '{kid}': not in the JWKS from {location} (known: {known})")]
+    #[error(
+        "unknown key id {}: not in the JWKS from {location} (known: {known})",
+        pattern_core::quote(.kid)
+    )]
     UnknownKeyId {
         kid: String,
         location: String,
         known: String,
     },
-    #[error("bad token signature: it does not verify with key '{0}'")]
+    #[error(
+        "bad token signature: it does not verify with key {}",
+        pattern_core::quote(.0)
+    )]
     BadSignature(String),
     #[error("token expired at {exp} (Unix seconds; now {now}); get a new one, e.g. prismctl login")]
     Expired { exp: u64, now: u64 },
     #[error("token not valid before {nbf} (Unix seconds; now {now})")]
     NotYetValid { nbf: u64, now: u64 },
-    #[error("wrong issuer: token `iss` is '{got}', the proxy trusts '{expected}'")]
+    #[error(
+        "wrong issuer: token `iss` is {}, the proxy trusts '{expected}'",
+        pattern_core::quote(.got)
+    )]
     WrongIssuer { got: String, expected: String },
-    #[error("wrong audience: token `aud` is {got}, the proxy requires '{expected}'")]
+    #[error(
+        "wrong audience: token `aud` is {}, the proxy requires '{expected}'",
+        pattern_core::bounded(.got)
+    )]
     WrongAudience { got: String, expected: String },
     #[error("token is missing the required `{0}` claim")]
     MissingClaim(String),

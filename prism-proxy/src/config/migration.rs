@@ -103,6 +103,8 @@ impl MigrationConfig {
                 "is empty; name the backend to migrate to: memstore, sqlite, postgres or redis",
             ));
         }
+        super::namespace::check_kind(&self.to.kind)
+            .map_err(|e| ConfigError::new(file, "migration.to.kind", e))?;
         if self.to.mode != BackendMode::Embedded && ns.dal != Dal::Keyvalue {
             return Err(ConfigError::new(
                 file,

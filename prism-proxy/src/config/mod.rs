@@ -14,6 +14,7 @@
 
 mod audit;
 mod auth;
+mod bounds;
 mod dal;
 mod migration;
 mod namespace;
@@ -30,6 +31,7 @@ pub use audit::{
     NatsSinkConfig, SinkConfig, SinkKind,
 };
 pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
+pub use bounds::{MAX_YAML_BYTES, MAX_YAML_DEPTH, check_yaml_bounds};
 pub use dal::{PubSubSettings, TimeSeriesSettings, format_duration, parse_duration};
 pub use migration::{DEFAULT_READ_SAMPLE, MigrationConfig, MigrationPhase};
 pub use namespace::{
@@ -79,10 +81,13 @@ impl ConfigError {
 }
 
 /// Parses YAML text strictly into `T`; errors name `file` and the field.
+/// Text over the size or nesting bounds ([`check_yaml_bounds`]) is
+/// refused before it is parsed.
 pub fn parse_yaml<T: serde::de::DeserializeOwned>(
     file: &str,
     text: &str,
 ) -> Result<T, ConfigError> {
+    check_yaml_bounds(text).map_err(|e| ConfigError::new(file, "", e))?;
     let de = yaml_serde::Deserializer::from_str(text);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let field = e.path().to_string();
@@ -246,6 +251,20 @@ pub struct ProxyFile {
     pub auth: AuthFile,
     /// The audit log's sink and queue; see `docs-cms/configuration.md`.
     pub audit: AuditFile,
+    /// Which programs namespaces may run as pattern processes.
+    pub patterns: PatternsFile,
+}
+
+/// `patterns` in `prism.yaml`.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PatternsFile {
+    /// The programs a namespace may name in `backend.pattern.binary`
+    /// (relative paths are relative to `prism.yaml`). Default: none, so a
+    /// process-mode namespace runs `prism-pattern-<kind>` from beside the
+    /// proxy (or from `PATH`). Which programs the proxy runs is the
+    /// operator's decision: namespace YAML cannot add to this list.
+    pub allowed_binaries: Vec<PathBuf>,
 }
 
 impl Default for ProxyFile {
@@ -259,6 +278,7 @@ impl Default for ProxyFile {
             backends: BackendCatalog::default(),
             auth: AuthFile::default(),
             audit: AuditFile::default(),
+            patterns: PatternsFile::default(),
         }
     }
 }
@@ -284,6 +304,16 @@ pub struct ProxyConfig {
     /// Base directory of relative `schema.proto` paths for namespaces
     /// read from a shared store.
     pub schema_dir: PathBuf,
+    /// `patterns.allowed_binaries`, resolved.
+    pub allowed_binaries: Vec<PathBuf>,
+}
+
+impl ProxyConfig {
+    /// The backends built into this proxy, with the pattern binaries the
+    /// operator allowed.
+    pub fn resolver(&self) -> crate::resolver::Resolver {
+        crate::resolver::Resolver::builtin().with_allowed_binaries(self.allowed_binaries.clone())
+    }
 }
 
 impl Default for ProxyConfig {
@@ -304,6 +334,7 @@ impl Default for ProxyConfig {
             audit: AuditConfig::default(),
             store: StoreSpec::Memory,
             schema_dir: PathBuf::from("."),
+            allowed_binaries: Vec::new(),
         }
     }
 }
@@ -441,7 +472,14 @@ impl ProxyConfig {
         }
         let auth = file.auth.validate(shown, resolve)?;
         let audit = file.audit.validate(shown, resolve)?;
+        let allowed_binaries = file
+            .patterns
+            .allowed_binaries
+            .iter()
+            .map(|p| resolve(p))
+            .collect();
         Ok(ProxyConfig {
+            allowed_binaries,
             auth,
             audit,
             listeners: file.listeners,

@@ -196,7 +196,28 @@ fn explicit_backend<'de, D: Deserializer<'de>>(d: D) -> Result<BackendSpec, D::E
             "`kind` is empty; name a backend: memstore, sqlite, postgres or redis",
         ));
     }
+    check_kind(&spec.kind).map_err(serde::de::Error::custom)?;
     Ok(spec)
+}
+
+/// A backend kind names a factory or a pattern binary
+/// (`prism-pattern-<kind>`): 1 to 32 lowercase letters, digits, `-` or
+/// `_`, so it can never be a path.
+pub fn check_kind(kind: &str) -> Result<(), String> {
+    let ok = (1..=32).contains(&kind.len())
+        && kind.starts_with(|c: char| c.is_ascii_lowercase())
+        && kind
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "kind {} is not a backend kind; use 1 to 32 lowercase letters, digits, '-' or '_', \
+             starting with a letter (e.g. sqlite)",
+            pattern_core::quote(kind)
+        ))
+    }
 }
 
 impl NamespaceConfig {
@@ -228,6 +249,19 @@ impl NamespaceConfig {
         catalog: &BackendCatalog,
         schema_base: &Path,
     ) -> Result<Self, ConfigError> {
+        let mut ns = Self::parse_unloaded(file, text, catalog)?;
+        ns.load_schema(schema_base)?;
+        Ok(ns)
+    }
+
+    /// Parses and validates one namespace's text without reading any other
+    /// file: `schema` is not compiled yet ([`NamespaceConfig::load_schema`]
+    /// does it), so who may apply the text can be checked first.
+    pub fn parse_unloaded(
+        file: &str,
+        text: &str,
+        catalog: &BackendCatalog,
+    ) -> Result<Self, ConfigError> {
         let mut ns: NamespaceConfig = parse_yaml(file, text)?;
         ns.source = file.to_string();
         ns.yaml = text.to_string();
@@ -238,6 +272,15 @@ impl NamespaceConfig {
                 .validate()
                 .map_err(|(field, message)| ConfigError::new(file, &field, message))?;
         }
+        Ok(ns)
+    }
+
+    /// Compiles `schema` (relative `schema.proto` paths against
+    /// `schema_base`) and checks it against the rest of the namespace.
+    pub fn load_schema(&mut self, schema_base: &Path) -> Result<(), ConfigError> {
+        let file = self.source.clone();
+        let file = file.as_str();
+        let ns = self;
         if let Some(config) = &ns.schema {
             let schema = Schema::load(config, schema_base)
                 .map_err(|e| ConfigError::new(file, "schema", e))?;
@@ -276,7 +319,7 @@ impl NamespaceConfig {
             }
             ns.compiled_schema = Some(Arc::new(schema));
         }
-        Ok(ns)
+        Ok(())
     }
 
     /// Exactly one of `backend` and `needs`; chooses the backend from
@@ -524,8 +567,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "'{name}' is not a valid namespace name; use 1 to 63 lowercase letters, digits, \
-             '-', '_' or '.', starting with a letter or digit"
+            "{} is not a valid namespace name; use 1 to 63 lowercase letters, digits, \
+             '-', '_' or '.', starting with a letter or digit",
+            pattern_core::quote(name)
         ))
     }
 }

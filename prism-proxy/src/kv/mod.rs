@@ -104,6 +104,13 @@ impl KeyValueService for KvService {
                 .enumerate()
                 .map(|(i, item)| check.put_item(&format!("items[{i}]"), item))
                 .collect::<Result<Vec<_>, _>>()?;
+            validate::no_repeats(
+                "key",
+                items
+                    .iter()
+                    .enumerate()
+                    .map(|(i, item)| (format!("items[{i}].key"), item.key.as_slice())),
+            )?;
             let idempotency = check
                 .token(req.idempotency_token)?
                 .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
@@ -247,6 +254,7 @@ impl KeyValueService for KvService {
                     }
                 });
             }
+            validate::no_repeats("key of an id", mutated_keys(&mutations))?;
             let idempotency = check
                 .token(req.idempotency_token)?
                 .map(|t| IdempotencyKey::for_mutate(t, &mutations));
@@ -258,6 +266,35 @@ impl KeyValueService for KvService {
         })
         .await
     }
+}
+
+/// Every (id, key) a Mutate names explicitly (put keys and listed delete
+/// keys), with its field, for [`validate::no_repeats`].
+fn mutated_keys(mutations: &[Mutation]) -> Vec<(String, (&str, &[u8]))> {
+    let mut out = Vec::new();
+    for (i, m) in mutations.iter().enumerate() {
+        match m {
+            Mutation::Put { id, item } => {
+                out.push((
+                    format!("mutations[{i}].put.key"),
+                    (id.as_str(), item.key.as_slice()),
+                ));
+            }
+            Mutation::Delete {
+                id,
+                selection: Selection::Keys(keys),
+            } => {
+                for (k, key) in keys.iter().enumerate() {
+                    out.push((
+                        format!("mutations[{i}].delete.keys[{k}]"),
+                        (id.as_str(), key.as_slice()),
+                    ));
+                }
+            }
+            Mutation::Delete { .. } => {}
+        }
+    }
+    out
 }
 
 #[cfg(test)]

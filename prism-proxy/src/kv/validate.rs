@@ -26,6 +26,26 @@ pub fn namespace_name(name: &str) -> Result<(), ProxyError> {
     Ok(())
 }
 
+/// Refuses a call that names the same thing twice (as DynamoDB does):
+/// `names` yields each entry's field (e.g. `items[3].key`) and identity;
+/// the error names both fields, never the identity itself.
+pub fn no_repeats<K: std::hash::Hash + Eq>(
+    what: &str,
+    names: impl IntoIterator<Item = (String, K)>,
+) -> Result<(), ProxyError> {
+    let mut seen: std::collections::HashMap<K, String> = std::collections::HashMap::new();
+    for (field, identity) in names {
+        if let Some(first) = seen.get(&identity) {
+            return Err(ProxyError::invalid(format!(
+                "{field} repeats {first}: one call names each {what} once; merge the two \
+                 entries (nothing was done)"
+            )));
+        }
+        seen.insert(identity, field);
+    }
+    Ok(())
+}
+
 /// Checks requests against one namespace.
 pub struct Check<'a>(pub &'a Namespace);
 
@@ -161,7 +181,12 @@ impl Check<'_> {
                 for (i, key) in keys.iter().enumerate() {
                     self.key(&format!("{field}.keys[{i}]"), key)?;
                 }
-                Ok(())
+                no_repeats(
+                    "key",
+                    keys.iter()
+                        .enumerate()
+                        .map(|(i, key)| (format!("{field}.keys[{i}]"), key.as_slice())),
+                )
             }
             Selection::Range { start, end } => {
                 if let Some(end) = end

@@ -273,6 +273,7 @@ impl Manager {
         action: MigrateAction,
         force: bool,
         principal: &str,
+        authority: super::Authority,
     ) -> Result<MigrateOutcome, ManageError> {
         let ns: Arc<Namespace> = self
             .registry
@@ -415,7 +416,7 @@ impl Manager {
             }
         };
         let apply = self
-            .apply(&new_yaml, false, Some(ns.version), principal)
+            .apply(&new_yaml, false, Some(ns.version), principal, authority)
             .await?;
         if phase.is_empty()
             && let Some(q) = self.migration_queue()?

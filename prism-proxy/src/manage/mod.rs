@@ -14,8 +14,11 @@
 //! its backend is rejected with its errors and the previous version keeps
 //! serving. Every change is recorded in the audit log with its version.
 
+pub mod authority;
 pub mod diff;
 pub mod migrate;
+
+pub use authority::Authority;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -48,7 +51,8 @@ pub enum ManageError {
     #[error("{0}")]
     Store(#[from] StoreError),
     #[error(
-        "namespace '{0}' does not exist; `prismctl namespace list` shows the namespaces served"
+        "namespace {} does not exist; `prismctl namespace list` shows the namespaces served",
+        pattern_core::quote(.0)
     )]
     NotFound(String),
     /// A step the namespace's state does not allow (a pre-flight check).
@@ -57,6 +61,9 @@ pub enum ManageError {
     /// A request that cannot be carried out as given.
     #[error("{0}")]
     BadRequest(String),
+    /// A namespace admin's change to a setting only an operator may make.
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl From<ManageError> for tonic::Status {
@@ -67,6 +74,7 @@ impl From<ManageError> for tonic::Status {
                 tonic::Status::invalid_argument(message)
             }
             ManageError::Refused(_) => tonic::Status::failed_precondition(message),
+            ManageError::Denied(_) => tonic::Status::permission_denied(message),
             ManageError::Open(_) => tonic::Status::failed_precondition(message),
             ManageError::Store(StoreError::VersionMismatch { .. }) => {
                 tonic::Status::failed_precondition(message)
@@ -188,10 +196,45 @@ impl Manager {
 
     /// Parses and checks a namespace YAML (nothing is opened).
     fn parse(&self, source: &str, yaml: &str) -> Result<NamespaceConfig, ConfigError> {
-        let base = self.schema_base(source);
-        let config = NamespaceConfig::parse_in(source, yaml, &self.catalog, &base)?;
+        let config = NamespaceConfig::parse_unloaded(source, yaml, &self.catalog)?;
+        self.finish_parse(config)
+    }
+
+    /// Compiles the schema of a parsed namespace and checks its backend
+    /// and files (nothing is opened).
+    fn finish_parse(&self, mut config: NamespaceConfig) -> Result<NamespaceConfig, ConfigError> {
+        let base = self.schema_base(&config.source);
+        config.load_schema(&base)?;
         self.resolver.check(&config)?;
+        let others: Vec<_> = self.registry.list();
+        self.resolver
+            .check_files(&config, others.iter().map(|n| &n.config))?;
         Ok(config)
+    }
+
+    /// Parses `yaml` as applied by a principal of `authority`: a namespace
+    /// admin's text is checked against the operator-owned settings of the
+    /// version serving (`current`) before any file is read or anything is
+    /// opened. `Err(Ok(denied))` is a refusal, `Err(Err(e))` an invalid
+    /// text.
+    fn parse_as(
+        &self,
+        source: &str,
+        yaml: &str,
+        authority: Authority,
+        current: Option<&Namespace>,
+    ) -> Result<NamespaceConfig, Result<String, ConfigError>> {
+        let config = NamespaceConfig::parse_unloaded(source, yaml, &self.catalog).map_err(Err)?;
+        if authority == Authority::NamespaceAdmin {
+            authority::check_namespace_admin(
+                &config,
+                current.map(|c| &c.config),
+                &self.catalog,
+                &self.resolver,
+            )
+            .map_err(|denied| Ok(format!("{source}: {denied}")))?;
+        }
+        self.finish_parse(config).map_err(Err)
     }
 
     /// Creates or updates a namespace from `yaml`. A dry run validates and
@@ -203,6 +246,7 @@ impl Manager {
         dry_run: bool,
         expected_version: Option<u64>,
         principal: &str,
+        authority: Authority,
     ) -> Result<ApplyOutcome, ManageError> {
         let started = Instant::now();
         let Some(name) = name_of(yaml) else {
@@ -233,8 +277,29 @@ impl Manager {
             dry_run,
             errors: Vec::new(),
         };
-        let source = format!("namespace '{name}'");
-        let parsed = self.parse(&source, yaml);
+        let source = format!("namespace {}", pattern_core::quote(&name));
+        let parsed = match self.parse_as(&source, yaml, authority, current.as_deref()) {
+            Ok(config) => Ok(config),
+            Err(Err(invalid)) => Err(invalid),
+            Err(Ok(denied)) => {
+                tracing::warn!(namespace = %name, principal, "namespace change refused: it changes a setting only an operator may make");
+                if !dry_run {
+                    self.record(
+                        principal,
+                        &name,
+                        "ApplyNamespace",
+                        tonic::Code::PermissionDenied,
+                        0,
+                        started,
+                    )
+                    .await;
+                }
+                return Err(ManageError::Denied(format!(
+                    "{denied}; principal {} administers this namespace only",
+                    pattern_core::quote(principal)
+                )));
+            }
+        };
         if dry_run {
             if let Err(e) = parsed {
                 outcome.errors.push(e);

@@ -96,7 +96,7 @@ async fn apply_creates_then_updates_keeping_the_backend_and_its_data() {
     let f = fixture(&[]).await;
     let created = f
         .manager
-        .apply(ORDERS, false, Some(0), "alice")
+        .apply(ORDERS, false, Some(0), "alice", Authority::Operator)
         .await
         .unwrap();
     assert!(created.created && created.changed && created.version > 0);
@@ -107,7 +107,7 @@ async fn apply_creates_then_updates_keeping_the_backend_and_its_data() {
     let changed = format!("{ORDERS}description: the orders\n");
     let dry = f
         .manager
-        .apply(&changed, true, None, "alice")
+        .apply(&changed, true, None, "alice", Authority::Operator)
         .await
         .unwrap();
     assert!(dry.dry_run && dry.changed && dry.errors.is_empty());
@@ -121,7 +121,7 @@ async fn apply_creates_then_updates_keeping_the_backend_and_its_data() {
 
     let updated = f
         .manager
-        .apply(&changed, false, None, "alice")
+        .apply(&changed, false, None, "alice", Authority::Operator)
         .await
         .unwrap();
     assert!(!updated.created && updated.version > created.version);
@@ -149,7 +149,7 @@ async fn apply_creates_then_updates_keeping_the_backend_and_its_data() {
 
     let again = f
         .manager
-        .apply(&changed, false, None, "alice")
+        .apply(&changed, false, None, "alice", Authority::Operator)
         .await
         .unwrap();
     assert!(
@@ -182,7 +182,11 @@ async fn an_invalid_change_is_rejected_and_the_previous_version_keeps_serving() 
     let f = fixture(&[("orders.yaml", ORDERS)]).await;
     let before = f.registry.get("orders").unwrap();
     let bad = "name: orders\ndal: keyvalue\nbackend:\n  kind: nosuch\n";
-    let dry = f.manager.apply(bad, true, None, "bob").await.unwrap();
+    let dry = f
+        .manager
+        .apply(bad, true, None, "bob", Authority::Operator)
+        .await
+        .unwrap();
     assert_eq!(dry.errors.len(), 1);
     assert_eq!(dry.errors[0].field, "backend.kind");
     assert!(
@@ -190,7 +194,11 @@ async fn an_invalid_change_is_rejected_and_the_previous_version_keeps_serving() 
         "{}",
         dry.errors[0]
     );
-    let err = f.manager.apply(bad, false, None, "bob").await.unwrap_err();
+    let err = f
+        .manager
+        .apply(bad, false, None, "bob", Authority::Operator)
+        .await
+        .unwrap_err();
     assert!(matches!(err, ManageError::Invalid(_)), "{err}");
     let now = f.registry.get("orders").unwrap();
     assert!(Arc::ptr_eq(&now, &before), "still the same namespace");
@@ -210,6 +218,7 @@ async fn an_invalid_change_is_rejected_and_the_previous_version_keeps_serving() 
             false,
             Some(before.version + 10),
             "bob",
+            Authority::Operator,
         )
         .await
         .unwrap_err();
@@ -310,7 +319,10 @@ async fn a_backend_change_opens_a_new_backend_and_closes_the_old_one_after_its_c
     let f = fixture(&[("orders.yaml", ORDERS)]).await;
     let old = f.registry.get("orders").unwrap();
     let sqlite = "name: orders\ndal: keyvalue\nbackend:\n  kind: sqlite\n";
-    f.manager.apply(sqlite, false, None, "dave").await.unwrap();
+    f.manager
+        .apply(sqlite, false, None, "dave", Authority::Operator)
+        .await
+        .unwrap();
     let new = f.registry.get("orders").unwrap();
     assert!(!new.shares_backend(&old));
     assert_eq!(new.backend.kind(), "sqlite");

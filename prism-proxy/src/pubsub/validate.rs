@@ -39,8 +39,9 @@ fn name(field: &str, what: &str, value: &str) -> Result<(), ProxyError> {
         || value.contains("..")
     {
         return Err(ProxyError::invalid(format!(
-            "{field} '{value}' is not a valid {what} name; use 1 to {MAX_NAME_BYTES} ASCII \
-             letters, digits, '.', '-' or '_', with no leading, trailing or doubled '.'"
+            "{field} {} is not a valid {what} name; use 1 to {MAX_NAME_BYTES} ASCII \
+             letters, digits, '.', '-' or '_', with no leading, trailing or doubled '.'",
+            pattern_core::quote(value)
         )));
     }
     Ok(())
@@ -81,7 +82,13 @@ impl PsCheck<'_> {
                 )));
             }
         }
-        Ok(())
+        crate::kv::validate::no_repeats(
+            "ack id",
+            ack_ids
+                .iter()
+                .enumerate()
+                .map(|(i, id)| (format!("ack_ids[{i}]"), id.as_str())),
+        )
     }
 
     /// One message of a Publish.

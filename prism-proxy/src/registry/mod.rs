@@ -489,14 +489,30 @@ impl Registry {
         removed
     }
 
-    /// The namespace called `name`, or NOT_FOUND listing the known ones.
+    /// The namespace called `name`, or NOT_FOUND listing every known one
+    /// (for operators; a data-plane caller gets [`Registry::lookup_as`]).
     pub fn lookup(&self, name: &str) -> Result<Arc<Namespace>, ProxyError> {
+        self.lookup_as(name, |_| true)
+    }
+
+    /// The namespace called `name`, or NOT_FOUND listing only the known
+    /// namespaces `visible` accepts (those the caller holds a permission
+    /// on), so a caller cannot learn what else the proxy serves.
+    pub fn lookup_as(
+        &self,
+        name: &str,
+        visible: impl Fn(&Namespace) -> bool,
+    ) -> Result<Arc<Namespace>, ProxyError> {
         let map = self.namespaces.load();
         map.get(name)
             .cloned()
             .ok_or_else(|| ProxyError::NamespaceNotFound {
                 name: name.to_string(),
-                known: map.keys().cloned().collect(),
+                known: map
+                    .iter()
+                    .filter(|(_, ns)| visible(ns))
+                    .map(|(name, _)| name.clone())
+                    .collect(),
             })
     }
 

@@ -98,7 +98,9 @@ async fn open_keyvalue(
             Ok((b, None, None))
         }
         BackendMode::Process => {
-            let binary = pattern_binary(&backend.kind, pattern.binary.as_deref());
+            let binary = resolver
+                .pattern_binary(&backend.kind, pattern.binary.as_deref())
+                .map_err(|e| format!("backend.pattern.binary {e}"))?;
             let mut spec = PatternSpec::new(&config.name, &backend.kind, binary);
             spec.dal = config.dal.name().to_string();
             spec.options = backend.options.clone();

@@ -4,6 +4,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use pattern_core::quote;
 use prism_proto::admin::v1 as pb;
 use prism_proto::admin::v1::admin_service_server::AdminService;
 use tokio_stream::Stream;
@@ -16,7 +17,7 @@ use describe::{namespace_info, namespace_status};
 
 use crate::audit::{AuditLog, AuditRecord, TailFilter};
 use crate::auth::Principal;
-use crate::manage::Manager;
+use crate::manage::{Authority, Manager};
 use crate::registry::Registry;
 
 /// The admin gRPC service.
@@ -71,10 +72,11 @@ impl AdminApi {
                 .map_err(Into::into);
         }
         Err(Status::permission_denied(format!(
-            "principal '{}' lacks the 'admin' permission on namespace '{namespace}' (or it does \
+            "principal {} lacks the 'admin' permission on namespace {} (or it does \
              not exist); an operator grants it in the namespace's policy.admin or in auth.admins \
              of prism.yaml",
-            principal.subject
+            quote(&principal.subject),
+            quote(namespace)
         )))
     }
 
@@ -83,9 +85,39 @@ impl AdminApi {
             return Ok(());
         }
         Err(Status::permission_denied(format!(
-            "principal '{}' may not {what}: that needs auth.admins in prism.yaml (the \
+            "principal {} may not {what}: that needs auth.admins in prism.yaml (the \
              administrators of every namespace)",
-            principal.subject
+            quote(&principal.subject)
+        )))
+    }
+
+    /// How `principal`'s changes to `namespace` are checked: an operator's
+    /// as they are, a namespace admin's against the settings only an
+    /// operator may make (ADR-017).
+    fn authority(&self, principal: &Principal) -> Authority {
+        if self.is_global_admin(principal) {
+            Authority::Operator
+        } else {
+            Authority::NamespaceAdmin
+        }
+    }
+
+    /// PERMISSION_DENIED unless `principal` administers some namespace (or
+    /// every one): checked before an applied YAML is even parsed.
+    fn require_some_admin(&self, principal: &Principal) -> Result<(), Status> {
+        if self.is_global_admin(principal)
+            || self
+                .registry
+                .list()
+                .iter()
+                .any(|ns| self.may_admin(principal, &ns.config.name))
+        {
+            return Ok(());
+        }
+        Err(Status::permission_denied(format!(
+            "principal {} administers no namespace, and applying one needs the 'admin' \
+             permission on it (policy.admin) or auth.admins in prism.yaml",
+            quote(&principal.subject)
         )))
     }
 
@@ -185,12 +217,16 @@ impl AdminService for AdminApi {
         request: Request<pb::ApplyNamespaceRequest>,
     ) -> Result<Response<pb::ApplyNamespaceResponse>, Status> {
         let principal = principal_of(&request);
+        // Nothing of the text is parsed for a caller who may apply nothing.
+        self.require_some_admin(&principal)?;
         let req = request.into_inner();
         if req.yaml.trim().is_empty() {
             return Err(Status::invalid_argument(
                 "yaml is empty; send the namespace's YAML (as in a namespace file)",
             ));
         }
+        crate::config::check_yaml_bounds(&req.yaml)
+            .map_err(|e| Status::invalid_argument(format!("yaml: {e}")))?;
         if req.yaml.contains(":***@") {
             return Err(Status::invalid_argument(
                 "the YAML holds a redacted password (`:***@` in a URL, as `namespace get` shows \
@@ -198,7 +234,12 @@ impl AdminService for AdminApi {
                  of prism.yaml and state `needs:` instead",
             ));
         }
-        match crate::manage::name_of(&req.yaml) {
+        // Off the threads that serve calls: parsing is bounded, not free.
+        let yaml = req.yaml.clone();
+        let name = tokio::task::spawn_blocking(move || crate::manage::name_of(&yaml))
+            .await
+            .map_err(|e| Status::internal(format!("reading the namespace name: {e}")))?;
+        match name {
             Some(name) if self.registry.get(&name).is_some() => {
                 self.require_admin(&principal, &name)?;
             }
@@ -211,6 +252,7 @@ impl AdminService for AdminApi {
                 req.dry_run,
                 req.expected_version,
                 &principal.subject,
+                self.authority(&principal),
             )
             .await?;
         Ok(Response::new(pb::ApplyNamespaceResponse {
@@ -326,15 +368,22 @@ impl AdminService for AdminApi {
             "finalize" => MigrateAction::Finalize,
             other => {
                 return Err(Status::invalid_argument(format!(
-                    "action '{other}' is not a migration step; use start, advance, rollback, \
-                     abort or finalize"
+                    "action {} is not a migration step; use start, advance, rollback, \
+                     abort or finalize",
+                    quote(other)
                 )));
             }
         };
         self.require_admin(&principal, &req.name)?;
         let outcome = self
             .manager
-            .migrate(&req.name, action, req.force, &principal.subject)
+            .migrate(
+                &req.name,
+                action,
+                req.force,
+                &principal.subject,
+                self.authority(&principal),
+            )
             .await?;
         Ok(Response::new(pb::MigrateResponse {
             name: req.name,
@@ -359,10 +408,11 @@ impl AdminService for AdminApi {
         let req = request.into_inner();
         if !req.namespace.is_empty() && !self.may_audit(&principal, &req.namespace) {
             return Err(Status::permission_denied(format!(
-                "principal '{}' lacks the 'admin' permission on namespace '{}', which \
+                "principal {} lacks the 'admin' permission on namespace {}, which \
                  reading its audit records needs; an operator can grant it in policy.admin \
                  of the namespace's configuration",
-                principal.subject, req.namespace
+                quote(&principal.subject),
+                quote(&req.namespace)
             )));
         }
         let filter = TailFilter {
@@ -372,9 +422,9 @@ impl AdminService for AdminApi {
         };
         if !filter.status.is_empty() && !crate::audit::is_code_name(&filter.status) {
             return Err(Status::invalid_argument(format!(
-                "status '{}' is not a gRPC status name; use e.g. OK, NOT_FOUND, \
+                "status {} is not a gRPC status name; use e.g. OK, NOT_FOUND, \
                  INVALID_ARGUMENT, UNAVAILABLE",
-                filter.status
+                quote(&filter.status)
             )));
         }
         let limit = req.limit.unwrap_or(DEFAULT_TAIL) as usize;

@@ -59,7 +59,7 @@ pub enum StoreError {
         actual: u64,
     },
     /// Delete of a namespace the store does not hold.
-    #[error("namespace '{name}' is not in the config store")]
+    #[error("namespace {} is not in the config store", pattern_core::quote(.name))]
     NotFound { name: String },
     /// The store holds something it cannot use (e.g. a file that cannot
     /// be read, a name that is not a valid namespace name).

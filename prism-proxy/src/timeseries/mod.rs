@@ -144,6 +144,15 @@ impl TimeSeriesService for TsService {
                     .enumerate()
                     .map(|(i, e)| check.event(&format!("events[{i}]"), e))
                     .collect::<Result<Vec<_>, _>>()?;
+                crate::kv::validate::no_repeats(
+                    "event (series, time and event id)",
+                    events.iter().enumerate().map(|(i, e)| {
+                        (
+                            format!("events[{i}]"),
+                            (e.series_id.as_str(), e.time_us, e.event_id.as_str()),
+                        )
+                    }),
+                )?;
                 let summary = ns.timeseries()?.write(events).await?;
                 Ok(pb::WriteResponse {
                     written: summary.written,

@@ -73,14 +73,19 @@ impl TsCheck<'_> {
             }
             if k.len() > max {
                 return Err(self.over(
-                    &format!("{field} name '{k}'"),
+                    &format!("{field} name {}", pattern_core::quote(k)),
                     k.len(),
                     "max_key_bytes",
                     max,
                 ));
             }
             if v.len() > max {
-                return Err(self.over(&format!("{field}[{k}]"), v.len(), "max_key_bytes", max));
+                return Err(self.over(
+                    &format!("{field}[{}]", pattern_core::quote(k)),
+                    v.len(),
+                    "max_key_bytes",
+                    max,
+                ));
             }
         }
         Ok(tags.iter().map(|(k, v)| (k.clone(), v.clone())).collect())

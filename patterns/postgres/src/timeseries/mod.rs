@@ -258,6 +258,10 @@ impl TimeSeriesFactory for PostgresTimeSeriesFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["url", "schema"]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         PostgresTimeSeriesOptions::parse(options.clone()).map(|_| ())
     }

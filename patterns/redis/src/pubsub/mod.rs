@@ -114,6 +114,10 @@ impl PubSubFactory for RedisPubSubFactory {
         KIND
     }
 
+    fn placement_options(&self) -> &'static [&'static str] {
+        &["url", "key_prefix"]
+    }
+
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         RedisPubSubOptions::parse(options.clone()).map(|_| ())
     }
