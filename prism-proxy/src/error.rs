@@ -109,7 +109,7 @@ impl ProxyError {
 
 impl From<ProxyError> for tonic::Status {
     fn from(err: ProxyError) -> Self {
-        tonic::Status::new(err.code(), err.to_string())
+        pattern_core::status(err.code(), err.to_string())
     }
 }
 

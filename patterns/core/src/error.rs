@@ -113,8 +113,34 @@ impl BackendError {
 
 impl From<BackendError> for tonic::Status {
     fn from(err: BackendError) -> Self {
-        tonic::Status::new(err.code(), err.to_string())
+        status(err.code(), err.to_string())
     }
+}
+
+/// The longest status message sent, in bytes: far below the 8 KiB of
+/// metadata a standard gRPC client accepts, so the caller sees the real
+/// error, never a metadata-size failure.
+pub const MAX_STATUS_MESSAGE_BYTES: usize = 1024;
+
+/// A status with `message` cut to [`MAX_STATUS_MESSAGE_BYTES`] (at a
+/// character boundary, the full length named): the last bound on what an
+/// answer echoes, behind [`quote`] at each place that quotes input.
+pub fn status(code: tonic::Code, message: String) -> tonic::Status {
+    if message.len() <= MAX_STATUS_MESSAGE_BYTES {
+        return tonic::Status::new(code, message);
+    }
+    let mut end = MAX_STATUS_MESSAGE_BYTES - 32;
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    tonic::Status::new(
+        code,
+        format!(
+            "{}… (message of {} bytes cut)",
+            &message[..end],
+            message.len()
+        ),
+    )
 }
 
 /// The most characters of caller-supplied text an error message quotes.
@@ -187,6 +213,19 @@ pub fn display_key(key: &[u8]) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn status_messages_are_bounded() {
+        let s = super::status(tonic::Code::InvalidArgument, "é".repeat(5000));
+        assert!(
+            s.message().len() <= super::MAX_STATUS_MESSAGE_BYTES,
+            "{}",
+            s.message().len()
+        );
+        assert!(s.message().ends_with("(message of 10000 bytes cut)"));
+        let short = super::status(tonic::Code::NotFound, "short".into());
+        assert_eq!(short.message(), "short");
+    }
+
     #[test]
     fn quote_bounds_long_text_and_escapes_controls() {
         assert_eq!(super::quote("orders"), "'orders'");

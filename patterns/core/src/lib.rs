@@ -27,7 +27,7 @@ pub mod grpc;
 
 pub use capabilities::{Capabilities, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
-pub use error::{BackendError, bounded, display_key, quote};
+pub use error::{BackendError, bounded, display_key, quote, status};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use keyvalue::{
     Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, OpenContext, Page,

@@ -170,7 +170,7 @@ impl AuthError {
 
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
-        tonic::Status::new(e.code(), e.to_string())
+        pattern_core::status(e.code(), e.to_string())
     }
 }
 

@@ -68,25 +68,19 @@ pub enum ManageError {
 
 impl From<ManageError> for tonic::Status {
     fn from(e: ManageError) -> Self {
-        let message = e.to_string();
-        match e {
-            ManageError::Invalid(_) | ManageError::BadRequest(_) => {
-                tonic::Status::invalid_argument(message)
-            }
-            ManageError::Refused(_) => tonic::Status::failed_precondition(message),
-            ManageError::Denied(_) => tonic::Status::permission_denied(message),
-            ManageError::Open(_) => tonic::Status::failed_precondition(message),
-            ManageError::Store(StoreError::VersionMismatch { .. }) => {
-                tonic::Status::failed_precondition(message)
-            }
+        use tonic::Code;
+        let code = match &e {
+            ManageError::Invalid(_) | ManageError::BadRequest(_) => Code::InvalidArgument,
+            ManageError::Refused(_) | ManageError::Open(_) => Code::FailedPrecondition,
+            ManageError::Denied(_) => Code::PermissionDenied,
+            ManageError::Store(StoreError::VersionMismatch { .. }) => Code::FailedPrecondition,
             ManageError::Store(StoreError::NotFound { .. }) | ManageError::NotFound(_) => {
-                tonic::Status::not_found(message)
+                Code::NotFound
             }
-            ManageError::Store(StoreError::Invalid(_)) => tonic::Status::internal(message),
-            ManageError::Store(StoreError::Unavailable { .. }) => {
-                tonic::Status::unavailable(message)
-            }
-        }
+            ManageError::Store(StoreError::Invalid(_)) => Code::Internal,
+            ManageError::Store(StoreError::Unavailable { .. }) => Code::Unavailable,
+        };
+        pattern_core::status(code, e.to_string())
     }
 }
 
