@@ -33,13 +33,15 @@ const Api = {
   },
 
   // Calls /api/v1<path>; resolves with the JSON answer, rejects with an
-  // ApiError carrying the API's code and message.
+  // ApiError carrying the API's code and message. Every call but a GET
+  // says Content-Type: application/json, body or not: the proxy refuses
+  // changes without it (what a cross-site form could send).
   async call(method, path, body) {
     let response;
     try {
       response = await fetch(`/api/v1${path}`, {
         method,
-        headers: this.headers(body === undefined ? {} : { "Content-Type": "application/json" }),
+        headers: this.headers(method === "GET" ? {} : { "Content-Type": "application/json" }),
         body: body === undefined ? undefined : JSON.stringify(body),
         cache: "no-store",
       });

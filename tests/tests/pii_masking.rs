@@ -3,13 +3,15 @@
 //! profiles; a reader without `pii:read` gets the PII fields masked, a
 //! support agent with it gets them in clear; a value of the wrong type is
 //! refused and nothing is stored; and each call's audit record names the
-//! PII fields returned and whether they were masked.
+//! PII fields returned and whether they were masked. A JSON value with a
+//! key twice, or with a key the schema does not declare, is refused with
+//! an error that quotes neither the keys nor the values sent.
 
 use prism_proto::admin::v1::TailAuditRequest;
 use prism_proto::admin::v1::admin_service_client::AdminServiceClient;
 use prism_proto::keyvalue::v1 as pb;
 use prism_tests::oidc::{self, TestIssuer};
-use prism_tests::{ProxyProcess, free_addr, repo_root};
+use prism_tests::{ConfigDir, ProxyProcess, free_addr, repo_root};
 use serde_json::json;
 use tonic::{Code, Request};
 
@@ -213,6 +215,112 @@ async fn readers_see_masked_pii_unless_they_hold_pii_read() {
     assert!(pii(get_by("dashboard")).contains(&("email".to_string(), true)));
     assert!(pii(get_by("agent-7")).contains(&("email".to_string(), false)));
     for secret in ["jane.doe", "Jane Doe", "123-45-6789", "1 Main St", "0142"] {
+        assert!(!audit.contains(secret), "{secret} in the audit log");
+        assert!(
+            !proxy_log_contains(&data, secret),
+            "{secret} in the proxy log"
+        );
+    }
+}
+
+#[tokio::test]
+async fn json_values_with_a_key_twice_or_an_undeclared_key_are_refused_without_quoting_them() {
+    let cfg = ConfigDir::with_namespace(
+        "profiles",
+        "dal: keyvalue\nbackend:\n  kind: memstore\nschema:\n  proto: user_profile.proto\n  \
+         message: acme.users.v1.UserProfile\n  encoding: json\n",
+    );
+    std::fs::copy(
+        repo_root().join("examples/profiles/user_profile.proto"),
+        cfg.dir.path().join("namespaces/user_profile.proto"),
+    )
+    .unwrap();
+    let proxy = cfg.start();
+    let mut kv = proxy.kv_client().await;
+    let put = |value: &str| pb::PutRequest {
+        namespace: cfg.name.clone(),
+        id: "users".into(),
+        items: vec![pb::PutItem {
+            key: b"u-1".to_vec(),
+            value: value.as_bytes().to_vec(),
+            ttl: None,
+            expected_version: None,
+        }],
+        idempotency_token: String::new(),
+    };
+    let refused = [
+        (
+            r#"{"userId": "u-1", "email": "jane.doe@example.com", "email": "real.owner@example.org"}"#,
+            "an object has a duplicate key (at field `email`)",
+        ),
+        (
+            r#"{"fullName": "Jane Doe", "full_name": "John Roe"}"#,
+            "an object has a duplicate key (at field `full_name`)",
+        ),
+        (
+            r#"{"home": {"street": "1 Main St", "city": "Springfield", "street": "9 Elm St"}}"#,
+            "an object has a duplicate key (at field `home.street`)",
+        ),
+        (
+            r#"{"userId": "u-1", "jane.doe@example.com": "123-45-6789"}"#,
+            "an object has a field the schema does not define (in the top-level object)",
+        ),
+        (
+            r#"{"home": {"Jane Doe": "1 Main St"}}"#,
+            "an object has a field the schema does not define (inside field `home`)",
+        ),
+    ];
+    let secrets = [
+        "jane.doe",
+        "real.owner",
+        "Jane Doe",
+        "John Roe",
+        "Main St",
+        "Elm St",
+        "123-45-6789",
+    ];
+    for (value, expected) in refused {
+        let err = kv.put(put(value)).await.unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{value}: {err:?}");
+        assert!(
+            err.message().contains("acme.users.v1.UserProfile"),
+            "{}",
+            err.message()
+        );
+        assert!(
+            err.message().contains(expected),
+            "{value}: {}",
+            err.message()
+        );
+        for secret in secrets {
+            assert!(
+                !err.message().contains(secret),
+                "{secret}: {}",
+                err.message()
+            );
+        }
+    }
+    let stored = kv
+        .get(pb::GetRequest {
+            namespace: cfg.name.clone(),
+            id: "users".into(),
+            ..Default::default()
+        })
+        .await;
+    match stored {
+        Ok(r) => assert!(r.into_inner().items.is_empty(), "nothing was stored"),
+        Err(e) => assert_eq!(e.code(), Code::NotFound, "{e:?}"),
+    }
+    // The same value with each key once is stored.
+    kv.put(put(r#"{"userId": "u-1", "email": "jane.doe@example.com"}"#))
+        .await
+        .expect("a value with each key once");
+
+    let status = proxy.terminate();
+    assert!(status.success(), "{status}");
+    let data = cfg.dir.path().join("data");
+    let audit = std::fs::read_to_string(data.join("audit/audit.jsonl")).unwrap_or_default();
+    for secret in secrets {
         assert!(!audit.contains(secret), "{secret} in the audit log");
         assert!(
             !proxy_log_contains(&data, secret),

@@ -16,7 +16,10 @@
 //! | `POST /api/v1/namespaces/{name}/migration` | Migrate (body: MigrateRequest without `name`) |
 //! | `GET /api/v1/audit?namespace=&principal=&status=&limit=&follow=` | TailAudit |
 //!
-//! Bodies are the protobuf JSON mapping of the messages (see [`super::json`]).
+//! Bodies are the protobuf JSON mapping of the messages (see [`super::json`]);
+//! every request other than GET and HEAD says `Content-Type:
+//! application/json`, and cross-site requests are refused before they
+//! reach a handler (see [`super::cross_site`]).
 //! Errors are `{"code": "NOT_FOUND", "message": "..."}` with the HTTP
 //! status of the gRPC code. The audit tail answers `{"records": [...]}`;
 //! with `follow=true` it streams newline-delimited JSON, one record per

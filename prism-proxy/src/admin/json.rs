@@ -6,7 +6,8 @@
 //! serialized with prost-reflect's serde support, so field names are the
 //! canonical lowerCamelCase JSON names, 64-bit integers are strings and
 //! every field is present (defaults included: the UI never has to guess).
-//! Requests take the same form; unknown fields are refused.
+//! Requests take the same form; unknown fields and keys sent twice are
+//! refused.
 
 use std::sync::OnceLock;
 
@@ -90,9 +91,18 @@ pub fn from_json<M: AdminMessage>(body: &[u8]) -> Result<M, Status> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(M::default());
     }
+    let descriptor = descriptor::<M>()?;
+    // A key twice would be read differently by parsers that keep the
+    // first; unknown keys are refused below, by name (bodies are not PII).
+    if let Some(problem) = crate::schema::json_value::check_keys(&descriptor, body, true) {
+        return Err(Status::invalid_argument(format!(
+            "the request body is not a valid {} in JSON: {problem}",
+            M::NAME
+        )));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let dynamic = DynamicMessage::deserialize_with_options(
-        descriptor::<M>()?,
+        descriptor,
         &mut deserializer,
         &DeserializeOptions::new(),
     )
@@ -216,6 +226,14 @@ mod tests {
         assert_eq!(req.expected_version, Some(0));
         let empty: pb::ReloadRequest = from_json(b"  ").unwrap();
         assert_eq!(empty, pb::ReloadRequest {});
+        let err =
+            from_json::<pb::ApplyNamespaceRequest>(br#"{"yaml": "a", "yaml": "b"}"#).unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(
+            err.message().contains("duplicate key (at field `yaml`)"),
+            "{}",
+            err.message()
+        );
         let err = from_json::<pb::ApplyNamespaceRequest>(br#"{"yml": "x"}"#).unwrap_err();
         assert_eq!(err.code(), Code::InvalidArgument);
         assert!(err.message().contains("yml"), "{}", err.message());

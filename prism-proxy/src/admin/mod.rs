@@ -2,9 +2,13 @@
 //! as JSON under `/api/v1` (see [`api`]), and, public even with
 //! authentication on, `/healthz` (the process is alive), `/readyz` (it can
 //! serve: not draining, every backend healthy) and `/metrics` (Prometheus
-//! text format). `/about` lists the routes in plain text.
+//! text format). `/about` lists the routes in plain text. The UI and the
+//! API refuse what a browser sends on behalf of another site, and, with
+//! authentication off, requests not addressed to a loopback host (see
+//! [`cross_site`]).
 
 pub mod api;
+pub mod cross_site;
 pub mod json;
 pub mod ui;
 
@@ -18,6 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
+use axum::middleware::from_fn_with_state;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -41,13 +46,19 @@ pub struct AdminState {
 
 /// The admin routes.
 pub fn router(state: Arc<AdminState>) -> Router {
+    let rules = cross_site::Rules {
+        auth_enabled: state.auth.enabled(),
+    };
     Router::new()
-        .merge(ui::routes())
+        .merge(ui::routes().layer(from_fn_with_state(rules, cross_site::ui_guard)))
         .route("/about", get(about))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .nest("/api/v1", api::routes())
+        .nest(
+            "/api/v1",
+            api::routes().layer(from_fn_with_state(rules, cross_site::api_guard)),
+        )
         .with_state(state)
 }
 
@@ -55,7 +66,10 @@ async fn about() -> impl IntoResponse {
     "Prism admin listener\n\n\
      /          the admin UI (sign in with a bearer token when authentication is on)\n\
      /api/v1    the admin API as JSON (whoami, status, namespaces, reload, audit); send\n\
-     \x20          `Authorization: Bearer <token>` when authentication is on\n\
+     \x20          `Authorization: Bearer <token>` when authentication is on; requests other\n\
+     \x20          than GET and HEAD need `Content-Type: application/json`; an `Origin` header\n\
+     \x20          must be this listener; with authentication off, only a loopback Host\n\
+     \x20          (localhost, 127.0.0.1, [::1]) is served\n\
      /healthz   liveness: 200 while the process runs\n\
      /readyz    readiness: 200 when every namespace's backend is healthy, 503 while draining\n\
      /metrics   Prometheus metrics (prism_requests_total, prism_request_duration_seconds)\n"

@@ -133,9 +133,28 @@ async fn send(
     token: Option<&str>,
     body: &str,
 ) -> axum::http::Response<Body> {
+    let mut headers = vec![("host", "127.0.0.1:8981")];
+    if method != "GET" {
+        headers.push(("content-type", "application/json"));
+    }
+    let bearer = token.map(|t| format!("Bearer {t}"));
+    if let Some(b) = &bearer {
+        headers.push(("authorization", b));
+    }
+    send_raw(app, method, uri, &headers, body).await
+}
+
+/// A request with exactly these headers.
+async fn send_raw(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> axum::http::Response<Body> {
     let mut builder = Request::builder().method(method).uri(uri);
-    if let Some(t) = token {
-        builder = builder.header(header::AUTHORIZATION, format!("Bearer {t}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
     }
     let request = builder.body(Body::from(body.to_string())).unwrap();
     let mut service = app.clone();
@@ -155,7 +174,10 @@ async fn call_with(
     token: Option<&str>,
     body: &str,
 ) -> Answer {
-    let response = send(app, method, uri, token, body).await;
+    answer(send(app, method, uri, token, body).await).await
+}
+
+async fn answer(response: axum::http::Response<Body>) -> Answer {
     let status = response.status();
     let headers = response.headers().clone();
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
@@ -538,4 +560,100 @@ async fn namespaces_are_listed_applied_with_a_dry_run_and_deleted() {
     let a = call(&f.app, "POST", "/api/v1/reload", Some(&root)).await;
     assert_eq!(a.status, StatusCode::OK, "{}", a.body);
     assert!(a.json()["rejected"].as_array().unwrap().is_empty());
+}
+
+const STOCK: &str = "{\"yaml\": \"name: stock\\ndal: keyvalue\\nbackend:\\n  kind: memstore\\n\"}";
+
+#[tokio::test]
+async fn changes_that_are_not_json_are_415_and_change_nothing() {
+    let f = fixture(false).await;
+    let local = ("host", "127.0.0.1:8981");
+    for headers in [
+        vec![local, ("content-type", "text/plain")],
+        vec![local, ("content-type", "application/x-www-form-urlencoded")],
+        vec![local],
+    ] {
+        let a = answer(send_raw(&f.app, "POST", "/api/v1/namespaces", &headers, STOCK).await).await;
+        assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.body);
+        assert_eq!(a.json()["code"], "INVALID_ARGUMENT");
+        assert!(
+            a.json()["message"]
+                .as_str()
+                .unwrap()
+                .contains("Content-Type: application/json"),
+            "{}",
+            a.body
+        );
+    }
+    let a =
+        answer(send_raw(&f.app, "DELETE", "/api/v1/namespaces/orders", &[local], "").await).await;
+    assert_eq!(a.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", a.body);
+    let a = call(&f.app, "GET", "/api/v1/namespaces/stock", None).await;
+    assert_eq!(
+        a.status,
+        StatusCode::NOT_FOUND,
+        "nothing was created: {}",
+        a.body
+    );
+    let a = call(&f.app, "GET", "/api/v1/namespaces/orders", None).await;
+    assert_eq!(a.status, StatusCode::OK, "nothing was deleted: {}", a.body);
+
+    let json = [local, ("content-type", "application/json; charset=utf-8")];
+    let a = answer(send_raw(&f.app, "POST", "/api/v1/namespaces", &json, STOCK).await).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    assert_eq!(a.json()["created"], true);
+}
+
+#[tokio::test]
+async fn with_authentication_off_only_a_loopback_host_reaches_the_ui_and_api() {
+    let f = fixture(false).await;
+    let rebound = [("host", "rebound.example:8981")];
+    let a = answer(send_raw(&f.app, "GET", "/api/v1/namespaces", &rebound, "").await).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.json()["code"], "PERMISSION_DENIED");
+    let message = a.json()["message"].as_str().unwrap().to_string();
+    assert!(message.contains("'rebound.example:8981'"), "{message}");
+    assert!(message.contains("http://127.0.0.1:8981/"), "{message}");
+    assert!(!a.body.contains("orders"), "{}", a.body);
+    let a = answer(send_raw(&f.app, "GET", "/", &rebound, "").await).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(a.body.contains("loopback"), "{}", a.body);
+    assert!(!a.body.contains("Prism admin"), "{}", a.body);
+    // The public endpoints answer any Host.
+    for path in ["/healthz", "/readyz", "/metrics", "/about"] {
+        let a = answer(send_raw(&f.app, "GET", path, &rebound, "").await).await;
+        assert_eq!(a.status, StatusCode::OK, "{path}: {}", a.body);
+    }
+    for host in ["localhost:8981", "[::1]:8981", "127.0.0.1:8981"] {
+        let a = answer(send_raw(&f.app, "GET", "/api/v1/namespaces", &[("host", host)], "").await)
+            .await;
+        assert_eq!(a.status, StatusCode::OK, "{host}: {}", a.body);
+    }
+}
+
+#[tokio::test]
+async fn with_authentication_on_any_host_is_served_but_origins_must_match() {
+    let f = fixture(true).await;
+    let t = format!("Bearer {}", ops());
+    let public = ("host", "prism.internal:8981");
+    let auth = ("authorization", t.as_str());
+    let a = answer(send_raw(&f.app, "GET", "/api/v1/namespaces", &[public, auth], "").await).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let a = answer(send_raw(&f.app, "GET", "/", &[public], "").await).await;
+    assert_eq!(a.status, StatusCode::OK);
+    let own = [public, auth, ("origin", "http://prism.internal:8981")];
+    let a = answer(send_raw(&f.app, "GET", "/api/v1/namespaces", &own, "").await).await;
+    assert_eq!(a.status, StatusCode::OK, "{}", a.body);
+    let other = [public, auth, ("origin", "http://evil.example")];
+    let a = answer(send_raw(&f.app, "GET", "/api/v1/namespaces", &other, "").await).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN, "{}", a.body);
+    assert_eq!(a.json()["code"], "PERMISSION_DENIED");
+    assert!(
+        a.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("cross-origin"),
+        "{}",
+        a.body
+    );
 }

@@ -14,9 +14,13 @@
 //!   ([`mask`]).
 //!
 //! Error messages never quote a value's content: a decode error names the
-//! message type, the field and what was wrong, never the bytes or text that
-//! were sent (they may be personal data).
+//! message type, the field (by its path in the schema) and what was wrong,
+//! never the bytes or text that were sent, JSON keys included (they may be
+//! personal data). A JSON value with a key twice in one object is refused
+//! ([`json_value`]); a protobuf value with a non-repeated field twice is
+//! valid protobuf (every parser keeps the last) and accepted.
 
+pub mod json_value;
 pub mod mask;
 
 use std::fmt;
@@ -271,8 +275,14 @@ impl Schema {
     fn decode(&self, value: &[u8]) -> Result<DynamicMessage, InvalidValue> {
         let name = self.message.full_name();
         match self.config.encoding {
-            ValueEncoding::Protobuf => DynamicMessage::decode(self.message.clone(), value)
-                .map_err(|e| InvalidValue(format!("the value does not decode as {name}: {e}"))),
+            ValueEncoding::Protobuf => {
+                DynamicMessage::decode(self.message.clone(), value).map_err(|e| {
+                    InvalidValue(format!(
+                        "the value does not decode as {name}: {}",
+                        describe_decode_error(&e)
+                    ))
+                })
+            }
             ValueEncoding::Json => {
                 let text = std::str::from_utf8(value).map_err(|e| {
                     InvalidValue(format!(
@@ -280,8 +290,14 @@ impl Schema {
                         e.valid_up_to()
                     ))
                 })?;
-                let options = prost_reflect::DeserializeOptions::new()
-                    .deny_unknown_fields(!self.config.allow_unknown_fields);
+                let allow_unknown = self.config.allow_unknown_fields;
+                if let Some(problem) = json_value::check_keys(&self.message, value, allow_unknown) {
+                    return Err(InvalidValue(format!(
+                        "the value is not valid JSON for {name}: {problem}"
+                    )));
+                }
+                let options =
+                    prost_reflect::DeserializeOptions::new().deny_unknown_fields(!allow_unknown);
                 let mut de = serde_json::Deserializer::from_str(text);
                 let message = DynamicMessage::deserialize_with_options(
                     self.message.clone(),
@@ -292,7 +308,7 @@ impl Schema {
                 .map_err(|e| {
                     InvalidValue(format!(
                         "the value is not valid JSON for {name}: {}",
-                        redact_quoted(&e.to_string())
+                        json_value::describe_error(&e)
                     ))
                 })?;
                 Ok(message)
@@ -343,25 +359,18 @@ impl Schema {
     }
 }
 
-/// Replaces every double-quoted span of a serde error with `"…"`: serde
-/// quotes the offending value (`invalid type: string "jane@…"`), which may
-/// be personal data; field names are quoted with backticks and stay.
-fn redact_quoted(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut inside = false;
-    for c in message.chars() {
-        if c == '"' {
-            if inside {
-                out.push_str("…\"");
-            } else {
-                out.push('"');
-            }
-            inside = !inside;
-        } else if !inside {
-            out.push(c);
-        }
+/// A protobuf decoding error without the payload: prost names the
+/// message, the field and the problem, but an invalid key shows the key's
+/// varint, which is up to ten bytes of the value itself.
+fn describe_decode_error(error: &prost::DecodeError) -> String {
+    let text = error.to_string();
+    match text.find("invalid key value: ") {
+        Some(at) => format!(
+            "{}invalid key (not a field number and wire type)",
+            &text[..at]
+        ),
+        None => text,
     }
-    out
 }
 
 fn first_unknown_field(message: &DynamicMessage, path: &str) -> Option<(String, u32)> {

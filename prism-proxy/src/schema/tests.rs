@@ -179,10 +179,21 @@ fn json_values_follow_the_proto_json_mapping() {
         "{err}"
     );
     let err = schema
-        .validate(br#"{"emial":"jane.doe@example.com"}"#)
+        .validate(br#"{"jane.doe@example.com":"Jane Doe"}"#)
         .unwrap_err();
-    assert!(err.0.contains("emial"), "the unknown field is named: {err}");
-    assert!(!err.0.contains("jane.doe"), "{err}");
+    assert!(
+        err.0
+            .contains("has a field the schema does not define (in the top-level object)"),
+        "{err}"
+    );
+    assert!(!err.0.contains("jane.doe"), "the key is not quoted: {err}");
+    assert!(!err.0.contains("Jane Doe"), "{err}");
+    let err = schema.validate(br#"{"email": 4155550142}"#).unwrap_err();
+    assert!(
+        !err.0.contains("4155550142"),
+        "numbers are not quoted: {err}"
+    );
+    assert!(err.0.contains("expected a string"), "{err}");
     let err = schema
         .validate(br#"{"birthUnixDays":"jane.doe@example.com"}"#)
         .unwrap_err();
@@ -300,4 +311,68 @@ fn load_errors_say_what_to_fix() {
         "lists the messages: {err}"
     );
     assert!(!err.contains("google.protobuf"), "{err}");
+}
+
+#[test]
+fn json_values_with_a_key_twice_are_refused_naming_the_schema_field() {
+    let (_dir, schema) = load("acme.users.v1.UserProfile", ValueEncoding::Json);
+    let err = schema
+        .validate(br#"{"email": "a@b.c", "email": "real@x.y"}"#)
+        .unwrap_err();
+    assert_eq!(
+        err.0,
+        "the value is not valid JSON for acme.users.v1.UserProfile: an object has a duplicate \
+         key (at field `email`); send each field once, under its JSON name or its proto name"
+    );
+    let err = schema
+        .validate(br#"{"home": {"street": "1 Main St", "street": "2 Side St"}}"#)
+        .unwrap_err();
+    assert!(err.0.contains("(at field `home.street`)"), "{err}");
+    assert!(!err.0.contains("Main"), "{err}");
+    let err = schema
+        .validate(br#"{"fullName": "Jane Doe", "full_name": "John Roe"}"#)
+        .unwrap_err();
+    assert!(err.0.contains("(at field `full_name`)"), "{err}");
+    // Duplicates are refused even where unknown fields are allowed.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("profile.proto"), PROFILE).unwrap();
+    let lenient = Schema::load(
+        &SchemaConfig {
+            proto: "profile.proto".into(),
+            message: "acme.users.v1.UserProfile".into(),
+            encoding: ValueEncoding::Json,
+            allow_unknown_fields: true,
+        },
+        dir.path(),
+    )
+    .unwrap();
+    lenient.validate(br#"{"nickname": "JD"}"#).unwrap();
+    let err = lenient
+        .validate(br#"{"nickname": "JD", "nickname": "Jane"}"#)
+        .unwrap_err();
+    assert!(
+        err.0.contains("duplicate key (in the top-level object)"),
+        "{err}"
+    );
+    assert!(!err.0.contains("nickname"), "{err}");
+    // A stored value with a key twice is withheld from masked readers.
+    assert!(
+        schema
+            .mask(br#"{"email": "a@b.c", "email": "real@x.y"}"#)
+            .withheld
+    );
+}
+
+#[test]
+fn a_protobuf_value_with_a_singular_field_twice_is_valid_protobuf() {
+    // The protobuf encoding defines it (the last one wins, messages
+    // merge), so every conforming parser reads the same value.
+    let (_dir, schema) = load("acme.users.v1.UserProfile", ValueEncoding::Protobuf);
+    let mut value = encode(&schema, r#"{"email":"a@b.c"}"#);
+    value.extend(encode(&schema, r#"{"email":"real@x.y"}"#));
+    schema.validate(&value).unwrap();
+    assert_eq!(
+        decode_json(&schema, &value),
+        serde_json::json!({"email": "real@x.y"})
+    );
 }
