@@ -22,7 +22,7 @@
 //!
 //! Refusals are the admin API's JSON error (`{"code", "message"}`, HTTP 403
 //! or 415) on `/api/v1` and plain text on the UI; their messages say what
-//! to do and quote header values only up to [`QUOTE_CHARS`] characters.
+//! to do and quote header values only up to [`pattern_core::error::QUOTE_MAX_CHARS`] characters.
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
@@ -31,9 +31,6 @@ use axum::response::{IntoResponse, Response};
 use tonic::{Code, Status};
 
 use super::json::{error_body, json_response};
-
-/// How many characters of a header value a refusal quotes.
-pub const QUOTE_CHARS: usize = 64;
 
 /// What the checks need to know about the listener.
 #[derive(Debug, Clone, Copy)]
@@ -296,21 +293,10 @@ fn check_content_type(method: &Method, headers: &HeaderMap) -> Result<(), Refusa
     })
 }
 
-/// `'value'`, or its first [`QUOTE_CHARS`] characters then `… (N bytes)`;
-/// bytes that are not UTF-8 are shown as `\xNN`.
+/// A header value for a refusal, bounded by [`pattern_core::quote`]
+/// (bytes that are not UTF-8 become U+FFFD).
 pub fn quote(raw: &[u8]) -> String {
-    let text = String::from_utf8_lossy(raw);
-    let mut chars = text.chars();
-    let head: String = chars
-        .by_ref()
-        .take(QUOTE_CHARS)
-        .flat_map(char::escape_default)
-        .collect();
-    if chars.next().is_some() {
-        format!("'{head}…' ({} bytes)", raw.len())
-    } else {
-        format!("'{head}'")
-    }
+    pattern_core::quote(&String::from_utf8_lossy(raw))
 }
 
 #[cfg(test)]
@@ -498,6 +484,6 @@ mod tests {
             refusal.message
         );
         assert_eq!(quote(b"short"), "'short'");
-        assert_eq!(quote(&[b'a', 0xff]), "'a\\u{fffd}'");
+        assert_eq!(quote(&[b'a', 0xff]), "'a\u{fffd}'");
     }
 }
