@@ -83,6 +83,26 @@ impl Resolver {
         known.unwrap_or(&[pattern_core::placement::ALL_OPTIONS])
     }
 
+    /// Whether `kind`'s default placement keeps data private to the proxy
+    /// (see `default_placement_is_private` of the factories).
+    pub fn default_is_private(&self, dal: Dal, kind: &str) -> bool {
+        match dal {
+            Dal::Keyvalue => self
+                .keyvalue
+                .get(kind)
+                .map(|f| f.default_placement_is_private()),
+            Dal::Timeseries => self
+                .timeseries
+                .get(kind)
+                .map(|f| f.default_placement_is_private()),
+            Dal::Pubsub => self
+                .pubsub
+                .get(kind)
+                .map(|f| f.default_placement_is_private()),
+        }
+        .unwrap_or(false)
+    }
+
     /// The files under the data directory that `ns` keeps (its backend's
     /// and its migration target's), each with the field that chose it.
     pub fn data_files(&self, ns: &NamespaceConfig) -> Vec<(String, PathBuf)> {

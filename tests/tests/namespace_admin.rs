@@ -322,3 +322,77 @@ async fn deep_yaml_is_refused_and_parsed_only_for_admins() {
     }
     assert_eq!(f.keys("alice", "alpha").await, ["during"]);
 }
+
+#[tokio::test]
+async fn a_namespace_admin_cannot_migrate_to_a_server_of_its_choosing() {
+    let f = start();
+    // A server that would notice a connection attempt.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let f = &f;
+    let migrate = |to: String| {
+        let req = f.request(
+            "alice",
+            apb::MigrateRequest {
+                name: "alpha".into(),
+                action: "start".into(),
+                to,
+                ..Default::default()
+            },
+        );
+        async move { f.admin().await.migrate(req).await }
+    };
+    for (to, field) in [
+        (
+            format!("{{kind: postgres, options: {{url: 'postgres://u@{addr}/x'}}}}"),
+            "migration.to.options.url",
+        ),
+        (
+            format!("{{kind: redis, mode: remote, pattern: {{address: '{addr}'}}}}"),
+            "migration.to.mode",
+        ),
+        (
+            "{kind: nosuch, mode: process}".to_string(),
+            "migration.to.mode",
+        ),
+        (
+            "{kind: memstore, mode: process}".to_string(),
+            "migration.to.mode",
+        ),
+    ] {
+        let status = migrate(to.clone()).await.unwrap_err();
+        assert_eq!(status.code(), Code::PermissionDenied, "{to}: {status:?}");
+        assert!(
+            status.message().contains(&format!("`{field}`")),
+            "{to}: {}",
+            status.message()
+        );
+    }
+    assert!(
+        matches!(listener.accept(), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the proxy connected to a server a namespace admin named"
+    );
+    // The target text is bounded like any YAML.
+    let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+    let status = migrate(deep).await.unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
+    assert!(
+        status.message().contains("limit of 32 levels"),
+        "{}",
+        status.message()
+    );
+    // A private default placement is the namespace admin's to choose.
+    let req = f.request(
+        "alice",
+        apb::MigrateRequest {
+            name: "alpha".into(),
+            action: "start".into(),
+            to: "{kind: memstore}".into(),
+            force: true,
+            ..Default::default()
+        },
+    );
+    let ok = f.admin().await.migrate(req).await.unwrap();
+    assert_eq!(ok.into_inner().phase, "dual-write");
+}

@@ -121,6 +121,14 @@ pub trait PubSubFactory: Send + Sync + 'static {
         &[crate::placement::ALL_OPTIONS]
     }
 
+    /// Whether the placement options' defaults keep a namespace's data
+    /// private to this proxy: no server is reached, and any file is the
+    /// namespace's own. Only then may a namespace admin choose this kind
+    /// with its placement options unset. Default: false.
+    fn default_placement_is_private(&self) -> bool {
+        false
+    }
+
     /// The files, relative to the data directory, that a backend opened
     /// for `namespace` with `options` keeps; no other namespace may use
     /// them. Default: none.

@@ -161,6 +161,10 @@ impl KeyValueFactory for MemstoreFactory {
         KIND
     }
 
+    fn default_placement_is_private(&self) -> bool {
+        true
+    }
+
     fn placement_options(&self) -> &'static [&'static str] {
         &[]
     }

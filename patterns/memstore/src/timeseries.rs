@@ -73,6 +73,10 @@ impl TimeSeriesFactory for MemTimeSeriesFactory {
         crate::KIND
     }
 
+    fn default_placement_is_private(&self) -> bool {
+        true
+    }
+
     fn placement_options(&self) -> &'static [&'static str] {
         &[]
     }

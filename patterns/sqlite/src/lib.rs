@@ -332,6 +332,10 @@ impl KeyValueFactory for SqliteFactory {
         KIND
     }
 
+    fn default_placement_is_private(&self) -> bool {
+        true
+    }
+
     fn placement_options(&self) -> &'static [&'static str] {
         &["path"]
     }

@@ -529,6 +529,10 @@ impl TimeSeriesFactory for SqliteTimeSeriesFactory {
         KIND
     }
 
+    fn default_placement_is_private(&self) -> bool {
+        true
+    }
+
     fn placement_options(&self) -> &'static [&'static str] {
         &["path"]
     }

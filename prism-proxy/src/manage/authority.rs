@@ -69,6 +69,8 @@ struct Placement {
     address: Option<String>,
     /// The placement options that are set.
     options: BTreeMap<String, serde_json::Value>,
+    /// Whether the kind's defaults keep data private to the proxy.
+    private_default: bool,
 }
 
 impl Placement {
@@ -92,12 +94,15 @@ impl Placement {
             binary: pattern.binary,
             address: pattern.address,
             options,
+            private_default: resolver.default_is_private(dal, &spec.kind),
         }
     }
 
-    /// Linked in, every placement option at its default.
+    /// Linked in, every placement option at a default that keeps the data
+    /// private to the proxy (memstore; SQLite in the namespace's own file).
     fn is_default(&self) -> bool {
-        self.mode == BackendMode::Embedded
+        self.private_default
+            && self.mode == BackendMode::Embedded
             && self.binary.is_none()
             && self.address.is_none()
             && self.options.is_empty()
@@ -215,6 +220,13 @@ fn check_spec(prefix: &str, new: &Placement, allowed: &[Placement]) -> Result<()
             return denied(format!("{prefix}.options.{name}"), decides(name));
         }
     }
+    if new.options.is_empty() {
+        return denied(
+            format!("{prefix}.kind"),
+            "which servers the proxy connects to (this kind's defaults reach a server no \
+             operator chose)",
+        );
+    }
     // Each part matches some allowed placement, but not one as a whole.
     let field = new.options.keys().next().map_or_else(
         || format!("{prefix}.kind"),
@@ -251,6 +263,26 @@ mod tests {
         assert_eq!(check(tuned, SQLITE), Ok(()));
         assert_eq!(check("backend: {kind: memstore}\n", SQLITE), Ok(()));
         assert_eq!(check("backend: {kind: sqlite}\n", SQLITE), Ok(()));
+    }
+
+    #[test]
+    fn defaults_that_reach_a_server_are_the_operators() {
+        let parse = |yaml: &str| {
+            NamespaceConfig::parse("t.yaml", &format!("name: q\ndal: pubsub\n{yaml}")).unwrap()
+        };
+        let current =
+            parse("backend:\n  kind: redis\n  options:\n    url: redis://127.0.0.1:6379\n");
+        for kind in ["kafka", "nats"] {
+            let new = parse(&format!("backend:\n  kind: {kind}\n"));
+            let e = check_namespace_admin(
+                &new,
+                Some(&current),
+                &BackendCatalog::default(),
+                &Resolver::builtin(),
+            )
+            .unwrap_err();
+            assert_eq!(e.field, "backend.kind", "{kind}");
+        }
     }
 
     #[test]

@@ -329,6 +329,8 @@ impl Manager {
                         )));
                     }
                 }
+                crate::config::check_yaml_bounds(to)
+                    .map_err(|e| ManageError::BadRequest(format!("the target backend: {e}")))?;
                 let to: yaml_serde::Value = yaml_serde::from_str(to).map_err(|e| {
                     ManageError::BadRequest(format!(
                         "the target backend does not parse ({e}); give a backend section, e.g. \
@@ -348,10 +350,19 @@ impl Manager {
                     section.insert("backfill_rate".into(), u64::from(*r).into());
                 }
                 let new_yaml = with_section(&yaml, "migration", Some(section.into()))?;
-                // The section is checked (a precise error for a bad target)
-                // before the target is opened for the capability check.
-                self.parse(&ns.config.source, &new_yaml)
-                    .map_err(|e| ManageError::Invalid(vec![e]))?;
+                // The section is checked (a precise error for a bad target,
+                // and a namespace admin's target against what the operator
+                // chose) before the target is opened for the capability
+                // check.
+                self.parse_as(&ns.config.source, &new_yaml, authority, Some(&ns))
+                    .await
+                    .map_err(|e| match e {
+                        Ok(denied) => ManageError::Denied(format!(
+                            "{denied}; principal {} administers this namespace only",
+                            pattern_core::quote(principal)
+                        )),
+                        Err(invalid) => ManageError::Invalid(vec![invalid]),
+                    })?;
                 let lost = self.capabilities_lost(&ns, &spec).await?;
                 if !lost.is_empty() {
                     check(vec![format!(

@@ -188,38 +188,43 @@ impl Manager {
         })
     }
 
-    /// Parses and checks a namespace YAML (nothing is opened).
-    fn parse(&self, source: &str, yaml: &str) -> Result<NamespaceConfig, ConfigError> {
-        let config = NamespaceConfig::parse_unloaded(source, yaml, &self.catalog)?;
-        self.finish_parse(config)
-    }
-
-    /// Compiles the schema of a parsed namespace and checks its backend
-    /// and files (nothing is opened).
-    fn finish_parse(&self, mut config: NamespaceConfig) -> Result<NamespaceConfig, ConfigError> {
-        let base = self.schema_base(&config.source);
-        config.load_schema(&base)?;
-        self.resolver.check(&config)?;
-        let others: Vec<_> = self.registry.list();
-        self.resolver
-            .check_files(&config, others.iter().map(|n| &n.config))?;
-        Ok(config)
+    /// Parses and checks a namespace YAML as an operator's (nothing is
+    /// opened).
+    async fn parse(&self, source: &str, yaml: &str) -> Result<NamespaceConfig, ConfigError> {
+        self.parse_as(source, yaml, Authority::Operator, None)
+            .await
+            .map_err(|e| match e {
+                Ok(denied) => ConfigError::new(source, "", denied),
+                Err(invalid) => invalid,
+            })
     }
 
     /// Parses `yaml` as applied by a principal of `authority`: a namespace
     /// admin's text is checked against the operator-owned settings of the
     /// version serving (`current`) before any file is read or anything is
     /// opened. `Err(Ok(denied))` is a refusal, `Err(Err(e))` an invalid
-    /// text.
-    fn parse_as(
+    /// text. Parsing and schema compiling run on the blocking pool, never
+    /// on the threads that serve calls.
+    async fn parse_as(
         &self,
         source: &str,
         yaml: &str,
         authority: Authority,
         current: Option<&Namespace>,
     ) -> Result<NamespaceConfig, Result<String, ConfigError>> {
-        let config = NamespaceConfig::parse_unloaded(source, yaml, &self.catalog).map_err(Err)?;
+        let (owned_source, owned_yaml, catalog) =
+            (source.to_string(), yaml.to_string(), self.catalog.clone());
+        let config = off_workers(source, move || {
+            NamespaceConfig::parse_unloaded(&owned_source, &owned_yaml, &catalog)
+        })
+        .await
+        .map_err(Err)?;
         if authority == Authority::NamespaceAdmin {
+            if current.is_none() {
+                return Err(Ok(format!(
+                    "{source}: only an operator (auth.admins in prism.yaml) creates namespaces"
+                )));
+            }
             authority::check_namespace_admin(
                 &config,
                 current.map(|c| &c.config),
@@ -228,7 +233,20 @@ impl Manager {
             )
             .map_err(|denied| Ok(format!("{source}: {denied}")))?;
         }
-        self.finish_parse(config).map_err(Err)
+        let base = self.schema_base(&config.source);
+        let mut config = config;
+        let config = off_workers(source, move || {
+            config.load_schema(&base)?;
+            Ok(config)
+        })
+        .await
+        .map_err(Err)?;
+        self.resolver.check(&config).map_err(Err)?;
+        let others: Vec<_> = self.registry.list();
+        self.resolver
+            .check_files(&config, others.iter().map(|n| &n.config))
+            .map_err(Err)?;
+        Ok(config)
     }
 
     /// Creates or updates a namespace from `yaml`. A dry run validates and
@@ -243,7 +261,11 @@ impl Manager {
         authority: Authority,
     ) -> Result<ApplyOutcome, ManageError> {
         let started = Instant::now();
-        let Some(name) = name_of(yaml) else {
+        let owned = yaml.to_string();
+        let name = tokio::task::spawn_blocking(move || name_of(&owned))
+            .await
+            .unwrap_or(None);
+        let Some(name) = name else {
             let e = ConfigError::new(
                 "applied YAML",
                 "name",
@@ -272,7 +294,10 @@ impl Manager {
             errors: Vec::new(),
         };
         let source = format!("namespace {}", pattern_core::quote(&name));
-        let parsed = match self.parse_as(&source, yaml, authority, current.as_deref()) {
+        let parsed = match self
+            .parse_as(&source, yaml, authority, current.as_deref())
+            .await
+        {
             Ok(config) => Ok(config),
             Err(Err(invalid)) => Err(invalid),
             Err(Ok(denied)) => {
@@ -583,7 +608,7 @@ impl Manager {
         entry: &StoredNamespace,
         current: Option<&Namespace>,
     ) -> Result<Namespace, ConfigError> {
-        let config = self.parse(&entry.source, &entry.yaml)?;
+        let config = self.parse(&entry.source, &entry.yaml).await?;
         if config.name != entry.name {
             return Err(ConfigError::new(
                 &entry.source,
@@ -739,6 +764,24 @@ impl Manager {
             }
         }
     }
+}
+
+/// Runs a parse on the blocking pool (YAML parsing and schema compiling
+/// are bounded but not free, and must not hold up the threads that serve
+/// calls); a parse that panicked is an error about `source`.
+async fn off_workers<T: Send + 'static>(
+    source: &str,
+    parse: impl FnOnce() -> Result<T, ConfigError> + Send + 'static,
+) -> Result<T, ConfigError> {
+    tokio::task::spawn_blocking(parse)
+        .await
+        .unwrap_or_else(|e| {
+            Err(ConfigError::new(
+                source,
+                "",
+                format!("parsing failed unexpectedly: {e}"),
+            ))
+        })
 }
 
 /// Waits for `ns`'s calls to finish (up to `grace`), then closes

@@ -120,13 +120,14 @@ impl PsCheck<'_> {
             }
             if k.starts_with("prism-") {
                 return Err(ProxyError::invalid(format!(
-                    "{field}.attributes name '{k}' is reserved: names starting with 'prism-' \
-                     are set by Prism (e.g. on dead-lettered messages); rename it"
+                    "{field}.attributes name {} is reserved: names starting with 'prism-' \
+                     are set by Prism (e.g. on dead-lettered messages); rename it",
+                    pattern_core::quote(k)
                 )));
             }
             if k.len() + v.len() > limits.max_key_bytes {
                 return Err(self.over(
-                    &format!("{field}.attributes[{k}]"),
+                    &format!("{field}.attributes[{}]", pattern_core::quote(k)),
                     k.len() + v.len(),
                     "max_key_bytes",
                     limits.max_key_bytes,
