@@ -148,6 +148,27 @@ impl Resolver {
         if mine.is_empty() {
             return Ok(());
         }
+        // The proxy's own files under the data directory.
+        for (field, file) in &mine {
+            let first = file
+                .components()
+                .next()
+                .map(|c| c.as_os_str().to_os_string());
+            let reserved = file == Path::new(crate::migration::queue::FILE)
+                || first.is_some_and(|c| c == "audit");
+            if reserved {
+                return Err(ConfigError::new(
+                    &ns.source,
+                    field,
+                    format!(
+                        "names {} under the data directory, which the proxy keeps for itself \
+                         (the migration queue {} and the audit/ directory); choose another path",
+                        file.display(),
+                        crate::migration::queue::FILE
+                    ),
+                ));
+            }
+        }
         for other in others {
             if other.name == ns.name {
                 continue;
@@ -342,5 +363,38 @@ impl Resolver {
             )
         })?;
         factory.open(ctx, options).await.map_err(|e| e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ns(name: &str, backend: &str) -> NamespaceConfig {
+        NamespaceConfig::parse("t.yaml", &format!("name: {name}\ndal: keyvalue\n{backend}"))
+            .unwrap()
+    }
+
+    #[test]
+    fn one_namespace_s_files_are_its_own_and_the_proxy_keeps_its_own() {
+        let r = Resolver::builtin();
+        let beta = ns("beta", "backend: {kind: sqlite}\n");
+        let alpha = ns(
+            "alpha",
+            "backend: {kind: sqlite, options: {path: ./beta.db}}\n",
+        );
+        let e = r.check_files(&alpha, [&beta]).unwrap_err();
+        assert_eq!(e.field, "backend.options.path");
+        assert!(e.message.contains("namespace 'beta' keeps"), "{e}");
+        let own = ns("alpha", "backend: {kind: sqlite}\n");
+        assert_eq!(r.check_files(&own, [&beta]), Ok(()));
+        let queue = ns("migrations", "backend: {kind: sqlite}\n");
+        let e = r.check_files(&queue, []).unwrap_err();
+        assert!(e.message.contains("keeps for itself"), "{e}");
+        let audit = ns(
+            "x",
+            "backend: {kind: sqlite, options: {path: audit/x.db}}\n",
+        );
+        assert!(r.check_files(&audit, []).is_err());
     }
 }

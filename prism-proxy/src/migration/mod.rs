@@ -6,7 +6,7 @@
 mod backfill;
 mod compare;
 mod locks;
-mod queue;
+pub(crate) mod queue;
 mod repair;
 mod series;
 mod series_copy;

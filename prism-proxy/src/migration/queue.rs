@@ -3,6 +3,9 @@
 //! `<data_dir>/migrations.db` until the shadow has been repaired; and the
 //! backfill's checkpoint.
 
+/// The queue's file under the data directory; no namespace may use it.
+pub const FILE: &str = "migrations.db";
+
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -31,7 +34,7 @@ impl RepairQueue {
     pub fn open(data_dir: &Path) -> Result<Self, String> {
         std::fs::create_dir_all(data_dir)
             .map_err(|e| format!("creating the data directory {}: {e}", data_dir.display()))?;
-        let path = data_dir.join("migrations.db");
+        let path = data_dir.join(FILE);
         let conn = Connection::open(&path).map_err(|e| sql_err(&path, "opening", e))?;
         conn.execute_batch(
             "PRAGMA journal_mode = WAL;
