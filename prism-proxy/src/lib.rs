@@ -17,6 +17,7 @@ pub mod error;
 pub mod gate;
 pub mod inflight;
 pub mod kv;
+pub mod listener;
 pub mod manage;
 pub mod metrics;
 pub mod migration;
