@@ -18,6 +18,7 @@ pub mod gate;
 pub mod inflight;
 pub mod kv;
 pub mod listener;
+pub mod malformed;
 pub mod manage;
 pub mod metrics;
 pub mod migration;

@@ -25,6 +25,7 @@ use crate::config::{ConfigError, ProxyConfig};
 use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
 use crate::listener::{self, Limits, Plain, Tls};
+use crate::malformed::MalformedLayer;
 use crate::manage::{Manager, ManagerSetup};
 use crate::pubsub::PsService;
 use crate::registry::Registry;
@@ -247,6 +248,7 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         .http2_keepalive_timeout(Some(listeners.http2_keepalive_timeout()))
         .layer(InFlightLayer(in_flight.clone()))
         .layer(AuthLayer(authenticator.clone()))
+        .layer(MalformedLayer(audit.clone()))
         .add_service(health_service)
         .add_service(reflection)
         .add_service(kv)
