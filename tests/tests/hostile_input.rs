@@ -1,7 +1,8 @@
 //! Requests no generated client would send, against the real proxy
-//! binary: a message that does not decode and a `content-type` that is
-//! not gRPC. Each is refused with INVALID_ARGUMENT naming what is wrong,
-//! and leaves the audit record every call gets.
+//! binary: a message that does not decode, a `content-type` that is not
+//! gRPC, and a `Duration` outside its defined range. Each is refused with
+//! INVALID_ARGUMENT naming what is wrong, and the first two leave the
+//! audit record every call gets.
 
 use std::future::poll_fn;
 use std::task::{Context, Poll};
@@ -275,4 +276,88 @@ async fn a_request_that_is_not_grpc_is_refused_before_any_service() {
         response.headers().get("grpc-status").unwrap(),
         &(Code::InvalidArgument as i32).to_string()
     );
+}
+
+fn put_with_ttl(id: &str, seconds: i64, nanos: i32) -> pb::PutRequest {
+    pb::PutRequest {
+        namespace: "demo-mem".into(),
+        id: id.into(),
+        items: vec![pb::PutItem {
+            key: b"k".to_vec(),
+            value: b"v".to_vec(),
+            ttl: Some(prost_types::Duration { seconds, nanos }),
+            expected_version: None,
+        }],
+        idempotency_token: String::new(),
+    }
+}
+
+#[tokio::test]
+async fn a_duration_outside_its_range_is_refused_naming_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let proxy = ProxyProcess::start(dir.path());
+    let mut kv = proxy.kv_client().await;
+    let id = request_id("ttl");
+
+    for (seconds, nanos, says) in [
+        (
+            1,
+            2_000_000_000,
+            "items[0].ttl.nanos is outside -999999999..999999999",
+        ),
+        (1, -1_000_000_000, "items[0].ttl.nanos is outside"),
+        (
+            2,
+            -1,
+            "items[0].ttl.seconds and items[0].ttl.nanos have opposite signs",
+        ),
+        (-1, 0, "items[0].ttl must not be negative"),
+    ] {
+        let err = kv.put(put_with_ttl(&id, seconds, nanos)).await.unwrap_err();
+        assert_eq!(
+            err.code(),
+            Code::InvalidArgument,
+            "{seconds} s {nanos} ns: {err:?}"
+        );
+        assert!(err.message().starts_with(says), "{}", err.message());
+    }
+    let err = kv
+        .mutate(pb::MutateRequest {
+            namespace: "demo-mem".into(),
+            mutations: vec![pb::Mutation {
+                id: id.clone(),
+                op: Some(pb::mutation::Op::Put(pb::PutItem {
+                    key: b"k".to_vec(),
+                    value: b"v".to_vec(),
+                    ttl: Some(prost_types::Duration {
+                        seconds: 1,
+                        nanos: 2_000_000_000,
+                    }),
+                    expected_version: None,
+                })),
+            }],
+            idempotency_token: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(
+        err.message()
+            .starts_with("mutations[0].put.ttl.nanos is outside"),
+        "{}",
+        err.message()
+    );
+    let stored = kv
+        .get(pb::GetRequest {
+            namespace: "demo-mem".into(),
+            id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stored.items.is_empty(), "nothing was written");
+
+    // The largest well-formed fraction is accepted.
+    kv.put(put_with_ttl(&id, 1, 999_999_999)).await.unwrap();
 }
