@@ -31,7 +31,9 @@ fn main() {
     std::fs::write(out_dir.join("prism_descriptor.bin"), fds.encode_to_vec())
         .expect("writing the descriptor set");
 
+    // Decoding errors are marked and bounded (src/codec.rs).
     tonic_prost_build::configure()
+        .codec_path("crate::codec::PrismCodec")
         .compile_fds(fds)
         .unwrap_or_else(|e| panic!("generating code: {e}"));
 }

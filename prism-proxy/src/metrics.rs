@@ -47,6 +47,7 @@ pub fn install() -> PrometheusHandle {
                 "Data API request latency by namespace, method and status"
             );
             crate::audit::describe_metrics();
+            crate::listener::describe_metrics();
             handle
         })
         .clone()

@@ -14,7 +14,6 @@ use prism_proto::timeseries::v1::time_series_service_server::TimeSeriesServiceSe
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -25,6 +24,8 @@ use crate::config::StoreSpec;
 use crate::config::{ConfigError, ProxyConfig};
 use crate::inflight::{InFlight, InFlightLayer};
 use crate::kv::KvService;
+use crate::listener::{self, Limits, Plain, Tls};
+use crate::malformed::MalformedLayer;
 use crate::manage::{Manager, ManagerSetup};
 use crate::pubsub::PsService;
 use crate::registry::Registry;
@@ -48,8 +49,8 @@ pub enum StartError {
     },
     #[error("authentication: {0}")]
     Auth(#[from] SetupError),
-    #[error("TLS on the gRPC listener: {0}")]
-    Tls(String),
+    #[error("{0}")]
+    Limits(#[from] listener::LimitError),
     #[error("{0}")]
     Audit(#[from] AuditError),
     #[error("building the gRPC reflection service: {0}")]
@@ -102,23 +103,6 @@ pub struct RunningProxy {
     grace: Duration,
 }
 
-/// The accepted connections of `listener` with Nagle's algorithm off: a
-/// small response is sent at once instead of waiting for the client's
-/// delayed ACK (about 40 ms on Linux for a request-response call).
-fn no_delay(
-    listener: TcpListener,
-) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
-    use tokio_stream::StreamExt;
-    TcpListenerStream::new(listener).map(|accepted| {
-        if let Ok(stream) = &accepted
-            && let Err(e) = stream.set_nodelay(true)
-        {
-            tracing::debug!(error = %e, "could not set TCP_NODELAY on a gRPC connection");
-        }
-        accepted
-    })
-}
-
 async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
     TcpListener::bind(addr)
         .await
@@ -132,6 +116,10 @@ async fn bind(listener: &'static str, addr: SocketAddr) -> Result<TcpListener, S
 /// Opens every namespace's backend, binds both listeners and starts
 /// serving. Returns once the proxy is ready.
 pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
+    // Installed first: the listener's gauges count from the first
+    // connection on.
+    let metrics = crate::metrics::install();
+    let limits = Limits::new(&config.listeners)?;
     let audit = AuditLog::start(&config.audit, &config.data_dir).await?;
     let store = open_store(&config).await?;
     let clock: Arc<dyn pattern_core::Clock> = Arc::new(SystemClock);
@@ -245,31 +233,46 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
             .with_auth_enabled(config.auth.enabled)
             .with_admins(config.auth.admins.clone()),
     );
-    let mut builder = tonic::transport::Server::builder();
-    if let Some(tls) = &config.auth.tls {
-        builder = builder
-            .tls_config(crate::auth::server_tls(tls)?)
-            .map_err(|e| StartError::Tls(e.to_string()))?;
-    }
+    let tls = config
+        .auth
+        .tls
+        .as_ref()
+        .map(crate::auth::server_tls)
+        .transpose()?;
     log_auth_mode(&config, grpc_addr);
-    let grpc_task = tokio::spawn(
-        builder
-            .layer(InFlightLayer(in_flight.clone()))
-            .layer(AuthLayer(authenticator.clone()))
-            .add_service(health_service)
-            .add_service(reflection)
-            .add_service(kv)
-            .add_service(ts)
-            .add_service(ps)
-            .add_service(AdminServiceServer::from_arc(admin_api.clone()))
-            .serve_with_incoming_shutdown(no_delay(grpc_listener), async {
-                grpc_stopped.await.ok();
-            }),
-    );
+    let listeners = &config.listeners;
+    let router = tonic::transport::Server::builder()
+        .max_concurrent_streams(listeners.max_concurrent_streams)
+        .http2_keepalive_interval(listeners.http2_keepalive_interval())
+        .http2_keepalive_timeout(Some(listeners.http2_keepalive_timeout()))
+        .layer(InFlightLayer(in_flight.clone()))
+        .layer(AuthLayer(authenticator.clone()))
+        .layer(MalformedLayer(audit.clone()))
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(kv)
+        .add_service(ts)
+        .add_service(ps)
+        .add_service(AdminServiceServer::from_arc(admin_api.clone()));
+    let stopped = async {
+        grpc_stopped.await.ok();
+    };
+    // One IO type per server: plain text, or TLS whose connection info
+    // carries the client's certificates.
+    let grpc_task = match tls {
+        None => tokio::spawn(router.serve_with_incoming_shutdown(
+            listener::incoming(grpc_listener, limits, Plain),
+            stopped,
+        )),
+        Some(tls) => tokio::spawn(router.serve_with_incoming_shutdown(
+            listener::incoming(grpc_listener, limits, Tls::new(tls)),
+            stopped,
+        )),
+    };
 
     let admin = Arc::new(AdminState {
         registry: registry.clone(),
-        metrics: crate::metrics::install(),
+        metrics,
         ready: true.into(),
         api: admin_api,
         auth: authenticator,

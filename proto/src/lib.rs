@@ -9,6 +9,8 @@
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/prism_descriptor.bin"));
 
+pub mod codec;
+
 pub mod keyvalue {
     /// `prism.keyvalue.v1`: the KeyValue DAL.
     pub mod v1 {

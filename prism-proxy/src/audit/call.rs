@@ -162,6 +162,19 @@ impl AuditedResponse for pb::ScanResponse {
     }
 }
 
+/// A call's trace id: from its `traceparent` header, else its
+/// `x-request-id`, else generated.
+pub fn trace_id(
+    traceparent: Option<&str>,
+    x_request_id: Option<&str>,
+    trace_ids: &TraceIds,
+) -> String {
+    traceparent
+        .and_then(trace_id_from_traceparent)
+        .or_else(|| x_request_id.and_then(request_id))
+        .map_or_else(|| trace_ids.generate(), str::to_string)
+}
+
 /// One call being served: what its audit record will say, gathered when
 /// the call arrives. [`super::AuditLog::finish`] completes and submits it.
 #[derive(Debug)]
@@ -187,10 +200,7 @@ impl Call {
         let started = Instant::now();
         let meta = request.metadata();
         let header = |name: &str| meta.get(name).and_then(|v| v.to_str().ok());
-        let trace_id = header("traceparent")
-            .and_then(trace_id_from_traceparent)
-            .or_else(|| header("x-request-id").and_then(request_id))
-            .map_or_else(|| trace_ids.generate(), str::to_string);
+        let trace_id = trace_id(header("traceparent"), header("x-request-id"), trace_ids);
         let principal = request
             .extensions()
             .get::<crate::auth::Principal>()

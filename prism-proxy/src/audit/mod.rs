@@ -300,6 +300,69 @@ impl AuditLog {
         }
     }
 
+    /// Records a call refused before its service saw it because the
+    /// request was malformed (a message that does not decode, a
+    /// `content-type` that is not gRPC). Its namespace is unknown, so the
+    /// record names `_invalid` and follows the `drop` policy, like calls
+    /// naming no namespace.
+    pub fn malformed_call(
+        &self,
+        principal: &str,
+        dal: &str,
+        method: &str,
+        traceparent: Option<&str>,
+        x_request_id: Option<&str>,
+        started: std::time::Instant,
+    ) {
+        let mut record = self.bare_record(
+            principal,
+            "",
+            dal,
+            method,
+            tonic::Code::InvalidArgument,
+            started,
+        );
+        record.trace_id = call::trace_id(traceparent, x_request_id, &self.trace_ids);
+        self.enqueue_or_drop(Entry {
+            record,
+            label: UNKNOWN_NAMESPACE.to_string(),
+            done: None,
+        });
+    }
+
+    /// A record of a call that names no ids or keys; `namespace` is kept
+    /// when it is a valid name, else recorded as `_invalid`.
+    fn bare_record(
+        &self,
+        principal: &str,
+        namespace: &str,
+        dal: &str,
+        method: &str,
+        code: tonic::Code,
+        started: std::time::Instant,
+    ) -> AuditRecord {
+        AuditRecord {
+            time: rfc3339_millis(std::time::SystemTime::now()),
+            principal: principal.to_string(),
+            namespace: if crate::config::validate_name(namespace).is_ok() {
+                namespace.to_string()
+            } else {
+                INVALID_NAMESPACE.to_string()
+            },
+            dal: dal.to_string(),
+            method: method.to_string(),
+            ids: Vec::new(),
+            keys: Vec::new(),
+            selection: None,
+            truncated: false,
+            pii_fields: Vec::new(),
+            status: code_name(code).to_string(),
+            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
+            trace_id: self.trace_ids.generate(),
+            config_version: None,
+        }
+    }
+
     /// Records a change to a namespace's definition (dal `admin`):
     /// `method` is e.g. `ApplyNamespace`, `version` the version the change
     /// made (0 when it failed). Uses `block`: a configuration change is
@@ -313,26 +376,8 @@ impl AuditLog {
         version: u64,
         started: std::time::Instant,
     ) -> Result<(), SubmitError> {
-        let record = AuditRecord {
-            time: rfc3339_millis(std::time::SystemTime::now()),
-            principal: principal.to_string(),
-            namespace: if crate::config::validate_name(namespace).is_ok() {
-                namespace.to_string()
-            } else {
-                INVALID_NAMESPACE.to_string()
-            },
-            dal: "admin".to_string(),
-            method: method.to_string(),
-            ids: Vec::new(),
-            keys: Vec::new(),
-            selection: None,
-            truncated: false,
-            pii_fields: Vec::new(),
-            status: code_name(code).to_string(),
-            latency_us: u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX),
-            trace_id: self.trace_ids.generate(),
-            config_version: (version > 0).then_some(version),
-        };
+        let mut record = self.bare_record(principal, namespace, "admin", method, code, started);
+        record.config_version = (version > 0).then_some(version);
         let label = record.namespace.clone();
         self.submit(record, label, AuditPolicy::Block).await
     }

@@ -27,6 +27,7 @@ mod fetch;
 mod jwks;
 mod jwt;
 mod layer;
+mod tls;
 
 use std::sync::Arc;
 
@@ -37,6 +38,7 @@ use crate::config::AuthConfig;
 
 pub use jwt::JwtVerifier;
 pub use layer::{AuthLayer, AuthService};
+pub use tls::server_tls;
 
 /// How the caller proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -269,32 +271,6 @@ impl Authenticator {
 /// Services that need no credentials even when auth is enabled.
 pub fn is_public(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/")
-}
-
-/// The gRPC listener's TLS settings from `auth.tls`: its certificate and
-/// key, and with `client_ca_file` client certificate verification
-/// (required unless `require_client_cert` is false).
-pub fn server_tls(
-    config: &crate::config::TlsConfig,
-) -> Result<tonic::transport::ServerTlsConfig, SetupError> {
-    use tonic::transport::{Certificate, Identity, ServerTlsConfig};
-    let read = |field: &str, path: &std::path::Path| {
-        std::fs::read(path).map_err(|e| {
-            SetupError(format!(
-                "auth.tls.{field} {}: cannot read: {e}",
-                path.display()
-            ))
-        })
-    };
-    let cert = read("cert_file", &config.cert_file)?;
-    let key = read("key_file", &config.key_file)?;
-    let mut tls = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
-    if let Some(ca) = &config.client_ca_file {
-        tls = tls
-            .client_ca_root(Certificate::from_pem(read("client_ca_file", ca)?))
-            .client_auth_optional(!config.require_client_cert);
-    }
-    Ok(tls)
 }
 
 #[cfg(test)]

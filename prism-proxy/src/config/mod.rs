@@ -16,12 +16,12 @@ mod audit;
 mod auth;
 mod bounds;
 mod dal;
+mod listeners;
 mod migration;
 mod namespace;
 pub mod needs;
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
@@ -33,6 +33,7 @@ pub use audit::{
 pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
 pub use bounds::{MAX_YAML_BYTES, MAX_YAML_DEPTH, check_yaml_bounds};
 pub use dal::{PubSubSettings, TimeSeriesSettings, format_duration, parse_duration};
+pub use listeners::Listeners;
 pub use migration::{DEFAULT_READ_SAMPLE, MigrationConfig, MigrationPhase};
 pub use namespace::{
     BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig, validate_name,
@@ -99,29 +100,6 @@ pub fn parse_yaml<T: serde::de::DeserializeOwned>(
             .unwrap_or(message);
         ConfigError::new(file, &field, message)
     })
-}
-
-/// `listeners` in `prism.yaml`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Listeners {
-    /// The gRPC data API listener. Default `127.0.0.1:8980`.
-    pub grpc: SocketAddr,
-    /// The admin HTTP listener (`/healthz`, `/readyz`, `/metrics`).
-    /// Default `127.0.0.1:8981`.
-    pub admin: SocketAddr,
-    /// Largest gRPC message accepted or sent, in bytes. Default 16 MiB.
-    pub max_message_bytes: usize,
-}
-
-impl Default for Listeners {
-    fn default() -> Self {
-        Listeners {
-            grpc: SocketAddr::from(([127, 0, 0, 1], 8980)),
-            admin: SocketAddr::from(([127, 0, 0, 1], 8981)),
-            max_message_bytes: 16 << 20,
-        }
-    }
 }
 
 /// `namespaces` in `prism.yaml`.
@@ -463,13 +441,7 @@ impl ProxyConfig {
             .schema_dir
             .as_deref()
             .map_or_else(|| base.to_path_buf(), resolve);
-        if file.listeners.grpc == file.listeners.admin {
-            return Err(ConfigError::new(
-                shown,
-                "listeners.admin",
-                "must differ from listeners.grpc",
-            ));
-        }
+        file.listeners.validate(shown)?;
         let auth = file.auth.validate(shown, resolve)?;
         let audit = file.audit.validate(shown, resolve)?;
         let allowed_binaries = file

@@ -141,14 +141,15 @@ impl Check<'_> {
         }
         let ttl = match item.ttl {
             None => None,
-            Some(d) if d.seconds < 0 || d.nanos < 0 || (d.seconds == 0 && d.nanos == 0) => {
-                return Err(ProxyError::invalid(format!(
-                    "{field}.ttl must be positive; leave it unset for an item that never expires"
-                )));
-            }
             Some(d) => {
+                let ttl = crate::duration::non_negative(&format!("{field}.ttl"), &d)?;
+                if ttl.is_zero() {
+                    return Err(ProxyError::invalid(format!(
+                        "{field}.ttl must be positive; leave it unset for an item that never \
+                         expires"
+                    )));
+                }
                 self.capability(Capability::Ttl, &format!("{field}.ttl"))?;
-                let ttl = Duration::new(d.seconds as u64, d.nanos as u32);
                 if ttl > MAX_TTL {
                     return Err(ProxyError::invalid(format!(
                         "{field}.ttl is over the maximum of 100 years; leave it unset for an \
