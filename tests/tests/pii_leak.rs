@@ -218,7 +218,8 @@ async fn traffic(proxy: &ProxyProcess, namespace: &str, good: Vec<u8>, bad: Vec<
                     id: "people".into(),
                     op: Some(pb::mutation::Op::Delete(pb::KeySelection {
                         selection: Some(pb::key_selection::Selection::Keys(pb::KeyList {
-                            keys: vec![b"u-2".to_vec()],
+                            // Another key: one call names each key once.
+                            keys: vec![b"u-1".to_vec()],
                         })),
                     })),
                 },
