@@ -43,7 +43,12 @@ fn max_depth(text: &str) -> usize {
     // Inside a block scalar (`|` or `>`): lines indented deeper than this
     // are its text.
     let mut block_scalar: Option<usize> = None;
-    for line in text.lines() {
+    // Whether the next line may start a scalar: always in block context;
+    // inside a flow collection only after `[`, `{`, `,` or `: ` (else the
+    // line continues a plain scalar, in which a quote is text).
+    let mut scalar_start = true;
+    // A lone CR breaks lines in YAML too.
+    for line in text.split(['\n', '\r']) {
         let indent = line.len() - line.trim_start_matches(' ').len();
         let rest = line[indent..].trim_end();
         if rest.is_empty() || rest.starts_with('#') {
@@ -73,8 +78,11 @@ fn max_depth(text: &str) -> usize {
             dashes += 1;
             content = after.trim_start();
         }
-        let (line_flow_max, after_flow, ends_block) = scan_flow(content, flow);
+        let starts = flow == 0 || scalar_start;
+        let (line_flow_max, after_flow, ends_block, ends_at_start) =
+            scan_flow(content, flow, starts);
         flow = after_flow;
+        scalar_start = ends_at_start;
         deepest = deepest.max(indents.len() + dashes + line_flow_max);
         if deepest > MAX_YAML_DEPTH {
             return deepest;
@@ -87,9 +95,19 @@ fn max_depth(text: &str) -> usize {
 }
 
 /// Scans one line's content for flow brackets outside quotes and
-/// comments, starting at depth `flow`: the deepest flow depth on the
-/// line, the depth after it, and whether the line starts a block scalar.
-fn scan_flow(content: &str, mut flow: usize) -> (usize, usize, bool) {
+/// comments, starting at depth `flow` (`at_start`: the content may begin
+/// with a scalar): the deepest flow depth on the line, the depth after it,
+/// whether the line starts a block scalar, and whether it ends where a
+/// scalar may start.
+///
+/// A quote opens a quoted scalar only where a scalar starts: at the start
+/// of the content, or after `[`, `{`, `,` or `: ` (spaces between
+/// allowed). Elsewhere it is part of a plain scalar (`[a 'b, [[...]]]`), and
+/// skipping to the next quote would leave the brackets behind it uncounted.
+/// Where YAML would read a quoted scalar that this does not (e.g. after
+/// `? ` or `-` inside a flow), the brackets in it are counted: the bound
+/// errs only towards refusing.
+fn scan_flow(content: &str, mut flow: usize, mut at_start: bool) -> (usize, usize, bool, bool) {
     let mut deepest = flow;
     let mut quote: Option<char> = None;
     let mut prev = ' ';
@@ -99,26 +117,36 @@ fn scan_flow(content: &str, mut flow: usize) -> (usize, usize, bool) {
                 if c == q {
                     quote = None;
                 }
+                at_start = false;
             }
-            None => match c {
-                '"' | '\'' if matches!(prev, ' ' | ':' | '[' | '{' | ',' | '-') => quote = Some(c),
-                '#' if prev == ' ' => break,
-                '[' | '{' => {
-                    flow += 1;
-                    deepest = deepest.max(flow);
+            None => {
+                match c {
+                    '"' | '\'' if at_start => quote = Some(c),
+                    '#' if prev == ' ' => break,
+                    '[' | '{' => {
+                        flow += 1;
+                        deepest = deepest.max(flow);
+                    }
+                    ']' | '}' => flow = flow.saturating_sub(1),
+                    _ => {}
                 }
-                ']' | '}' => flow = flow.saturating_sub(1),
-                _ => {}
-            },
+                at_start = match c {
+                    '[' | '{' | ',' => true,
+                    ' ' => at_start || prev == ':',
+                    _ => false,
+                };
+            }
         }
         prev = c;
     }
+    // A line ending in `:` may have its value on the next line.
+    let at_start = at_start || prev == ':';
     let trimmed = content.split(" #").next().unwrap_or("").trim_end();
     let ends_block = trimmed
         .rsplit([' ', ':'])
         .next()
         .is_some_and(|t| t.starts_with(['|', '>']) && t.len() <= 3);
-    (deepest, flow, ends_block)
+    (deepest, flow, ends_block, at_start)
 }
 
 #[cfg(test)]
@@ -157,6 +185,40 @@ mod tests {
         }
         literal.push_str("name: x\n");
         assert_eq!(check_yaml_bounds(&literal), Ok(()));
+    }
+
+    #[test]
+    fn a_quote_inside_a_plain_scalar_does_not_hide_brackets() {
+        // In a flow collection `a 'b` is one plain scalar: the quote is text,
+        // and the brackets after it nest (20 000 deep parsed in seconds).
+        let deep = format!("{}{}", "[".repeat(40), "]".repeat(40));
+        for yaml in [
+            format!("x: [a 'b, {deep}]\n"),
+            format!("x: [a \"b, {deep}]\n"),
+            format!("x: [a:'b, {deep}]\n"),
+            format!("x: [a -'b, {deep}]\n"),
+            format!("x: [a\n  'b, {deep}]\n"),
+            format!("x: {{k: v 'w, {deep}}}\n"),
+        ] {
+            let e = check_yaml_bounds(&yaml).unwrap_err();
+            assert!(e.contains("limit of 32 levels"), "{yaml}: {e}");
+        }
+        // Quoted scalars still hide their brackets.
+        let shallow = format!("x: ['{deep}', \"{deep}\", k: '{deep}']\ny: [\n  '{deep}']\n");
+        assert_eq!(check_yaml_bounds(&shallow), Ok(()));
+    }
+
+    #[test]
+    fn a_lone_carriage_return_breaks_lines() {
+        let dashes = format!("k:\r{}x\r", "- ".repeat(40));
+        assert!(check_yaml_bounds(&dashes).is_err());
+        let mut block = String::new();
+        for i in 0..40 {
+            block.push_str(&format!("{}k{i}:\r", "  ".repeat(i)));
+        }
+        assert!(check_yaml_bounds(&block).is_err());
+        let crlf = "name: orders\r\ndal: keyvalue\r\nbackend:\r\n  kind: sqlite\r\n";
+        assert_eq!(check_yaml_bounds(crlf), Ok(()));
     }
 
     #[test]
