@@ -100,6 +100,17 @@ backend:
     out["deep-flow.yaml"] = "name: deep\ndal: keyvalue\nbackend: {kind: memstore, options: " + (
         "[" * 30
     ) + ("]" * 30) + "}\n"
+    # Regressions: brackets after a quote inside a plain scalar, and lone
+    # CR line breaks, once passed the depth bound (config/bounds.rs).
+    deep = "[" * 40 + "]" * 40
+    out["regression-quote-in-plain-scalar.yaml"] = (
+        "name: deep\ndal: keyvalue\nbackend: {kind: memstore, options: [a 'b, " + deep + "]}\n"
+    )
+    out["regression-cr-line-breaks.yaml"] = (
+        "name: deep\rdal: keyvalue\rbackend:\r  kind: memstore\r  options:\r    k:\r"
+        + "- " * 40
+        + "x\r"
+    )
     return out
 
 

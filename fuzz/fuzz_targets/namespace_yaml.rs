@@ -5,13 +5,60 @@
 //! `NamespaceConfig::parse_unloaded` (size and depth bounds, then serde,
 //! `needs` placement, validation, policy), with the default catalog and
 //! with one that offers Postgres and Redis. Checks: no panic; text over
-//! the bounds is refused; a namespace that parses is valid by the rules
-//! it was checked against and parses again to the same value.
+//! the bounds is refused; text within them really nests no deeper than
+//! the bound (the bound is measured without parsing, so the target parses
+//! the text as any YAML and measures the tree); a namespace that parses is
+//! valid by the rules it was checked against and parses again to the same
+//! value.
 
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use prism_proxy::config::{BackendCatalog, NamespaceConfig, check_yaml_bounds, validate_name};
+use prism_proxy::config::{
+    BackendCatalog, MAX_YAML_DEPTH, NamespaceConfig, check_yaml_bounds, validate_name,
+};
+use yaml_serde::Value;
+
+/// How deeply a YAML value nests: a scalar 0, a sequence or mapping one
+/// more than its deepest key or item.
+fn depth(value: &Value) -> usize {
+    match value {
+        Value::Sequence(items) => 1 + items.iter().map(depth).max().unwrap_or(0),
+        Value::Mapping(map) => {
+            1 + map
+                .iter()
+                .map(|(k, v)| depth(k).max(depth(v)))
+                .max()
+                .unwrap_or(0)
+        }
+        Value::Tagged(tagged) => depth(&tagged.value),
+        _ => 0,
+    }
+}
+
+/// Text the bounds let through nests at most about as deep as they say.
+/// The bound counts brackets, indentation and `- ` markers; a single-pair
+/// mapping inside a flow sequence (`[a: [b: c]]`) adds a level it does not
+/// see, hence the factor 2. Anchors are left out: an alias repeats a node
+/// deeper in the tree without the parser nesting any deeper.
+fn check_depth(text: &str) {
+    if text.contains('&') {
+        return;
+    }
+    match yaml_serde::from_str::<Value>(text) {
+        Ok(value) => {
+            let d = depth(&value);
+            assert!(
+                d <= 2 * MAX_YAML_DEPTH + 2,
+                "text within the bounds nests {d} levels deep"
+            );
+        }
+        Err(e) => assert!(
+            !e.to_string().contains("recursion limit exceeded"),
+            "text within the bounds nests past the parser's recursion limit: {e}"
+        ),
+    }
+}
 
 /// A backend kind can never be a path: 1 to 32 of `[a-z0-9_-]`, starting
 /// with a letter (the rule `backend.kind` is parsed with).
@@ -40,6 +87,9 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let bounded = check_yaml_bounds(text).is_ok();
+    if bounded {
+        check_depth(text);
+    }
     for catalog in catalogs() {
         let Ok(ns) = NamespaceConfig::parse_unloaded("fuzz.yaml", text, catalog) else {
             continue;
