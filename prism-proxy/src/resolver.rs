@@ -35,6 +35,7 @@ impl Resolver {
         r.register_timeseries(pattern_postgres::PostgresTimeSeriesFactory);
         r.register_pubsub(pattern_nats::NatsFactory);
         r.register_pubsub(pattern_redis::RedisPubSubFactory);
+        #[cfg(feature = "kafka")]
         r.register_pubsub(pattern_kafka::KafkaFactory);
         r
     }

@@ -44,13 +44,20 @@ pub struct LogSettings {
     pub options: serde_json::Value,
 }
 
-/// The log kinds a `timeseries.log` can name.
+/// The log kinds a `timeseries.log` can name (none in a build without the
+/// `kafka` feature).
+#[cfg(feature = "kafka")]
 pub const LOG_KINDS: &[&str] = &[pattern_kafka::KIND];
+#[cfg(not(feature = "kafka"))]
+pub const LOG_KINDS: &[&str] = &[];
 
 impl LogSettings {
     /// Checks the kind and its options for namespace `namespace`.
     pub fn check(&self, namespace: &str) -> Result<(), String> {
+        #[cfg(not(feature = "kafka"))]
+        let _ = namespace;
         match self.kind.as_str() {
+            #[cfg(feature = "kafka")]
             pattern_kafka::KIND => {
                 pattern_kafka::KafkaLog::check_options(namespace, self.options.clone())
                     .map(|_| ())
@@ -69,10 +76,26 @@ impl LogSettings {
         namespace: &str,
     ) -> Result<std::sync::Arc<dyn pattern_core::timeseries::EventLog>, String> {
         self.check(namespace)?;
-        pattern_kafka::KafkaLog::open(namespace, self.options.clone())
-            .map(|log| std::sync::Arc::new(log) as _)
-            .map_err(|e| e.to_string())
+        open_log(namespace, self.options.clone())
     }
+}
+
+#[cfg(feature = "kafka")]
+fn open_log(
+    namespace: &str,
+    options: serde_json::Value,
+) -> Result<std::sync::Arc<dyn pattern_core::timeseries::EventLog>, String> {
+    pattern_kafka::KafkaLog::open(namespace, options)
+        .map(|log| std::sync::Arc::new(log) as _)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(not(feature = "kafka"))]
+fn open_log(
+    _namespace: &str,
+    _options: serde_json::Value,
+) -> Result<std::sync::Arc<dyn pattern_core::timeseries::EventLog>, String> {
+    Err("this proxy is built without the kafka feature; it has no log kinds".into())
 }
 
 /// `pubsub:` — the defaults of a PubSub namespace's subscriptions.

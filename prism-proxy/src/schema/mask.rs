@@ -6,7 +6,10 @@
 
 use std::collections::HashMap;
 
-use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor, Value};
+use prost::Message;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, Kind, MessageDescriptor, ReflectMessage, Value,
+};
 
 use super::{field_options, join};
 
@@ -175,22 +178,20 @@ fn nested_type(field: &prost_reflect::FieldDescriptor) -> Option<MessageDescript
     }
 }
 
+/// The well-known message that holds a message of any type.
+const ANY: &str = "google.protobuf.Any";
+
+/// The most `google.protobuf.Any` values nested in one another that are
+/// masked through; deeper ones are emptied. Each is decoded on its own, so
+/// without a limit a value of nested Anys would recurse as deep as its
+/// size allows.
+const MAX_ANY_DEPTH: usize = 8;
+
 impl MaskPlan {
-    pub(super) fn build(pool: &DescriptorPool, root: &MessageDescriptor) -> MaskPlan {
-        // Every message type reachable from the root.
-        let mut types: Vec<MessageDescriptor> = vec![root.clone()];
-        let mut i = 0;
-        while i < types.len() {
-            let t = types[i].clone();
-            for field in t.fields() {
-                if let Some(n) = nested_type(&field)
-                    && !types.iter().any(|x| x.full_name() == n.full_name())
-                {
-                    types.push(n);
-                }
-            }
-            i += 1;
-        }
+    pub(super) fn build(pool: &DescriptorPool) -> MaskPlan {
+        // Every message type of the schema's files: an `Any` may hold any
+        // of them, not only the types reachable from the root.
+        let types: Vec<MessageDescriptor> = pool.all_messages().collect();
         let mut plan = MaskPlan::default();
         for t in &types {
             for field in t.fields() {
@@ -199,6 +200,10 @@ impl MaskPlan {
                     plan.carriers.insert(t.full_name().to_string());
                 }
             }
+        }
+        // An `Any` may hold a type with PII (or one nobody can classify).
+        if !plan.carriers.is_empty() {
+            plan.carriers.insert(ANY.to_string());
         }
         // A type carries PII when one of its message fields does.
         loop {
@@ -223,8 +228,23 @@ impl MaskPlan {
 
     /// Masks `message` in place; pushes the paths of masked fields.
     pub(super) fn mask(&self, message: &mut DynamicMessage, path: &str, out: &mut Vec<String>) {
+        self.mask_at(message, path, out, 0);
+    }
+
+    /// [`MaskPlan::mask`] inside `anys` nested `Any` values.
+    fn mask_at(
+        &self,
+        message: &mut DynamicMessage,
+        path: &str,
+        out: &mut Vec<String>,
+        anys: usize,
+    ) {
         // Undeclared fields cannot be classified: drop them.
         message.take_unknown_fields().for_each(drop);
+        if message.descriptor().full_name() == ANY {
+            self.mask_any(message, path, out, anys + 1);
+            return;
+        }
         let mut clear = Vec::new();
         for (field, value) in message.fields_mut() {
             let child = join(path, field.name());
@@ -241,15 +261,15 @@ impl MaskPlan {
                 continue;
             }
             match value {
-                Value::Message(m) => self.mask(m, &child, out),
+                Value::Message(m) => self.mask_at(m, &child, out, anys),
                 Value::List(items) => {
                     for m in items.iter_mut().filter_map(Value::as_message_mut) {
-                        self.mask(m, &format!("{child}[]"), out);
+                        self.mask_at(m, &format!("{child}[]"), out, anys);
                     }
                 }
                 Value::Map(entries) => {
                     for m in entries.values_mut().filter_map(Value::as_message_mut) {
-                        self.mask(m, &format!("{child}[]"), out);
+                        self.mask_at(m, &format!("{child}[]"), out, anys);
                     }
                 }
                 _ => {}
@@ -259,6 +279,41 @@ impl MaskPlan {
             message.clear_field(&field);
         }
         out.dedup();
+    }
+
+    /// Masks the message an `Any` holds, when the schema's files define its
+    /// type. An `Any` whose type they do not define (or that does not
+    /// decode, or nests past [`MAX_ANY_DEPTH`]) is emptied: nobody can say
+    /// whether it holds personal data.
+    fn mask_any(&self, any: &mut DynamicMessage, path: &str, out: &mut Vec<String>, anys: usize) {
+        let type_url = any
+            .get_field_by_name("type_url")
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let value = any
+            .get_field_by_name("value")
+            .and_then(|v| v.as_bytes().cloned())
+            .unwrap_or_default();
+        if type_url.is_empty() && value.is_empty() {
+            return;
+        }
+        let pool = any.descriptor().parent_pool().clone();
+        let held = (anys <= MAX_ANY_DEPTH)
+            .then(|| type_url.rsplit('/').next())
+            .flatten()
+            .and_then(|name| pool.get_message_by_name(name))
+            .and_then(|d| DynamicMessage::decode(d, value.as_ref()).ok());
+        match held {
+            Some(mut held) => {
+                self.mask_at(&mut held, path, out, anys);
+                any.set_field_by_name("value", Value::Bytes(held.encode_to_vec().into()));
+            }
+            None => {
+                any.clear_field_by_name("type_url");
+                any.clear_field_by_name("value");
+                out.push(path.to_string());
+            }
+        }
     }
 }
 

@@ -220,7 +220,7 @@ impl Schema {
         let annotations = read_message_annotations(&pool, &message);
         let mut fields = Vec::new();
         collect_field_annotations(&pool, &message, "", &mut Vec::new(), &mut fields);
-        let plan = mask::MaskPlan::build(&pool, &message);
+        let plan = mask::MaskPlan::build(&pool);
         Ok(Schema {
             config: config.clone(),
             source,
@@ -353,7 +353,12 @@ impl Schema {
         self.plan.mask(&mut message, "", &mut fields);
         let encoded = match self.config.encoding {
             ValueEncoding::Protobuf => prost::Message::encode_to_vec(&message),
-            ValueEncoding::Json => serde_json::to_vec(&message).unwrap_or_default(),
+            // A masked value that cannot be written as JSON (an `Any`
+            // emptied by masking has no type) is withheld, not sent empty.
+            ValueEncoding::Json => match serde_json::to_vec(&message) {
+                Ok(json) => json,
+                Err(_) => return MaskOutcome::withheld(),
+            },
         };
         MaskOutcome::masked(encoded, fields)
     }

@@ -376,3 +376,136 @@ fn a_protobuf_value_with_a_singular_field_twice_is_valid_protobuf() {
         serde_json::json!({"email": "real@x.y"})
     );
 }
+
+const ENVELOPE: &str = r#"
+syntax = "proto3";
+package acme.events.v1;
+import "google/protobuf/any.proto";
+import "prism/options/v1/options.proto";
+
+message Address {
+  string street = 1 [(prism.options.v1.pii) = PII_KIND_ADDRESS];
+  string country = 2;
+}
+
+message Envelope {
+  string id = 1;
+  google.protobuf.Any payload = 2;
+}
+"#;
+
+fn load_envelope(encoding: ValueEncoding) -> (tempfile::TempDir, Schema) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("envelope.proto"), ENVELOPE).unwrap();
+    let config = SchemaConfig {
+        proto: "envelope.proto".into(),
+        message: "acme.events.v1.Envelope".into(),
+        encoding,
+        allow_unknown_fields: false,
+    };
+    let schema = Schema::load(&config, dir.path()).unwrap();
+    (dir, schema)
+}
+
+const IN_ANY: &str = r#"{"id":"e-1","payload":{"@type":"type.googleapis.com/acme.events.v1.Address",
+ "street":"1 Main St","country":"NL"}}"#;
+
+/// Protobuf bytes of `field` holding `bytes` (length-delimited).
+fn delimited(field: u8, bytes: &[u8]) -> Vec<u8> {
+    let mut out = vec![field << 3 | 2];
+    prost::encoding::encode_varint(bytes.len() as u64, &mut out);
+    out.extend_from_slice(bytes);
+    out
+}
+
+#[test]
+fn pii_inside_an_any_is_masked() {
+    let (_dir, schema) = load_envelope(ValueEncoding::Protobuf);
+    assert!(schema.has_pii(), "an Any may hold an Address");
+    let out = schema.mask(&encode(&schema, IN_ANY));
+    assert!(!out.withheld);
+    let json = decode_json(&schema, out.replacement.as_deref().unwrap());
+    assert_eq!(json["payload"]["street"], "***");
+    assert_eq!(json["payload"]["country"], "NL");
+    assert_eq!(json["id"], "e-1");
+    assert_eq!(out.masked_fields, ["payload.street"]);
+
+    let (_dir, schema) = load_envelope(ValueEncoding::Json);
+    let out = schema.mask(IN_ANY.as_bytes());
+    let text = String::from_utf8(out.replacement.unwrap()).unwrap();
+    assert!(!text.contains("1 Main St"), "the street leaked: {text}");
+    schema.validate(text.as_bytes()).unwrap();
+}
+
+#[test]
+fn an_any_of_a_type_the_schema_does_not_define_is_emptied() {
+    let (_dir, schema) = load_envelope(ValueEncoding::Protobuf);
+    let any = [
+        delimited(1, b"type.googleapis.com/acme.other.v1.Secret"),
+        delimited(2, &delimited(1, b"1 Main St")),
+    ]
+    .concat();
+    let value = [delimited(1, b"e-1"), delimited(2, &any)].concat();
+    schema.validate(&value).unwrap();
+    let out = schema.mask(&value);
+    assert!(!out.withheld);
+    let masked = out.replacement.unwrap();
+    assert!(!masked.windows(9).any(|w| w == b"1 Main St"));
+    let message = DynamicMessage::decode(schema.descriptor().clone(), masked.as_slice()).unwrap();
+    let payload = message.get_field_by_name("payload").unwrap();
+    let payload = payload.as_message().unwrap();
+    assert_eq!(
+        payload.get_field_by_name("type_url").unwrap().as_str(),
+        Some("")
+    );
+    assert_eq!(out.masked_fields, ["payload"]);
+}
+
+#[test]
+fn nested_anys_are_masked_a_few_deep_without_recursing_on() {
+    let (_dir, schema) = load_envelope(ValueEncoding::Protobuf);
+    // An Address inside 10 000 Anys: each is decoded on its own, so only
+    // a limit on the depth keeps masking from recursing 10 000 deep.
+    let mut any = [
+        delimited(1, b"type.googleapis.com/acme.events.v1.Address"),
+        delimited(2, &delimited(1, b"1 Main St")),
+    ]
+    .concat();
+    for _ in 0..10_000 {
+        any = [
+            delimited(1, b"type.googleapis.com/google.protobuf.Any"),
+            delimited(2, &any),
+        ]
+        .concat();
+    }
+    let value = delimited(2, &any);
+    let out = schema.mask(&value);
+    assert!(!out.withheld);
+    let masked = out.replacement.unwrap();
+    assert!(masked.len() < 1000, "the deep Anys were emptied");
+    assert!(!masked.windows(9).any(|w| w == b"1 Main St"));
+
+    let (_dir, schema) = load_envelope(ValueEncoding::Json);
+    let mut json = r#"{"@type":"type.googleapis.com/acme.events.v1.Address","street":"1 Main St"}"#
+        .to_string();
+    for _ in 0..20 {
+        json = format!(r#"{{"@type":"type.googleapis.com/google.protobuf.Any","value":{json}}}"#);
+    }
+    let out = schema.mask(format!(r#"{{"payload":{json}}}"#).as_bytes());
+    assert!(out.withheld, "JSON cannot carry the emptied Any: withheld");
+}
+
+#[test]
+fn fields_an_any_does_not_declare_are_dropped_by_masking() {
+    let (_dir, schema) = load_envelope(ValueEncoding::Protobuf);
+    let any = [
+        delimited(1, b"type.googleapis.com/acme.events.v1.Address"),
+        delimited(2, &delimited(2, b"NL")),
+        vec![15 << 3, 1], // field 15, a varint: not a field of Any
+    ]
+    .concat();
+    let value = delimited(2, &any);
+    assert!(schema.validate(&value).is_err(), "refused on write");
+    let masked = schema.mask(&value).replacement.unwrap();
+    schema.validate(&masked).unwrap();
+}
