@@ -2,7 +2,9 @@
 //! annotated `(prism.options.v1.pii)` masked: string fields keep a hint
 //! (the e-mail's first letter and domain, the last digits of a card), other
 //! types are cleared. Fields the schema does not declare are dropped, since
-//! nobody can say whether they hold personal data.
+//! nobody can say whether they hold personal data; for the same reason a
+//! `google.protobuf.Any` is masked through the message it holds, or emptied
+//! when the schema does not define that message's type.
 
 use std::collections::HashMap;
 
