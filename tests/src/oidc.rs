@@ -248,6 +248,20 @@ impl TestIssuer {
         })
     }
 
+    /// The `auth:` section of a `prism.yaml` that trusts this issuer's
+    /// tokens (authentication on, [`AUDIENCE`]), with `admins` as
+    /// `auth.admins`.
+    pub fn auth_section(&self, admins: &[&str]) -> String {
+        let admins: Vec<String> = admins.iter().map(|a| format!("\"{a}\"")).collect();
+        format!(
+            "auth:\n  enabled: true\n  admins: [{}]\n  jwt:\n    issuer: {}\n    audience: \
+             {AUDIENCE}\n    jwks_url: {}\n",
+            admins.join(", "),
+            self.url(),
+            self.jwks_url()
+        )
+    }
+
     /// Signs `claims` with the issuer's key (kid [`KID`]).
     pub fn sign(&self, claims: &Value) -> String {
         sign(&self.shared.key, KID, claims)

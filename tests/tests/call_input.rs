@@ -10,7 +10,7 @@ use prism_proto::pubsub::v1::pub_sub_service_client::PubSubServiceClient;
 use prism_proto::timeseries::v1 as tspb;
 use prism_proto::timeseries::v1::time_series_service_client::TimeSeriesServiceClient;
 use prism_tests::ProxyProcess;
-use prism_tests::oidc::{self, TestIssuer};
+use prism_tests::oidc::TestIssuer;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -44,13 +44,7 @@ fn start() -> Setup {
     }
     std::fs::write(
         dir.join("prism.yaml"),
-        format!(
-            "namespaces:\n  dir: ns\nauth:\n  enabled: true\n  jwt:\n    issuer: {}\n    audience: {}\n    \
-             jwks_url: {}\n",
-            issuer.url(),
-            oidc::AUDIENCE,
-            issuer.jwks_url()
-        ),
+        format!("namespaces:\n  dir: ns\n{}", issuer.auth_section(&[])),
     )
     .unwrap();
     let proxy = ProxyProcess::start_with(

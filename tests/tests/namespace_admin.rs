@@ -11,7 +11,7 @@ use prism_proto::admin::v1::admin_service_client::AdminServiceClient;
 use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
 use prism_tests::ProxyProcess;
-use prism_tests::oidc::{self, TestIssuer};
+use prism_tests::oidc::TestIssuer;
 use tonic::transport::Channel;
 use tonic::{Code, Request};
 
@@ -43,12 +43,8 @@ fn start() -> Fleet {
     std::fs::write(
         dir.join("prism.yaml"),
         format!(
-            "namespaces:\n  dir: ns\npatterns:\n  allowed_binaries: [allowed.sh]\nauth:\n  enabled: true\n  \
-             admins: [\"user:root\"]\n  jwt:\n    issuer: {}\n    audience: {}\n    \
-             jwks_url: {}\n",
-            issuer.url(),
-            oidc::AUDIENCE,
-            issuer.jwks_url()
+            "namespaces:\n  dir: ns\npatterns:\n  allowed_binaries: [allowed.sh]\n{}",
+            issuer.auth_section(&["user:root"])
         ),
     )
     .unwrap();
