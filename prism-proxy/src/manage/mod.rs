@@ -17,6 +17,7 @@
 pub mod authority;
 pub mod diff;
 pub mod migrate;
+mod parse;
 
 pub use authority::Authority;
 
@@ -30,7 +31,7 @@ use serde::Deserialize;
 
 use crate::audit::AuditLog;
 use crate::backend::DalBackend;
-use crate::config::{BackendCatalog, ConfigError, NamespaceConfig};
+use crate::config::{BackendCatalog, ConfigError};
 use crate::registry::{Namespace, Registry};
 use crate::resolver::Resolver;
 use crate::store::{ConfigStore, StoreError, StoredNamespace};
@@ -186,67 +187,6 @@ impl Manager {
                 .parent()
                 .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
         })
-    }
-
-    /// Parses and checks a namespace YAML as an operator's (nothing is
-    /// opened).
-    async fn parse(&self, source: &str, yaml: &str) -> Result<NamespaceConfig, ConfigError> {
-        self.parse_as(source, yaml, Authority::Operator, None)
-            .await
-            .map_err(|e| match e {
-                Ok(denied) => ConfigError::new(source, "", denied),
-                Err(invalid) => invalid,
-            })
-    }
-
-    /// Parses `yaml` as applied by a principal of `authority`: a namespace
-    /// admin's text is checked against the operator-owned settings of the
-    /// version serving (`current`) before any file is read or anything is
-    /// opened. `Err(Ok(denied))` is a refusal, `Err(Err(e))` an invalid
-    /// text. Parsing and schema compiling run on the blocking pool, never
-    /// on the threads that serve calls.
-    async fn parse_as(
-        &self,
-        source: &str,
-        yaml: &str,
-        authority: Authority,
-        current: Option<&Namespace>,
-    ) -> Result<NamespaceConfig, Result<String, ConfigError>> {
-        let (owned_source, owned_yaml, catalog) =
-            (source.to_string(), yaml.to_string(), self.catalog.clone());
-        let config = off_workers(source, move || {
-            NamespaceConfig::parse_unloaded(&owned_source, &owned_yaml, &catalog)
-        })
-        .await
-        .map_err(Err)?;
-        if authority == Authority::NamespaceAdmin {
-            if current.is_none() {
-                return Err(Ok(format!(
-                    "{source}: only an operator (auth.admins in prism.yaml) creates namespaces"
-                )));
-            }
-            authority::check_namespace_admin(
-                &config,
-                current.map(|c| &c.config),
-                &self.catalog,
-                &self.resolver,
-            )
-            .map_err(|denied| Ok(format!("{source}: {denied}")))?;
-        }
-        let base = self.schema_base(&config.source);
-        let mut config = config;
-        let config = off_workers(source, move || {
-            config.load_schema(&base)?;
-            Ok(config)
-        })
-        .await
-        .map_err(Err)?;
-        self.resolver.check(&config).map_err(Err)?;
-        let others: Vec<_> = self.registry.list();
-        self.resolver
-            .check_files(&config, others.iter().map(|n| &n.config))
-            .map_err(Err)?;
-        Ok(config)
     }
 
     /// Creates or updates a namespace from `yaml`. A dry run validates and
@@ -764,24 +704,6 @@ impl Manager {
             }
         }
     }
-}
-
-/// Runs a parse on the blocking pool (YAML parsing and schema compiling
-/// are bounded but not free, and must not hold up the threads that serve
-/// calls); a parse that panicked is an error about `source`.
-async fn off_workers<T: Send + 'static>(
-    source: &str,
-    parse: impl FnOnce() -> Result<T, ConfigError> + Send + 'static,
-) -> Result<T, ConfigError> {
-    tokio::task::spawn_blocking(parse)
-        .await
-        .unwrap_or_else(|e| {
-            Err(ConfigError::new(
-                source,
-                "",
-                format!("parsing failed unexpectedly: {e}"),
-            ))
-        })
 }
 
 /// Waits for `ns`'s calls to finish (up to `grace`), then closes
