@@ -1,7 +1,7 @@
-//! `prism.keyvalue.v1.KeyValueService`: validates each request against its
-//! namespace, routes it to the namespace's backend, and maps the result.
-//! Metrics, logging and the audit record wrap every RPC in one place
-//! ([`KvService::observe`]).
+//! `prism.keyvalue.v1.KeyValueService`: its RPCs declared for the call
+//! pipeline ([`crate::pipeline`]), and the operation of each: validate the
+//! request against its namespace, route it to the namespace's backend, map
+//! the result.
 
 pub(crate) mod validate;
 
@@ -14,10 +14,10 @@ use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
 use tonic::{Request, Response, Status};
 
-use crate::audit::{self, AuditLog, AuditedResponse};
-use crate::auth::Principal;
+use crate::audit::AuditLog;
+use crate::config::Dal;
 use crate::error::ProxyError;
-use crate::gate::{Gate, Reveal, caller};
+use crate::pipeline::{Declared, Masked, Pipeline, Reveal, Rpc};
 use crate::policy::Permission;
 use crate::registry::{Namespace, Registry};
 use validate::Check;
@@ -25,45 +25,88 @@ use validate::Check;
 /// The KeyValue gRPC service.
 #[derive(Clone)]
 pub struct KvService {
-    gate: Gate,
+    pipeline: Pipeline,
 }
 
 impl KvService {
     pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
         KvService {
-            gate: Gate::new(registry, audit),
+            pipeline: Pipeline::new(registry, audit),
         }
     }
 
     /// Sets whether authentication is enabled on the listener.
     pub fn with_auth_enabled(mut self, enabled: bool) -> Self {
-        self.gate = self.gate.with_auth_enabled(enabled);
+        self.pipeline = self.pipeline.with_auth_enabled(enabled);
         self
     }
+}
 
-    /// Looks the KeyValue namespace up and checks that `principal` holds
-    /// `permission` on it.
-    fn authorized(
-        &self,
-        name: &str,
-        principal: &Principal,
-        permission: Permission,
-    ) -> Result<Arc<Namespace>, ProxyError> {
-        let ns = self.gate.authorized(name, principal, permission)?;
-        ns.kv()?;
-        Ok(ns)
+const SERVICE: &str = "prism.keyvalue.v1.KeyValueService";
+
+pub const PUT: Rpc<pb::PutRequest, pb::PutResponse> = Rpc::unary(
+    Dal::Keyvalue,
+    SERVICE,
+    "Put",
+    Permission::Write,
+    &["id", "items[].key"],
+    &[],
+);
+pub const GET: Rpc<pb::GetRequest, pb::GetResponse> = Rpc::unary(
+    Dal::Keyvalue,
+    SERVICE,
+    "Get",
+    Permission::Read,
+    &["id", "selection.keys.keys[]"],
+    &["items[].key"],
+);
+pub const DELETE: Rpc<pb::DeleteRequest, pb::DeleteResponse> = Rpc::unary(
+    Dal::Keyvalue,
+    SERVICE,
+    "Delete",
+    Permission::Write,
+    &["id", "selection.keys.keys[]"],
+    &[],
+);
+pub const SCAN: Rpc<pb::ScanRequest, pb::ScanResponse> = Rpc::unary(
+    Dal::Keyvalue,
+    SERVICE,
+    "Scan",
+    Permission::Read,
+    &[],
+    &["records[].items[].key"],
+);
+pub const MUTATE: Rpc<pb::MutateRequest, pb::MutateResponse> = Rpc::unary(
+    Dal::Keyvalue,
+    SERVICE,
+    "Mutate",
+    Permission::Write,
+    &[
+        "mutations[].id",
+        "mutations[].put.key",
+        "mutations[].delete.keys.keys[]",
+    ],
+    &[],
+);
+
+/// Every KeyValue RPC.
+pub static RPCS: &[&dyn Declared] = &[&PUT, &GET, &DELETE, &SCAN, &MUTATE];
+
+crate::no_values!(pb::PutResponse, pb::DeleteResponse, pb::MutateResponse);
+
+impl Masked for pb::GetResponse {
+    const VALUES: &'static [&'static str] = &["items[].value"];
+    fn mask(&mut self, reveal: &mut Reveal) {
+        reveal_items(reveal, &mut self.items);
     }
+}
 
-    fn reveal(&self, ns: &Namespace, principal: &Principal) -> Reveal {
-        self.gate.reveal(ns, principal)
-    }
-
-    async fn observe<T: AuditedResponse>(
-        &self,
-        call: audit::Call,
-        body: impl std::future::Future<Output = Result<T, ProxyError>>,
-    ) -> Result<Response<T>, Status> {
-        self.gate.observe(DAL, call, body).await
+impl Masked for pb::ScanResponse {
+    const VALUES: &'static [&'static str] = &["records[].items[].value"];
+    fn mask(&mut self, reveal: &mut Reveal) {
+        for record in &mut self.records {
+            reveal_items(reveal, &mut record.items);
+        }
     }
 }
 
@@ -74,9 +117,6 @@ fn reveal_items(reveal: &mut Reveal, items: &mut [pb::Item]) {
     }
 }
 
-/// The DAL in audit records.
-const DAL: &str = "keyvalue";
-
 fn decode_token(token: &str, fingerprint: u64) -> Result<Option<Cursor>, ProxyError> {
     if token.is_empty() {
         return Ok(None);
@@ -86,186 +126,159 @@ fn decode_token(token: &str, fingerprint: u64) -> Result<Option<Cursor>, ProxyEr
 
 #[tonic::async_trait]
 impl KeyValueService for KvService {
-    async fn put(
-        &self,
-        request: Request<pb::PutRequest>,
-    ) -> Result<Response<pb::PutResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Put", &request);
-        let req = request.into_inner();
-        self.observe(call, async move {
-            let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
-            let check = Check(&ns);
-            check.id("id", &req.id)?;
-            check.count("items", req.items.len())?;
-            let items = req
-                .items
-                .into_iter()
-                .enumerate()
-                .map(|(i, item)| check.put_item(&format!("items[{i}]"), item))
-                .collect::<Result<Vec<_>, _>>()?;
-            validate::no_repeats(
-                "key",
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| (format!("items[{i}].key"), item.key.as_slice())),
-            )?;
-            let idempotency = check
-                .token(req.idempotency_token)?
-                .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
-            let out = ns.kv()?.put(&req.id, items, idempotency).await?;
-            Ok(pb::PutResponse {
-                versions: out.versions(),
-                replayed: out.replayed,
-            })
-        })
-        .await
+    async fn put(&self, r: Request<pb::PutRequest>) -> Result<Response<pb::PutResponse>, Status> {
+        self.pipeline.unary(&PUT, r, put).await
     }
 
-    async fn get(
-        &self,
-        request: Request<pb::GetRequest>,
-    ) -> Result<Response<pb::GetResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Get", &request);
-        let pii = call.pii.clone();
-        let req = request.into_inner();
-        self.observe(call, async move {
-            let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-            let check = Check(&ns);
-            check.id("id", &req.id)?;
-            let selection = convert::selection(req.selection);
-            check.selection("selection", &selection)?;
-            let budget_bytes = check.page_size(req.page_size_bytes)?;
-            let fingerprint = request_fingerprint(&req.namespace, "Get", &req.id, &selection);
-            let cursor = decode_token(&req.page_token, fingerprint)?;
-            let page = ns
-                .kv()?
-                .get(
-                    &req.id,
-                    &selection,
-                    PageRequest {
-                        budget_bytes,
-                        cursor,
-                    },
-                )
-                .await?;
-            let mut items: Vec<pb::Item> = page.items.into_iter().map(convert::item).collect();
-            let mut reveal = self.reveal(&ns, &principal);
-            reveal_items(&mut reveal, &mut items);
-            reveal.report(&pii);
-            Ok(pb::GetResponse {
-                items,
-                next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
-            })
-        })
-        .await
+    async fn get(&self, r: Request<pb::GetRequest>) -> Result<Response<pb::GetResponse>, Status> {
+        self.pipeline.unary(&GET, r, get).await
     }
 
     async fn delete(
         &self,
-        request: Request<pb::DeleteRequest>,
+        r: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Delete", &request);
-        let req = request.into_inner();
-        self.observe(call, async move {
-            let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
-            let check = Check(&ns);
-            check.id("id", &req.id)?;
-            let selection = convert::selection(req.selection);
-            check.selection("selection", &selection)?;
-            let deleted = ns.kv()?.delete(&req.id, &selection).await?;
-            Ok(pb::DeleteResponse { deleted })
-        })
-        .await
+        self.pipeline.unary(&DELETE, r, delete).await
     }
 
     async fn scan(
         &self,
-        request: Request<pb::ScanRequest>,
+        r: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Scan", &request);
-        let pii = call.pii.clone();
-        let req = request.into_inner();
-        self.observe(call, async move {
-            let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-            let check = Check(&ns);
-            check.capability(Capability::Scan, "Scan")?;
-            let budget_bytes = check.page_size(req.page_size_bytes)?;
-            let fingerprint = request_fingerprint(&req.namespace, "Scan", "", &Selection::All);
-            let cursor = decode_token(&req.page_token, fingerprint)?;
-            let page = ns
-                .kv()?
-                .scan(PageRequest {
-                    budget_bytes,
-                    cursor,
-                })
-                .await?;
-            let mut records = convert::records(page.items);
-            let mut reveal = self.reveal(&ns, &principal);
-            for record in &mut records {
-                reveal_items(&mut reveal, &mut record.items);
-            }
-            reveal.report(&pii);
-            Ok(pb::ScanResponse {
-                records,
-                next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
-            })
-        })
-        .await
+        self.pipeline.unary(&SCAN, r, scan).await
     }
 
     async fn mutate(
         &self,
-        request: Request<pb::MutateRequest>,
+        r: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Mutate", &request);
-        let req = request.into_inner();
-        self.observe(call, async move {
-            let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
-            let check = Check(&ns);
-            check.capability(Capability::Transactions, "Mutate")?;
-            check.count("mutations", req.mutations.len())?;
-            let mut mutations = Vec::with_capacity(req.mutations.len());
-            for (i, m) in req.mutations.into_iter().enumerate() {
-                let field = format!("mutations[{i}]");
-                check.id(&format!("{field}.id"), &m.id)?;
-                mutations.push(match m.op {
-                    Some(pb::mutation::Op::Put(item)) => Mutation::Put {
-                        item: check.put_item(&format!("{field}.put"), item)?,
-                        id: m.id,
-                    },
-                    Some(pb::mutation::Op::Delete(sel)) => {
-                        let selection = convert::selection(Some(sel));
-                        check.selection(&format!("{field}.delete"), &selection)?;
-                        Mutation::Delete {
-                            id: m.id,
-                            selection,
-                        }
-                    }
-                    None => {
-                        return Err(ProxyError::invalid(format!(
-                            "{field} has no operation; set either put or delete"
-                        )));
-                    }
-                });
-            }
-            validate::no_repeats("key of an id", mutated_keys(&mutations))?;
-            let idempotency = check
-                .token(req.idempotency_token)?
-                .map(|t| IdempotencyKey::for_mutate(t, &mutations));
-            let out = ns.kv()?.mutate(mutations, idempotency).await?;
-            Ok(pb::MutateResponse {
-                results: out.outcomes.into_iter().map(convert::outcome).collect(),
-                replayed: out.replayed,
-            })
-        })
-        .await
+        self.pipeline.unary(&MUTATE, r, mutate).await
     }
+}
+
+async fn put(ns: Arc<Namespace>, req: pb::PutRequest) -> Result<pb::PutResponse, ProxyError> {
+    let check = Check(&ns);
+    check.id("id", &req.id)?;
+    check.count("items", req.items.len())?;
+    let items = req
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| check.put_item(&format!("items[{i}]"), item))
+        .collect::<Result<Vec<_>, _>>()?;
+    validate::no_repeats(
+        "key",
+        items
+            .iter()
+            .enumerate()
+            .map(|(i, item)| (format!("items[{i}].key"), item.key.as_slice())),
+    )?;
+    let idempotency = check
+        .token(req.idempotency_token)?
+        .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
+    let out = ns.kv()?.put(&req.id, items, idempotency).await?;
+    Ok(pb::PutResponse {
+        versions: out.versions(),
+        replayed: out.replayed,
+    })
+}
+
+async fn get(ns: Arc<Namespace>, req: pb::GetRequest) -> Result<pb::GetResponse, ProxyError> {
+    let check = Check(&ns);
+    check.id("id", &req.id)?;
+    let selection = convert::selection(req.selection);
+    check.selection("selection", &selection)?;
+    let budget_bytes = check.page_size(req.page_size_bytes)?;
+    let fingerprint = request_fingerprint(&req.namespace, "Get", &req.id, &selection);
+    let cursor = decode_token(&req.page_token, fingerprint)?;
+    let page = ns
+        .kv()?
+        .get(
+            &req.id,
+            &selection,
+            PageRequest {
+                budget_bytes,
+                cursor,
+            },
+        )
+        .await?;
+    Ok(pb::GetResponse {
+        items: page.items.into_iter().map(convert::item).collect(),
+        next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
+    })
+}
+
+async fn delete(
+    ns: Arc<Namespace>,
+    req: pb::DeleteRequest,
+) -> Result<pb::DeleteResponse, ProxyError> {
+    let check = Check(&ns);
+    check.id("id", &req.id)?;
+    let selection = convert::selection(req.selection);
+    check.selection("selection", &selection)?;
+    let deleted = ns.kv()?.delete(&req.id, &selection).await?;
+    Ok(pb::DeleteResponse { deleted })
+}
+
+async fn scan(ns: Arc<Namespace>, req: pb::ScanRequest) -> Result<pb::ScanResponse, ProxyError> {
+    let check = Check(&ns);
+    check.capability(Capability::Scan, "Scan")?;
+    let budget_bytes = check.page_size(req.page_size_bytes)?;
+    let fingerprint = request_fingerprint(&req.namespace, "Scan", "", &Selection::All);
+    let cursor = decode_token(&req.page_token, fingerprint)?;
+    let page = ns
+        .kv()?
+        .scan(PageRequest {
+            budget_bytes,
+            cursor,
+        })
+        .await?;
+    Ok(pb::ScanResponse {
+        records: convert::records(page.items),
+        next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
+    })
+}
+
+async fn mutate(
+    ns: Arc<Namespace>,
+    req: pb::MutateRequest,
+) -> Result<pb::MutateResponse, ProxyError> {
+    let check = Check(&ns);
+    check.capability(Capability::Transactions, "Mutate")?;
+    check.count("mutations", req.mutations.len())?;
+    let mut mutations = Vec::with_capacity(req.mutations.len());
+    for (i, m) in req.mutations.into_iter().enumerate() {
+        let field = format!("mutations[{i}]");
+        check.id(&format!("{field}.id"), &m.id)?;
+        mutations.push(match m.op {
+            Some(pb::mutation::Op::Put(item)) => Mutation::Put {
+                item: check.put_item(&format!("{field}.put"), item)?,
+                id: m.id,
+            },
+            Some(pb::mutation::Op::Delete(sel)) => {
+                let selection = convert::selection(Some(sel));
+                check.selection(&format!("{field}.delete"), &selection)?;
+                Mutation::Delete {
+                    id: m.id,
+                    selection,
+                }
+            }
+            None => {
+                return Err(ProxyError::invalid(format!(
+                    "{field} has no operation; set either put or delete"
+                )));
+            }
+        });
+    }
+    validate::no_repeats("key of an id", mutated_keys(&mutations))?;
+    let idempotency = check
+        .token(req.idempotency_token)?
+        .map(|t| IdempotencyKey::for_mutate(t, &mutations));
+    let out = ns.kv()?.mutate(mutations, idempotency).await?;
+    Ok(pb::MutateResponse {
+        results: out.outcomes.into_iter().map(convert::outcome).collect(),
+        replayed: out.replayed,
+    })
 }
 
 /// Every (id, key) a Mutate names explicitly (put keys and listed delete

@@ -298,7 +298,7 @@ async fn with_auth_enabled_a_namespace_without_policy_denies_everyone() {
     assert!(err.message().contains("has no policy"), "{}", err.message());
     // Without authentication the same namespace serves the anonymous caller,
     // PII included (the local embedded default).
-    let open = KvService::new(f.service.gate.registry().clone(), f.audit.clone());
+    let open = KvService::new(f.service.pipeline.registry().clone(), f.audit.clone());
     let anonymous = Principal::anonymous();
     let put = pb::PutRequest {
         namespace: "profiles".into(),

@@ -1,42 +1,41 @@
-//! `prism.pubsub.v1.PubSubService`: validates each request against its
-//! namespace, routes it to the namespace's PubSub backend, masks PII in
-//! delivered payloads, and records the call ([`Gate::observe`]). A
-//! subscription writes one audit record when it opens and one when it
-//! ends, not one per message.
+//! `prism.pubsub.v1.PubSubService`: its RPCs declared for the call pipeline
+//! ([`crate::pipeline`]), and the operation of each: validate the request
+//! against its namespace, route it to the namespace's PubSub backend, map
+//! the result. A subscription writes one audit record when it opens and
+//! one when it ends, not one per message.
 
 mod validate;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pattern_core::Capability;
 use pattern_core::pubsub::{self as ps, Delivery, StartAt, Subscription};
 use prism_proto::pubsub::v1 as pb;
 use prism_proto::pubsub::v1::pub_sub_service_server::PubSubService;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditedRequest, AuditedResponse, Targets};
-use crate::auth::Principal;
+use crate::config::Dal;
 use crate::error::ProxyError;
-use crate::gate::{Gate, caller};
+use crate::pipeline::stream::{ItemStream, Source};
+use crate::pipeline::{Declared, Masked, Pipeline, Reveal, Rpc, StreamEnd, StreamItem};
 use crate::policy::Permission;
 use crate::registry::{Namespace, Registry};
 use validate::PsCheck;
 
-/// The DAL in audit records and metrics.
-const DAL: &str = "pubsub";
 /// Deliveries pulled from the backend at a time by one subscription.
 const PULL_BATCH: usize = 64;
-/// How long one pull waits for messages before the stream checks that its
-/// client is still there.
+/// How long one pull waits for messages (the stream ends at once when its
+/// client goes away, whatever the wait).
 const PULL_WAIT: Duration = Duration::from_secs(1);
 
 /// The PubSub gRPC service.
 #[derive(Clone)]
 pub struct PsService {
-    gate: Gate,
+    pipeline: Pipeline,
     /// Names this proxy's consumers uniquely within their groups.
     consumer_prefix: Arc<str>,
 }
@@ -49,26 +48,15 @@ impl PsService {
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis());
         PsService {
-            gate: Gate::new(registry, audit),
+            pipeline: Pipeline::new(registry, audit),
             consumer_prefix: format!("prism-{}-{started}", std::process::id()).into(),
         }
     }
 
     /// Sets whether authentication is enabled on the listener.
     pub fn with_auth_enabled(mut self, enabled: bool) -> Self {
-        self.gate = self.gate.with_auth_enabled(enabled);
+        self.pipeline = self.pipeline.with_auth_enabled(enabled);
         self
-    }
-
-    fn authorized(
-        &self,
-        name: &str,
-        principal: &Principal,
-        permission: Permission,
-    ) -> Result<Arc<Namespace>, ProxyError> {
-        let ns = self.gate.authorized(name, principal, permission)?;
-        ns.pubsub()?;
-        Ok(ns)
     }
 
     /// The subscription a Subscribe request asks for, with the namespace's
@@ -142,194 +130,189 @@ fn message(d: Delivery) -> pb::Message {
     }
 }
 
-type SubscribeStream = ReceiverStream<Result<pb::SubscribeResponse, Status>>;
+const SERVICE: &str = "prism.pubsub.v1.PubSubService";
 
-/// The open subscription, for the audit record of its opening.
-pub struct OpenSubscription(SubscribeStream);
+pub const PUBLISH: Rpc<pb::PublishRequest, pb::PublishResponse> = Rpc::unary(
+    Dal::Pubsub,
+    SERVICE,
+    "Publish",
+    Permission::Write,
+    &["topic"],
+    &[],
+);
+pub const SUBSCRIBE: Rpc<pb::SubscribeRequest, pb::SubscribeResponse> = Rpc::streaming(
+    Dal::Pubsub,
+    SERVICE,
+    "Subscribe",
+    Permission::Read,
+    &["topic", "group"],
+    &[],
+    StreamEnd {
+        method: "SubscribeEnd",
+        noun: "subscription",
+    },
+);
+pub const ACK: Rpc<pb::AckRequest, pb::AckResponse> = Rpc::unary(
+    Dal::Pubsub,
+    SERVICE,
+    "Ack",
+    Permission::Read,
+    &["topic", "group"],
+    &[],
+);
+pub const NACK: Rpc<pb::NackRequest, pb::NackResponse> = Rpc::unary(
+    Dal::Pubsub,
+    SERVICE,
+    "Nack",
+    Permission::Read,
+    &["topic", "group"],
+    &[],
+);
 
-impl AuditedResponse for OpenSubscription {}
+/// Every PubSub RPC.
+pub static RPCS: &[&dyn Declared] = &[&PUBLISH, &SUBSCRIBE, &ACK, &NACK];
+
+crate::no_values!(pb::PublishResponse, pb::AckResponse, pb::NackResponse);
+
+impl Masked for pb::SubscribeResponse {
+    const VALUES: &'static [&'static str] = &["message.payload"];
+    fn mask(&mut self, reveal: &mut Reveal) {
+        if let Some(pb::subscribe_response::Item::Message(m)) = &mut self.item {
+            reveal.returned(&mut m.payload);
+        }
+    }
+}
+
+impl StreamItem for pb::SubscribeResponse {
+    fn delivers(&self) -> bool {
+        matches!(self.item, Some(pb::subscribe_response::Item::Message(_)))
+    }
+}
 
 #[tonic::async_trait]
 impl PubSubService for PsService {
     async fn publish(
         &self,
-        request: Request<pb::PublishRequest>,
+        r: Request<pb::PublishRequest>,
     ) -> Result<Response<pb::PublishResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Publish", &request);
-        let req = request.into_inner();
-        self.gate
-            .observe(DAL, call, async move {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
-                let check = PsCheck(&ns);
-                check.topic("topic", &req.topic)?;
-                check.count("messages", req.messages.len())?;
-                let messages = req
-                    .messages
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, m)| check.message(&format!("messages[{i}]"), m))
-                    .collect::<Result<Vec<_>, _>>()?;
-                let message_ids = ns.pubsub()?.publish(&req.topic, messages).await?;
-                Ok(pb::PublishResponse { message_ids })
-            })
-            .await
+        self.pipeline.unary(&PUBLISH, r, publish).await
     }
 
-    type SubscribeStream = SubscribeStream;
+    type SubscribeStream = ItemStream<pb::SubscribeResponse>;
 
     async fn subscribe(
         &self,
-        request: Request<pb::SubscribeRequest>,
+        r: Request<pb::SubscribeRequest>,
     ) -> Result<Response<Self::SubscribeStream>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Subscribe", &request);
-        let end_call = self.gate.audit().call("SubscribeEnd", &request);
-        let req = request.into_inner();
-        let opened = self
-            .gate
-            .observe(DAL, call, async {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-                let sub = self.subscription(&ns, &req)?;
-                let backend = ns.pubsub()?.clone();
-                // The first pull creates the group, so that what is
-                // published after the Subscribed marker is delivered.
-                let first = backend.pull(&sub, PULL_BATCH, Duration::ZERO).await?;
-                let stream = Subscriber {
-                    gate: self.gate.clone(),
-                    ns,
-                    principal,
-                    backend,
-                    sub,
-                }
-                .run(first, end_call);
-                Ok(OpenSubscription(stream))
-            })
-            .await?;
-        Ok(Response::new(opened.into_inner().0))
+        self.pipeline
+            .stream(&SUBSCRIBE, r, |ns, req| self.open_subscription(ns, req))
+            .await
     }
 
-    async fn ack(
-        &self,
-        request: Request<pb::AckRequest>,
-    ) -> Result<Response<pb::AckResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Ack", &request);
-        let req = request.into_inner();
-        self.gate
-            .observe(DAL, call, async move {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-                PsCheck(&ns).acks(&req.topic, &req.group, &req.ack_ids)?;
-                let acknowledged = ns
-                    .pubsub()?
-                    .ack(&req.topic, &req.group, &req.ack_ids)
-                    .await?;
-                Ok(pb::AckResponse { acknowledged })
-            })
-            .await
+    async fn ack(&self, r: Request<pb::AckRequest>) -> Result<Response<pb::AckResponse>, Status> {
+        self.pipeline.unary(&ACK, r, ack).await
     }
 
     async fn nack(
         &self,
-        request: Request<pb::NackRequest>,
+        r: Request<pb::NackRequest>,
     ) -> Result<Response<pb::NackResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Nack", &request);
-        let req = request.into_inner();
-        self.gate
-            .observe(DAL, call, async move {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-                PsCheck(&ns).acks(&req.topic, &req.group, &req.ack_ids)?;
-                let redelivering = ns
-                    .pubsub()?
-                    .nack(&req.topic, &req.group, &req.ack_ids)
-                    .await?;
-                Ok(pb::NackResponse { redelivering })
-            })
-            .await
+        self.pipeline.unary(&NACK, r, nack).await
     }
 }
 
-/// One open subscription stream.
-struct Subscriber {
-    gate: Gate,
+async fn publish(
     ns: Arc<Namespace>,
-    principal: Principal,
-    backend: Arc<dyn ps::PubSubBackend>,
-    sub: Subscription,
+    req: pb::PublishRequest,
+) -> Result<pb::PublishResponse, ProxyError> {
+    let check = PsCheck(&ns);
+    check.topic("topic", &req.topic)?;
+    check.count("messages", req.messages.len())?;
+    let messages = req
+        .messages
+        .into_iter()
+        .enumerate()
+        .map(|(i, m)| check.message(&format!("messages[{i}]"), m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let message_ids = ns.pubsub()?.publish(&req.topic, messages).await?;
+    Ok(pb::PublishResponse { message_ids })
 }
 
-impl Subscriber {
-    /// Sends the Subscribed marker and `first`, then pulls until the client
-    /// goes away or the backend fails; writes the closing audit record.
-    /// Deliveries pulled but not sent are delivered again after their ack
-    /// deadline (at-least-once).
-    fn run(self, first: Vec<Delivery>, end_call: crate::audit::Call) -> SubscribeStream {
-        let (tx, out) = tokio::sync::mpsc::channel(PULL_BATCH);
-        tokio::spawn(async move {
-            let started = Instant::now();
-            let pii = end_call.pii.clone();
-            let mut reveal = self.gate.reveal(&self.ns, &self.principal);
-            let marker = pb::SubscribeResponse {
-                item: Some(pb::subscribe_response::Item::Subscribed(pb::Subscribed {
-                    consumer: self.sub.consumer.clone(),
-                    ack_deadline_seconds: self.sub.ack_deadline.as_secs() as u32,
-                    max_attempts: self.sub.max_attempts,
-                })),
-            };
-            let mut sent = 0u64;
-            let mut code = tonic::Code::Ok;
-            let mut batch = first;
-            let released = self.ns.released();
-            tokio::pin!(released);
-            if tx.send(Ok(marker)).await.is_ok() {
-                'stream: loop {
-                    for delivery in batch.drain(..) {
-                        let mut m = message(delivery);
-                        reveal.returned(&mut m.payload);
-                        let item = pb::SubscribeResponse {
-                            item: Some(pb::subscribe_response::Item::Message(m)),
-                        };
-                        if tx.send(Ok(item)).await.is_err() {
-                            break 'stream;
-                        }
-                        sent += 1;
-                    }
-                    let pulled = tokio::select! {
-                        pulled = self.backend.pull(&self.sub, PULL_BATCH, PULL_WAIT) => pulled,
-                        () = tx.closed() => break,
-                        () = &mut released => {
-                            let status = self.ns.moved("subscription");
-                            code = status.code();
-                            let _ = tx.send(Err(status)).await;
-                            break;
-                        }
-                    };
-                    match pulled {
-                        Ok(next) => batch = next,
-                        Err(e) => {
-                            let status = Status::from(ProxyError::from(e));
-                            code = status.code();
-                            tracing::warn!(namespace = %self.ns.config.name, topic = %self.sub.topic, error = %status.message(), "subscription ended by a backend error");
-                            let _ = tx.send(Err(status)).await;
-                            break;
-                        }
-                    }
-                }
+async fn ack(ns: Arc<Namespace>, req: pb::AckRequest) -> Result<pb::AckResponse, ProxyError> {
+    PsCheck(&ns).acks(&req.topic, &req.group, &req.ack_ids)?;
+    let acknowledged = ns
+        .pubsub()?
+        .ack(&req.topic, &req.group, &req.ack_ids)
+        .await?;
+    Ok(pb::AckResponse { acknowledged })
+}
+
+async fn nack(ns: Arc<Namespace>, req: pb::NackRequest) -> Result<pb::NackResponse, ProxyError> {
+    PsCheck(&ns).acks(&req.topic, &req.group, &req.ack_ids)?;
+    let redelivering = ns
+        .pubsub()?
+        .nack(&req.topic, &req.group, &req.ack_ids)
+        .await?;
+    Ok(pb::NackResponse { redelivering })
+}
+
+impl PsService {
+    /// Opens a subscription: its first pull creates the group, so that what
+    /// is published after the Subscribed marker is delivered.
+    async fn open_subscription(
+        &self,
+        ns: Arc<Namespace>,
+        req: pb::SubscribeRequest,
+    ) -> Result<Subscriber, ProxyError> {
+        let sub = self.subscription(&ns, &req)?;
+        let backend = ns.pubsub()?.clone();
+        let first = backend.pull(&sub, PULL_BATCH, Duration::ZERO).await?;
+        let marker = pb::SubscribeResponse {
+            item: Some(pb::subscribe_response::Item::Subscribed(pb::Subscribed {
+                consumer: sub.consumer.clone(),
+                ack_deadline_seconds: sub.ack_deadline.as_secs() as u32,
+                max_attempts: sub.max_attempts,
+            })),
+        };
+        Ok(Subscriber {
+            backend,
+            sub,
+            marker: Some(marker),
+            pending: first.into(),
+        })
+    }
+}
+
+/// One open subscription, as the pipeline's stream source: the Subscribed
+/// marker, then deliveries pulled a batch at a time. Deliveries pulled but
+/// not sent (the client went away) are delivered again after their ack
+/// deadline (at-least-once).
+struct Subscriber {
+    backend: Arc<dyn ps::PubSubBackend>,
+    sub: Subscription,
+    marker: Option<pb::SubscribeResponse>,
+    pending: VecDeque<Delivery>,
+}
+
+impl Source for Subscriber {
+    type Item = pb::SubscribeResponse;
+
+    async fn next(&mut self) -> Option<Result<pb::SubscribeResponse, ProxyError>> {
+        if let Some(marker) = self.marker.take() {
+            return Some(Ok(marker));
+        }
+        loop {
+            if let Some(delivery) = self.pending.pop_front() {
+                return Some(Ok(pb::SubscribeResponse {
+                    item: Some(pb::subscribe_response::Item::Message(message(delivery))),
+                }));
             }
-            crate::metrics::record_stream_items(&self.ns.config.name, DAL, "Subscribe", sent);
-            tracing::debug!(
-                namespace = %self.ns.config.name,
-                messages = sent,
-                seconds = started.elapsed().as_secs_f64(),
-                "subscription ended"
-            );
-            reveal.report(&pii);
-            self.gate
-                .record_stream_end(DAL, end_call, &self.ns, code)
-                .await;
-        });
-        ReceiverStream::new(out)
+            // Cancel-safe: a pull dropped half-way leaves nothing pending.
+            match self.backend.pull(&self.sub, PULL_BATCH, PULL_WAIT).await {
+                Ok(batch) => self.pending.extend(batch),
+                Err(e) => return Some(Err(e.into())),
+            }
+        }
     }
 }
 

@@ -1,8 +1,8 @@
-//! `prism.timeseries.v1.TimeSeriesService`: validates each request against
-//! its namespace, routes it to the namespace's TimeSeries backend, masks
-//! PII in returned payloads, and records the call ([`Gate::observe`]).
-//! A tail writes one audit record when it opens and one when it ends, not
-//! one per event.
+//! `prism.timeseries.v1.TimeSeriesService`: its RPCs declared for the call
+//! pipeline ([`crate::pipeline`]), and the operation of each: validate the
+//! request against its namespace, route it to the namespace's TimeSeries
+//! backend, map the result. A tail writes one audit record when it opens
+//! and one when it ends, not one per event.
 
 mod validate;
 
@@ -10,55 +10,102 @@ pub use validate::timestamp;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 use pattern_core::Selection;
 use pattern_core::paging::{Cursor, request_fingerprint};
 use pattern_core::timeseries::{self as ts, TailItem, TailQuery, TailStart};
 use prism_proto::timeseries::v1 as pb;
 use prism_proto::timeseries::v1::time_series_service_server::TimeSeriesService;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::audit::{self, AuditLog, AuditedRequest, AuditedResponse, Targets};
-use crate::auth::Principal;
+use crate::audit::{AuditLog, AuditedRequest, AuditedResponse, Targets};
+use crate::config::Dal;
 use crate::error::ProxyError;
-use crate::gate::{Gate, caller};
+use crate::pipeline::stream::{ItemStream, Source};
+use crate::pipeline::{Declared, Masked, Pipeline, Reveal, Rpc, StreamEnd, StreamItem};
 use crate::policy::Permission;
 use crate::registry::{Namespace, Registry};
 use validate::TsCheck;
 
-/// The DAL in audit records and metrics.
-const DAL: &str = "timeseries";
-
 /// The TimeSeries gRPC service.
 #[derive(Clone)]
 pub struct TsService {
-    gate: Gate,
+    pipeline: Pipeline,
 }
 
 impl TsService {
     pub fn new(registry: Arc<Registry>, audit: Arc<AuditLog>) -> Self {
         TsService {
-            gate: Gate::new(registry, audit),
+            pipeline: Pipeline::new(registry, audit),
         }
     }
 
     /// Sets whether authentication is enabled on the listener.
     pub fn with_auth_enabled(mut self, enabled: bool) -> Self {
-        self.gate = self.gate.with_auth_enabled(enabled);
+        self.pipeline = self.pipeline.with_auth_enabled(enabled);
         self
     }
+}
 
-    fn authorized(
-        &self,
-        name: &str,
-        principal: &Principal,
-        permission: Permission,
-    ) -> Result<Arc<Namespace>, ProxyError> {
-        let ns = self.gate.authorized(name, principal, permission)?;
-        ns.timeseries()?;
-        Ok(ns)
+const SERVICE: &str = "prism.timeseries.v1.TimeSeriesService";
+
+pub const WRITE: Rpc<pb::WriteRequest, pb::WriteResponse> = Rpc::unary(
+    Dal::Timeseries,
+    SERVICE,
+    "Write",
+    Permission::Write,
+    &["events[].series_id", "events[].event_id"],
+    &[],
+);
+pub const READ: Rpc<pb::ReadRequest, pb::ReadResponse> = Rpc::unary(
+    Dal::Timeseries,
+    SERVICE,
+    "Read",
+    Permission::Read,
+    &["series_id"],
+    &[],
+);
+pub const TAIL: Rpc<pb::TailRequest, pb::TailResponse> = Rpc::streaming(
+    Dal::Timeseries,
+    SERVICE,
+    "Tail",
+    Permission::Read,
+    &["series_id"],
+    &[],
+    StreamEnd {
+        method: "TailEnd",
+        noun: "tail",
+    },
+);
+
+/// Every TimeSeries RPC.
+pub static RPCS: &[&dyn Declared] = &[&WRITE, &READ, &TAIL];
+
+crate::no_values!(pb::WriteResponse);
+
+impl Masked for pb::ReadResponse {
+    const VALUES: &'static [&'static str] = &["events[].event.payload"];
+    fn mask(&mut self, reveal: &mut Reveal) {
+        for e in self.events.iter_mut().filter_map(|e| e.event.as_mut()) {
+            reveal.returned(&mut e.payload);
+        }
+    }
+}
+
+impl Masked for pb::TailResponse {
+    const VALUES: &'static [&'static str] = &["event.event.payload"];
+    fn mask(&mut self, reveal: &mut Reveal) {
+        if let Some(pb::tail_response::Item::Event(event)) = &mut self.item
+            && let Some(e) = event.event.as_mut()
+        {
+            reveal.returned(&mut e.payload);
+        }
+    }
+}
+
+impl StreamItem for pb::TailResponse {
+    fn delivers(&self) -> bool {
+        matches!(self.item, Some(pb::tail_response::Item::Event(_)))
     }
 }
 
@@ -110,239 +157,149 @@ fn stored(event: ts::StoredEvent) -> pb::StoredEvent {
     }
 }
 
-/// Masks the payload of returned events.
-fn reveal_events(reveal: &mut crate::gate::Reveal, events: &mut [pb::StoredEvent]) {
-    for e in events.iter_mut().filter_map(|e| e.event.as_mut()) {
-        reveal.returned(&mut e.payload);
-    }
-}
-
-type TailStream = ReceiverStream<Result<pb::TailResponse, Status>>;
-
-/// The open tail, for the audit record of its opening.
-pub struct OpenTail(TailStream);
-
-impl AuditedResponse for OpenTail {}
-
 #[tonic::async_trait]
 impl TimeSeriesService for TsService {
     async fn write(
         &self,
-        request: Request<pb::WriteRequest>,
+        r: Request<pb::WriteRequest>,
     ) -> Result<Response<pb::WriteResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Write", &request);
-        let req = request.into_inner();
-        self.gate
-            .observe(DAL, call, async move {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Write)?;
-                let check = TsCheck(&ns);
-                check.count("events", req.events.len())?;
-                let events = req
-                    .events
-                    .into_iter()
-                    .enumerate()
-                    .map(|(i, e)| check.event(&format!("events[{i}]"), e))
-                    .collect::<Result<Vec<_>, _>>()?;
-                crate::kv::validate::no_repeats(
-                    "event (series, time and event id)",
-                    events.iter().enumerate().map(|(i, e)| {
-                        (
-                            format!("events[{i}]"),
-                            (e.series_id.as_str(), e.time_us, e.event_id.as_str()),
-                        )
-                    }),
-                )?;
-                let summary = ns.timeseries()?.write(events).await?;
-                Ok(pb::WriteResponse {
-                    written: summary.written,
-                    duplicates: summary.duplicates,
-                })
-            })
-            .await
+        self.pipeline.unary(&WRITE, r, write).await
     }
 
     async fn read(
         &self,
-        request: Request<pb::ReadRequest>,
+        r: Request<pb::ReadRequest>,
     ) -> Result<Response<pb::ReadResponse>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Read", &request);
-        let pii = call.pii.clone();
-        let req = request.into_inner();
-        self.gate
-            .observe(DAL, call, async move {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-                let check = TsCheck(&ns);
-                check.series("series_id", &req.series_id)?;
-                let start = req
-                    .start
-                    .as_ref()
-                    .map(|t| validate::micros("start", t))
-                    .transpose()?;
-                let end = req
-                    .end
-                    .as_ref()
-                    .map(|t| validate::micros("end", t))
-                    .transpose()?;
-                if let (Some(s), Some(e)) = (start, end)
-                    && s >= e
-                {
-                    return Err(ProxyError::invalid(
-                        "start must be before end (start is inclusive, end exclusive); swap \
-                         them, or leave end unset to read up to now",
-                    ));
-                }
-                let tags = check.tags("tags", &req.tags)?;
-                let order = match pb::Order::try_from(req.order) {
-                    Ok(pb::Order::NewestFirst) => ts::Order::NewestFirst,
-                    Ok(_) => ts::Order::OldestFirst,
-                    Err(_) => {
-                        return Err(ProxyError::invalid(format!(
-                            "order {} is not a known Order; use ORDER_OLDEST_FIRST or \
-                             ORDER_NEWEST_FIRST",
-                            req.order
-                        )));
-                    }
-                };
-                let budget_bytes =
-                    crate::kv::validate::Check(&ns).page_size(req.page_size_bytes)?;
-                let fingerprint = read_fingerprint(&req, start, end);
-                let after = decode_token(&req.page_token, fingerprint)?;
-                let page = ns
-                    .timeseries()?
-                    .read(&ts::ReadQuery {
-                        series_id: req.series_id.clone(),
-                        start_us: start,
-                        end_us: end,
-                        tags,
-                        order,
-                        budget_bytes,
-                        after,
-                    })
-                    .await?;
-                let mut events: Vec<_> = page.events.into_iter().map(stored).collect();
-                let mut reveal = self.gate.reveal(&ns, &principal);
-                reveal_events(&mut reveal, &mut events);
-                reveal.report(&pii);
-                Ok(pb::ReadResponse {
-                    events,
-                    next_page_token: page
-                        .next
-                        .map(|n| encode_token(n, fingerprint))
-                        .unwrap_or_default(),
-                })
-            })
-            .await
+        self.pipeline.unary(&READ, r, read).await
     }
 
-    type TailStream = TailStream;
+    type TailStream = ItemStream<pb::TailResponse>;
 
     async fn tail(
         &self,
-        request: Request<pb::TailRequest>,
+        r: Request<pb::TailRequest>,
     ) -> Result<Response<Self::TailStream>, Status> {
-        let principal = caller(&request);
-        let call = self.gate.audit().call("Tail", &request);
-        // The record written when the tail ends (with its duration).
-        let end_call = self.gate.audit().call("TailEnd", &request);
-        let req = request.into_inner();
-        let gate = self.gate.clone();
-        let opened = self
-            .gate
-            .observe(DAL, call, async {
-                let ns = self.authorized(&req.namespace, &principal, Permission::Read)?;
-                let check = TsCheck(&ns);
-                check.series("series_id", &req.series_id)?;
-                let tags = check.tags("tags", &req.tags)?;
-                let backend = ns.timeseries()?.clone();
-                let (from_us, start) = match &req.from {
-                    Some(t) => (validate::micros("from", t)?, TailStart::From),
-                    // Only what is written from now on.
-                    None => (i64::MIN, TailStart::Now),
-                };
-                let query = TailQuery {
-                    series_id: req.series_id.clone(),
-                    from_us,
-                    tags,
-                };
-                // A namespace with a `timeseries.log` tails the log; the
-                // others tail the store.
-                let rx = ts::open_tail(backend, query, start).await?;
-                Ok(OpenTail(tail_stream(gate, ns, principal, rx, end_call)))
-            })
-            .await?;
-        Ok(Response::new(opened.into_inner().0))
+        self.pipeline.stream(&TAIL, r, tail).await
     }
 }
 
-/// Turns the backend tail into the response stream: masks payloads, counts
-/// events, and writes the closing audit record when the stream ends (the
-/// client cancelled, or the backend failed).
-fn tail_stream(
-    gate: Gate,
-    ns: Arc<Namespace>,
-    principal: Principal,
-    mut rx: ts::TailReceiver,
-    end_call: audit::Call,
-) -> TailStream {
-    let (tx, out) = tokio::sync::mpsc::channel(64);
-    let started = Instant::now();
-    tokio::spawn(async move {
-        let pii = end_call.pii.clone();
-        let mut reveal = gate.reveal(&ns, &principal);
-        let mut sent = 0u64;
-        let mut code = tonic::Code::Ok;
-        let released = ns.released();
-        tokio::pin!(released);
-        loop {
-            let item = tokio::select! {
-                item = rx.recv() => item,
-                () = tx.closed() => break,
-                () = &mut released => {
-                    let status = ns.moved("tail");
-                    code = status.code();
-                    let _ = tx.send(Err(status)).await;
-                    break;
-                }
-            };
-            let response = match item {
-                None => break,
-                Some(Err(e)) => {
-                    let status = Status::from(ProxyError::from(e));
-                    code = status.code();
-                    let _ = tx.send(Err(status)).await;
-                    break;
-                }
-                Some(Ok(TailItem::CaughtUp(sequence))) => pb::TailResponse {
-                    item: Some(pb::tail_response::Item::CaughtUp(pb::CaughtUp { sequence })),
-                },
-                Some(Ok(TailItem::Event(event))) => {
-                    let mut event = stored(event);
-                    if let Some(e) = event.event.as_mut() {
-                        reveal.returned(&mut e.payload);
-                    }
-                    sent += 1;
-                    pb::TailResponse {
-                        item: Some(pb::tail_response::Item::Event(event)),
-                    }
-                }
-            };
-            if tx.send(Ok(response)).await.is_err() {
-                break;
-            }
+async fn write(ns: Arc<Namespace>, req: pb::WriteRequest) -> Result<pb::WriteResponse, ProxyError> {
+    let check = TsCheck(&ns);
+    check.count("events", req.events.len())?;
+    let events = req
+        .events
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| check.event(&format!("events[{i}]"), e))
+        .collect::<Result<Vec<_>, _>>()?;
+    crate::kv::validate::no_repeats(
+        "event (series, time and event id)",
+        events.iter().enumerate().map(|(i, e)| {
+            (
+                format!("events[{i}]"),
+                (e.series_id.as_str(), e.time_us, e.event_id.as_str()),
+            )
+        }),
+    )?;
+    let summary = ns.timeseries()?.write(events).await?;
+    Ok(pb::WriteResponse {
+        written: summary.written,
+        duplicates: summary.duplicates,
+    })
+}
+
+async fn read(ns: Arc<Namespace>, req: pb::ReadRequest) -> Result<pb::ReadResponse, ProxyError> {
+    let check = TsCheck(&ns);
+    check.series("series_id", &req.series_id)?;
+    let start = req
+        .start
+        .as_ref()
+        .map(|t| validate::micros("start", t))
+        .transpose()?;
+    let end = req
+        .end
+        .as_ref()
+        .map(|t| validate::micros("end", t))
+        .transpose()?;
+    if let (Some(s), Some(e)) = (start, end)
+        && s >= e
+    {
+        return Err(ProxyError::invalid(
+            "start must be before end (start is inclusive, end exclusive); swap them, or leave \
+             end unset to read up to now",
+        ));
+    }
+    let tags = check.tags("tags", &req.tags)?;
+    let order = match pb::Order::try_from(req.order) {
+        Ok(pb::Order::NewestFirst) => ts::Order::NewestFirst,
+        Ok(_) => ts::Order::OldestFirst,
+        Err(_) => {
+            return Err(ProxyError::invalid(format!(
+                "order {} is not a known Order; use ORDER_OLDEST_FIRST or ORDER_NEWEST_FIRST",
+                req.order
+            )));
         }
-        crate::metrics::record_stream_items(&ns.config.name, DAL, "Tail", sent);
-        tracing::debug!(
-            namespace = %ns.config.name,
-            events = sent,
-            seconds = started.elapsed().as_secs_f64(),
-            "tail ended"
-        );
-        reveal.report(&pii);
-        gate.record_stream_end(DAL, end_call, &ns, code).await;
-    });
-    ReceiverStream::new(out)
+    };
+    let budget_bytes = crate::kv::validate::Check(&ns).page_size(req.page_size_bytes)?;
+    let fingerprint = read_fingerprint(&req, start, end);
+    let after = decode_token(&req.page_token, fingerprint)?;
+    let page = ns
+        .timeseries()?
+        .read(&ts::ReadQuery {
+            series_id: req.series_id.clone(),
+            start_us: start,
+            end_us: end,
+            tags,
+            order,
+            budget_bytes,
+            after,
+        })
+        .await?;
+    Ok(pb::ReadResponse {
+        events: page.events.into_iter().map(stored).collect(),
+        next_page_token: page
+            .next
+            .map(|n| encode_token(n, fingerprint))
+            .unwrap_or_default(),
+    })
+}
+
+/// Opens a tail: a namespace with a `timeseries.log` tails the log; the
+/// others tail the store.
+async fn tail(ns: Arc<Namespace>, req: pb::TailRequest) -> Result<Tail, ProxyError> {
+    let check = TsCheck(&ns);
+    check.series("series_id", &req.series_id)?;
+    let tags = check.tags("tags", &req.tags)?;
+    let backend = ns.timeseries()?.clone();
+    let (from_us, start) = match &req.from {
+        Some(t) => (validate::micros("from", t)?, TailStart::From),
+        // Only what is written from now on.
+        None => (i64::MIN, TailStart::Now),
+    };
+    let query = TailQuery {
+        series_id: req.series_id,
+        from_us,
+        tags,
+    };
+    Ok(Tail(ts::open_tail(backend, query, start).await?))
+}
+
+/// An open tail, as the pipeline's stream source.
+struct Tail(ts::TailReceiver);
+
+impl Source for Tail {
+    type Item = pb::TailResponse;
+
+    async fn next(&mut self) -> Option<Result<pb::TailResponse, ProxyError>> {
+        let item = match self.0.recv().await? {
+            Err(e) => return Some(Err(e.into())),
+            Ok(TailItem::CaughtUp(sequence)) => {
+                pb::tail_response::Item::CaughtUp(pb::CaughtUp { sequence })
+            }
+            Ok(TailItem::Event(event)) => pb::tail_response::Item::Event(stored(event)),
+        };
+        Some(Ok(pb::TailResponse { item: Some(item) }))
+    }
 }
 
 impl AuditedRequest for pb::WriteRequest {
