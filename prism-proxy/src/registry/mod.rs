@@ -495,9 +495,11 @@ impl Registry {
         self.lookup_as(name, |_| true)
     }
 
-    /// The namespace called `name`, or NOT_FOUND listing only the known
-    /// namespaces `visible` accepts (those the caller holds a permission
-    /// on), so a caller cannot learn what else the proxy serves.
+    /// The namespace called `name` if `visible` accepts it (the caller
+    /// holds a permission on it), else NOT_FOUND listing only the known
+    /// namespaces `visible` accepts. A namespace the caller may not see is
+    /// answered exactly as one that does not exist, so a caller can neither
+    /// list nor probe for what else the proxy serves.
     pub fn lookup_as(
         &self,
         name: &str,
@@ -505,6 +507,7 @@ impl Registry {
     ) -> Result<Arc<Namespace>, ProxyError> {
         let map = self.namespaces.load();
         map.get(name)
+            .filter(|ns| visible(ns))
             .cloned()
             .ok_or_else(|| ProxyError::NamespaceNotFound {
                 name: name.to_string(),
