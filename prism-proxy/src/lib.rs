@@ -18,6 +18,7 @@ pub mod error;
 pub mod gate;
 pub mod inflight;
 pub mod kv;
+pub mod limits;
 pub mod listener;
 pub mod malformed;
 pub mod manage;
