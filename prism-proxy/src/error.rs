@@ -3,6 +3,7 @@
 
 use pattern_core::BackendError;
 
+use crate::limits::LimitRejection;
 use crate::policy::Permission;
 
 /// An error answering a data API call.
@@ -37,6 +38,11 @@ pub enum ProxyError {
 
     #[error(transparent)]
     Backend(#[from] BackendError),
+
+    /// A namespace's call limit (rate, in flight, deadline, breaker)
+    /// refused the call; its status carries the retry hint.
+    #[error(transparent)]
+    Limit(#[from] LimitRejection),
 }
 
 fn permission_message(
@@ -98,6 +104,7 @@ impl ProxyError {
             ProxyError::FailedPrecondition(_) => tonic::Code::FailedPrecondition,
             ProxyError::PermissionDenied { .. } => tonic::Code::PermissionDenied,
             ProxyError::Backend(e) => e.code(),
+            ProxyError::Limit(e) => e.code(),
         }
     }
 
@@ -109,7 +116,10 @@ impl ProxyError {
 
 impl From<ProxyError> for tonic::Status {
     fn from(err: ProxyError) -> Self {
-        pattern_core::status(err.code(), err.to_string())
+        match err {
+            ProxyError::Limit(rejection) => rejection.to_status(),
+            err => pattern_core::status(err.code(), err.to_string()),
+        }
     }
 }
 

@@ -17,6 +17,7 @@ pub mod duration;
 pub mod error;
 pub mod inflight;
 pub mod kv;
+pub mod limits;
 pub mod listener;
 pub mod malformed;
 pub mod manage;

@@ -48,6 +48,7 @@ pub fn install() -> PrometheusHandle {
             );
             crate::audit::describe_metrics();
             crate::listener::describe_metrics();
+            crate::limits::describe_metrics();
             handle
         })
         .clone()

@@ -16,6 +16,7 @@ mod audit;
 mod auth;
 mod bounds;
 mod dal;
+mod limits;
 mod listeners;
 mod migration;
 mod namespace;
@@ -33,11 +34,10 @@ pub use audit::{
 pub use auth::{AuthConfig, AuthFile, JwksLocation, JwtConfig, TlsConfig};
 pub use bounds::{MAX_YAML_BYTES, MAX_YAML_DEPTH, check_yaml_bounds};
 pub use dal::{PubSubSettings, TimeSeriesSettings, format_duration, parse_duration};
+pub use limits::{BreakerLimits, BucketSpec, DeadlineLimits, Limits, PrincipalRate, RateLimit};
 pub use listeners::Listeners;
 pub use migration::{DEFAULT_READ_SAMPLE, MigrationConfig, MigrationPhase};
-pub use namespace::{
-    BackendMode, BackendSpec, Dal, Limits, NamespaceConfig, PatternConfig, validate_name,
-};
+pub use namespace::{BackendMode, BackendSpec, Dal, NamespaceConfig, PatternConfig, validate_name};
 pub use needs::{BackendCatalog, Needs, Selection};
 
 /// A configuration error: which file, which field, what is wrong.

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Deserializer};
 
 use super::dal::{PubSubSettings, TimeSeriesSettings};
+use super::limits::Limits;
 use super::migration::MigrationConfig;
 use super::needs::{self, BackendCatalog, Needs, Selection};
 use super::{ConfigError, NamespaceAudit, parse_yaml};
@@ -87,39 +88,6 @@ pub struct BackendSpec {
     /// Pattern process settings, for modes `process` and `remote`.
     #[serde(default)]
     pub pattern: Option<PatternConfig>,
-}
-
-/// Per-namespace limits. Requests beyond a limit fail with INVALID_ARGUMENT
-/// naming the limit and its value.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(deny_unknown_fields, default)]
-pub struct Limits {
-    /// Largest key, in bytes. Default 1024.
-    pub max_key_bytes: usize,
-    /// Largest id, in bytes. Default 512.
-    pub max_id_bytes: usize,
-    /// Largest value, in bytes. Default 1048576 (1 MiB).
-    pub max_value_bytes: usize,
-    /// Most items in one Put, keys in one Get/Delete key list, or
-    /// mutations in one Mutate. Default 1000.
-    pub max_items_per_call: usize,
-    /// Page budget when a request gives none. Default 1048576 (1 MiB).
-    pub default_page_size_bytes: usize,
-    /// Largest page budget a request may ask for. Default 4194304 (4 MiB).
-    pub max_page_size_bytes: usize,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_key_bytes: 1024,
-            max_id_bytes: 512,
-            max_value_bytes: 1 << 20,
-            max_items_per_call: 1000,
-            default_page_size_bytes: 1 << 20,
-            max_page_size_bytes: 4 << 20,
-        }
-    }
 }
 
 /// A namespace as declared.
@@ -387,6 +355,7 @@ impl NamespaceConfig {
                 return Err(ConfigError::new(file, field, "must be at least 1"));
             }
         }
+        l.validate_call_limits(file)?;
         self.validate_mode(file)?;
         self.validate_dal(file)?;
         if let Some(m) = &self.migration {

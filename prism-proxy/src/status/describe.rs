@@ -50,18 +50,7 @@ pub(super) async fn namespace_status(ns: &Namespace) -> pb::NamespaceStatus {
 /// One namespace for ListNamespaces and GetNamespace.
 pub(super) async fn namespace_info(ns: &Namespace) -> pb::NamespaceInfo {
     let c = &ns.config;
-    let l = &c.limits;
-    let limits = [
-        ("max_key_bytes", l.max_key_bytes),
-        ("max_id_bytes", l.max_id_bytes),
-        ("max_value_bytes", l.max_value_bytes),
-        ("max_items_per_call", l.max_items_per_call),
-        ("default_page_size_bytes", l.default_page_size_bytes),
-        ("max_page_size_bytes", l.max_page_size_bytes),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v as u64))
-    .collect();
+    let limits = limits_info(&c.limits);
     pb::NamespaceInfo {
         name: c.name.clone(),
         dal: c.dal.name().to_string(),
@@ -85,6 +74,44 @@ pub(super) async fn namespace_info(ns: &Namespace) -> pb::NamespaceInfo {
         }),
         limits,
     }
+}
+
+/// The limits in effect, by their dotted field names under `limits`
+/// (0 for a call limit that is off; a rate's `burst` only when the rate
+/// is on, as its effective value).
+fn limits_info(l: &crate::config::Limits) -> std::collections::HashMap<String, u64> {
+    let mut out: std::collections::HashMap<String, u64> = [
+        ("max_key_bytes", l.max_key_bytes as u64),
+        ("max_id_bytes", l.max_id_bytes as u64),
+        ("max_value_bytes", l.max_value_bytes as u64),
+        ("max_items_per_call", l.max_items_per_call as u64),
+        ("default_page_size_bytes", l.default_page_size_bytes as u64),
+        ("max_page_size_bytes", l.max_page_size_bytes as u64),
+        ("rate.calls_per_second", u64::from(l.rate.calls_per_second)),
+        (
+            "rate.per_principal.calls_per_second",
+            u64::from(l.rate.per_principal.calls_per_second),
+        ),
+        ("max_in_flight", l.max_in_flight as u64),
+        ("deadline.default_ms", l.deadline.default_ms()),
+        ("deadline.max_ms", l.deadline.max_ms),
+        ("breaker.failures", u64::from(l.breaker.failures)),
+        ("breaker.cool_down_ms", l.breaker.cool_down_ms),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if let Some(b) = l.rate.namespace_bucket() {
+        out.insert("rate.burst".into(), u64::from(b.burst));
+    }
+    if let Some(b) = l.rate.principal_bucket() {
+        out.insert("rate.per_principal.burst".into(), u64::from(b.burst));
+        out.insert(
+            "rate.per_principal.max_principals".into(),
+            l.rate.per_principal.max_principals as u64,
+        );
+    }
+    out
 }
 
 /// Every field of the schema's message (nested messages flattened to
@@ -300,5 +327,31 @@ mod tests {
             out.reasons
         );
         assert!(out.needs.is_empty() && out.rejected.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod limits_tests {
+    use super::*;
+
+    #[test]
+    fn call_limits_are_listed_by_dotted_name() {
+        let ns = NamespaceConfig::parse(
+            "ns/orders.yaml",
+            "name: orders\ndal: keyvalue\nbackend: {kind: memstore}\nlimits:\n  rate: \
+             {calls_per_second: 50}\n  max_in_flight: 64\n",
+        )
+        .unwrap();
+        let l = limits_info(&ns.limits);
+        assert_eq!(l["max_key_bytes"], 1024);
+        assert_eq!(l["rate.calls_per_second"], 50);
+        assert_eq!(l["rate.burst"], 50, "the effective burst");
+        assert_eq!(l["rate.per_principal.calls_per_second"], 0);
+        assert!(!l.contains_key("rate.per_principal.burst"));
+        assert_eq!(l["max_in_flight"], 64);
+        assert_eq!(l["deadline.default_ms"], 30_000);
+        assert_eq!(l["deadline.max_ms"], 300_000);
+        assert_eq!(l["breaker.failures"], 20);
+        assert_eq!(l["breaker.cool_down_ms"], 5_000);
     }
 }
