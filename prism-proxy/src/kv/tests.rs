@@ -282,8 +282,10 @@ async fn each_permission_is_checked_and_named() {
     let err = f.get(&as_user("writer", &[])).await.unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
     assert!(err.message().contains("'read'"), "{}", err.message());
+    // A caller with no permission at all is told what a missing namespace
+    // would tell it.
     let err = f.scan(&as_user("stranger", &["other"])).await.unwrap_err();
-    assert_eq!(err.code(), Code::PermissionDenied);
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
     assert!(
         f.get(&as_user("clerk", &[])).await.unwrap().is_empty(),
         "nothing written"

@@ -9,8 +9,10 @@
 //! 3. the namespace lookup, the caller's permission on it (the one its
 //!    [`Rpc`] declares) and the DAL check — in that order, so a caller
 //!    learns nothing about a namespace it holds no permission on;
-//! 4. the operation: one async function per RPC, given the namespace and
-//!    the request;
+//! 4. the namespace's limits ([`crate::limits`]: rate, calls in flight,
+//!    the backend's circuit breaker), then the operation under the call's
+//!    deadline: one async function per RPC, given the namespace and the
+//!    request; its outcome feeds the breaker;
 //! 5. PII masking of what it returns ([`Masked`]), for a caller without
 //!    `pii:read`, and what the audit record says of it;
 //! 6. metrics, the log line of a failure, the audit record (waited for
@@ -116,10 +118,21 @@ impl Pipeline {
         let principal = caller(&request);
         let call = self.audit.call(rpc.method, &request);
         let pii = call.pii.clone();
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         self.observe(rpc.dal.name(), call, async {
             let ns = self.admit(rpc, req.namespace(), &principal)?;
-            let mut response = op(ns.clone(), req).await?;
+            let mut admission = ns.limits.admit(&principal.subject, &metadata)?;
+            let result = admission
+                .run(op(ns.clone(), req))
+                .await
+                .map_err(ProxyError::from)
+                .and_then(|r| r);
+            admission.finish(
+                result
+                    .as_ref()
+                    .map_or_else(ProxyError::code, |_| tonic::Code::Ok),
+            );
+            let mut response = result?;
             if !Resp::VALUES.is_empty() {
                 let mut reveal = self.reveal(&ns, &principal);
                 response.mask(&mut reveal);
@@ -150,11 +163,23 @@ impl Pipeline {
         let principal = caller(&request);
         let call = self.audit.call(rpc.method, &request);
         let end_call = self.audit.call(end.method, &request);
-        let req = request.into_inner();
+        let (metadata, _, req) = request.into_parts();
         let opened = self
             .observe(rpc.dal.name(), call, async {
                 let ns = self.admit(rpc, req.namespace(), &principal)?;
-                let source = open(ns.clone(), req).await?;
+                // Limits bound the opening, not the stream's life.
+                let mut admission = ns.limits.admit(&principal.subject, &metadata)?;
+                let result = admission
+                    .run(open(ns.clone(), req))
+                    .await
+                    .map_err(ProxyError::from)
+                    .and_then(|r| r);
+                admission.finish(
+                    result
+                        .as_ref()
+                        .map_or_else(ProxyError::code, |_| tonic::Code::Ok),
+                );
+                let source = result?;
                 Ok(stream::Opened { ns, source })
             })
             .await?
@@ -188,8 +213,12 @@ impl Pipeline {
         Ok(ns)
     }
 
-    /// The namespace `name`; NOT_FOUND lists only the namespaces on which
-    /// `principal` holds some permission.
+    /// The namespace `name`, if `principal` holds some permission on it;
+    /// else NOT_FOUND, exactly as for a namespace that does not exist,
+    /// listing only the namespaces the caller may use. A namespace without
+    /// any policy is the exception: nobody may use it, and the caller is
+    /// told it has no policy (PERMISSION_DENIED), which is what its
+    /// operator needs to hear.
     pub fn namespace(
         &self,
         name: &str,
@@ -197,9 +226,11 @@ impl Pipeline {
     ) -> Result<Arc<Namespace>, ProxyError> {
         crate::kv::validate::namespace_name(name)?;
         self.registry.lookup_as(name, |ns| {
-            Permission::ALL
-                .into_iter()
-                .any(|p| policy::allows(ns.config.policy.as_ref(), self.auth_enabled, principal, p))
+            let policy = ns.config.policy.as_ref();
+            policy.is_none()
+                || Permission::ALL
+                    .into_iter()
+                    .any(|p| policy::allows(policy, self.auth_enabled, principal, p))
         })
     }
 

@@ -32,6 +32,9 @@ pub struct Namespace {
     pub backend: DalBackend,
     /// The backend's capabilities, read once when the namespace loaded.
     pub capabilities: Capabilities,
+    /// The call limits' state (buckets, calls in flight, breaker), kept
+    /// across versions whose call limits are the same.
+    pub limits: Arc<crate::limits::NamespaceLimits>,
     /// The supervised pattern process, in `process` mode.
     pub pattern: Option<Arc<PatternProcess>>,
     /// Where the pattern listens, in `process` and `remote` modes.
@@ -161,6 +164,10 @@ impl Namespace {
         data_dir: &Path,
         clock: Arc<dyn Clock>,
     ) -> Result<Namespace, String> {
+        let limits = match previous {
+            Some(prev) if prev.limits.same_config(&config) => prev.limits.clone(),
+            _ => Arc::new(crate::limits::NamespaceLimits::new(&config)),
+        };
         if let Some(prev) = previous
             && prev.config.backend == config.backend
             && prev.config.dal == config.dal
@@ -173,6 +180,7 @@ impl Namespace {
                 config,
                 backend: prev.backend.clone(),
                 capabilities: prev.capabilities,
+                limits,
                 pattern: prev.pattern.clone(),
                 endpoint: prev.endpoint.clone(),
                 version,
@@ -324,6 +332,7 @@ impl Namespace {
             config,
             backend,
             capabilities,
+            limits,
             pattern,
             endpoint,
             version,
