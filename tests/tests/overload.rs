@@ -117,3 +117,162 @@ async fn a_namespace_over_its_rate_sheds_the_excess_and_others_keep_serving() {
     }
     assert!(served, "the namespace serves again after its retry hint");
 }
+
+fn postgres_url() -> String {
+    std::env::var("PRISM_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+/// Lock requests on `schema.kv_versions` (the first table a Put writes)
+/// that PostgreSQL has not granted: the proxy's calls stuck behind the
+/// test's table lock.
+async fn waiting_on(pg: &tokio_postgres::Client, schema: &str) -> i64 {
+    pg.query_one(
+        "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = to_regclass($1)",
+        &[&format!("{schema}.kv_versions")],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_past_the_in_flight_limit_are_shed_at_once_and_deadlines_hold() {
+    let unique = format!(
+        "{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let held_schema = format!("prism_overload_held_{unique}");
+    let slow_schema = format!("prism_overload_slow_{unique}");
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ns = dir.join("ns");
+    std::fs::create_dir_all(&ns).unwrap();
+    let url = postgres_url();
+    // At most 4 calls at once on `held`; `slow` gives a call 300 ms when the
+    // client sends no deadline.
+    std::fs::write(
+        ns.join("held.yaml"),
+        format!(
+            "name: held\ndal: keyvalue\nbackend:\n  kind: postgres\n  options:\n    url: {url}\n    \
+             schema: {held_schema}\nlimits:\n  max_in_flight: 4\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        ns.join("slow.yaml"),
+        format!(
+            "name: slow\ndal: keyvalue\nbackend:\n  kind: postgres\n  options:\n    url: {url}\n    \
+             schema: {slow_schema}\nlimits:\n  deadline:\n    default_ms: 300\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        ns.join("other.yaml"),
+        "name: other\ndal: keyvalue\nbackend:\n  kind: memstore\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("prism.yaml"), "namespaces:\n  dir: ns\n").unwrap();
+    let proxy = ProxyProcess::start_with(
+        &dir.join("data"),
+        &["--config", &dir.join("prism.yaml").display().to_string()],
+    );
+    let kv = proxy.kv_client().await;
+
+    // Hold both namespaces' tables: every write to them waits in PostgreSQL.
+    let (mut pg, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let lock = pg.transaction().await.unwrap();
+    lock.batch_execute(&format!(
+        "LOCK TABLE {held_schema}.kv_versions, {slow_schema}.kv_versions IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+
+    // Four calls fill `held`'s in-flight limit and wait on the lock.
+    let admitted: Vec<_> = (0..4)
+        .map(|i| {
+            let mut kv = kv.clone();
+            tokio::spawn(async move { kv.put(put("held", format!("held-{i}"))).await })
+        })
+        .collect();
+    let (watcher, watcher_conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(watcher_conn);
+    let waiting_since = std::time::Instant::now();
+    while waiting_on(&watcher, &held_schema).await < 4 {
+        assert!(
+            waiting_since.elapsed() < prism_tests::WAIT,
+            "the four admitted calls never reached PostgreSQL"
+        );
+        tokio::task::yield_now().await;
+    }
+
+    // Every further call is refused at once, while the four still wait:
+    // nothing queues behind them.
+    let shed: Vec<_> = (0..40)
+        .map(|i| {
+            let mut kv = kv.clone();
+            tokio::spawn(async move { kv.put(put("held", format!("shed-{i}"))).await })
+        })
+        .collect();
+    for call in shed {
+        let status = call.await.unwrap().expect_err("past max_in_flight");
+        assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+        assert!(
+            status.message().contains("limits.max_in_flight"),
+            "names the limit: {}",
+            status.message()
+        );
+        assert!(
+            status.metadata().get("retry-after-ms").is_some(),
+            "{status:?}"
+        );
+    }
+    assert_eq!(waiting_on(&watcher, &held_schema).await, 4, "still waiting");
+
+    // The namespace's default deadline ends a call stuck in the backend,
+    // though the client set none.
+    let mut slow = kv.clone();
+    let status = slow
+        .put(put("slow", "late".into()))
+        .await
+        .expect_err("past the namespace's deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    assert!(
+        status.message().contains("limits.deadline.default_ms"),
+        "names where the deadline came from: {}",
+        status.message()
+    );
+
+    // Another namespace on the same proxy serves meanwhile.
+    let mut other = kv.clone();
+    other
+        .put(put("other", "during".into()))
+        .await
+        .expect("another namespace keeps serving");
+
+    // Released, the admitted calls all succeed, and the namespace takes
+    // new calls again.
+    lock.commit().await.unwrap();
+    for call in admitted {
+        call.await.unwrap().expect("an admitted call succeeds");
+    }
+    let mut held = kv.clone();
+    held.put(put("held", "after".into()))
+        .await
+        .expect("the namespace serves again");
+
+    for schema in [&held_schema, &slow_schema] {
+        watcher
+            .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+            .await
+            .unwrap();
+    }
+}

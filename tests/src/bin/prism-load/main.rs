@@ -25,9 +25,14 @@
 //! cargo build --release --workspace --bins
 //! target/release/prism-load --backends redis,postgres --concurrency 16 --duration-secs 10
 //! ```
+//!
+//! `--scenario overload` instead drives one namespace far past its call
+//! limits and reports its admitted calls' latency against the same
+//! namespace unloaded (see `overload.rs`).
 
 #![forbid(unsafe_code)]
 
+mod overload;
 mod peers;
 mod raw;
 
@@ -54,9 +59,29 @@ const POSTGRES_SCHEMA: &str = "prism_bench";
 /// Connections in every PostgreSQL pool (Prism's default `pool_size`).
 const POSTGRES_POOL: usize = 8;
 
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(about = "Prism load generator: direct client vs peer proxy vs Prism, in one run")]
 struct Args {
+    /// What to measure: `paths` (every path to the data, against the
+    /// direct client and the gRPC floor) or `overload` (a namespace far
+    /// past its call limits, against the same namespace unloaded).
+    #[arg(long, value_enum, default_value_t = Scenario::Paths)]
+    scenario: Scenario,
+    /// `overload`: the namespace's rate limit, calls per second (burst a
+    /// tenth of it).
+    #[arg(long, default_value_t = 1000)]
+    overload_rate: u64,
+    /// `overload`: the offered rate while overloaded, as a multiple of the
+    /// rate limit.
+    #[arg(long, default_value_t = 10)]
+    overload_factor: u64,
+    /// `overload`: the namespace's in-flight limit.
+    #[arg(long, default_value_t = 16)]
+    overload_in_flight: usize,
+    /// `overload`: the most calls outstanding at once (more than the
+    /// in-flight limit).
+    #[arg(long, default_value_t = 64)]
+    overload_callers: usize,
     /// Concurrent callers.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
@@ -92,6 +117,12 @@ struct Args {
     /// Redis for the redis backend (keys `prism-bench*`).
     #[arg(long, default_value = "redis://127.0.0.1:6379/0")]
     redis_url: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
+enum Scenario {
+    Paths,
+    Overload,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, ValueEnum)]
@@ -600,6 +631,9 @@ fn print_summary(rows: &[Row]) {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
+    if args.scenario == Scenario::Overload {
+        return overload::run(&args).await;
+    }
     check_args(&args)?;
     clean_stores(&args).await?;
     let peers = Peers::start(&args).await?;
