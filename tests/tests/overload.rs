@@ -276,3 +276,95 @@ async fn calls_past_the_in_flight_limit_are_shed_at_once_and_deadlines_hold() {
             .unwrap();
     }
 }
+
+/// Sessions other than `pg`'s own that are busy with `schema`: running a
+/// statement or holding a transaction open.
+async fn busy_on(pg: &tokio_postgres::Client, schema: &str) -> i64 {
+    pg.query_one(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() \
+         AND state IS DISTINCT FROM 'idle' AND strpos(query, $1) > 0",
+        &[&schema],
+    )
+    .await
+    .unwrap()
+    .get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_past_its_deadline_is_abandoned_in_the_pattern_process_too() {
+    let schema = format!(
+        "prism_overload_process_{}_{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    );
+    let dir = tempfile::tempdir().unwrap().keep();
+    let ns = dir.join("ns");
+    std::fs::create_dir_all(&ns).unwrap();
+    let url = postgres_url();
+    std::fs::write(
+        ns.join("remote.yaml"),
+        format!(
+            "name: remote\ndal: keyvalue\nbackend:\n  kind: postgres\n  mode: process\n  \
+             options:\n    url: {url}\n    schema: {schema}\nlimits:\n  deadline:\n    \
+             default_ms: 300\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("prism.yaml"), "namespaces:\n  dir: ns\n").unwrap();
+    let proxy = ProxyProcess::start_with(
+        &dir.join("data"),
+        &["--config", &dir.join("prism.yaml").display().to_string()],
+    );
+    let mut kv = proxy.kv_client().await;
+    kv.put(put("remote", "before".into()))
+        .await
+        .expect("the pattern process serves");
+
+    let (mut pg, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    let lock = pg.transaction().await.unwrap();
+    lock.batch_execute(&format!(
+        "LOCK TABLE {schema}.kv_versions IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .unwrap();
+    let status = kv
+        .put(put("remote", "late".into()))
+        .await
+        .expect_err("past the namespace's deadline");
+    assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    lock.commit().await.unwrap();
+
+    // The pattern process gave the call up with the proxy (it is sent the
+    // time left as grpc-timeout, and the proxy resets the stream when it
+    // stops waiting): once PostgreSQL has let its statement through, its
+    // transaction is rolled back, not committed.
+    let waited = std::time::Instant::now();
+    while busy_on(&pg, &schema).await > 0 {
+        assert!(
+            waited.elapsed() < prism_tests::WAIT,
+            "the pattern process's session stayed busy"
+        );
+        tokio::task::yield_now().await;
+    }
+    let written: i64 = pg
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.kv_items WHERE id = 'late'"),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0, "the abandoned Put left nothing behind");
+    kv.put(put("remote", "after".into()))
+        .await
+        .expect("the namespace serves again");
+    pg.batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -12,6 +12,7 @@
 pub mod background;
 pub mod capabilities;
 pub mod clock;
+pub mod deadline;
 pub mod error;
 pub mod idempotency;
 pub mod keyvalue;

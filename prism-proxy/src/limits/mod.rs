@@ -22,8 +22,10 @@
 //! * [`Admission::run`] runs the operation under the deadline; past it
 //!   the operation's future is dropped, which cancels the backend call,
 //!   and the answer is DEADLINE_EXCEEDED naming the deadline and where it
-//!   came from. [`Admission::grpc_timeout`] is the header forwarding the
-//!   time left to a pattern process.
+//!   came from. The operation runs inside [`pattern_core::deadline::within`],
+//!   so a backend that forwards the call to a pattern process sends the
+//!   time left as `grpc-timeout` ([`Admission::grpc_timeout`] is that
+//!   header for requests built by hand).
 //! * [`Admission::finish`] feeds the call's status code to the breaker.
 //!   Dropping the admission instead gives the in-flight slot back and
 //!   tells the breaker nothing, as when the caller goes away.
@@ -226,19 +228,35 @@ impl Admission {
     /// output, or (the operation dropped, counted in
     /// `prism_limit_rejections_total{limit="deadline"}`) a
     /// [`LimitRejection::Deadline`] naming the deadline and its source.
+    /// The operation sees the deadline as [`pattern_core::deadline`], so
+    /// a backend that forwards it to a pattern process passes the time
+    /// left on.
     pub async fn run<F: Future>(&mut self, operation: F) -> Result<F::Output, LimitRejection> {
+        let operation = pattern_core::deadline::within(self.expires_at, operation);
         match run_until(self.expires_at, operation).await {
             Ok(out) => Ok(out),
-            Err(Expired) => {
-                self.expired = true;
-                let rejection = LimitRejection::Deadline {
-                    namespace: self.namespace.clone(),
-                    deadline: self.deadline.expect("only a call with a deadline expires"),
-                };
-                rejection.count();
-                Err(rejection)
-            }
+            Err(Expired) => Err(self.expire()),
         }
+    }
+
+    /// For an operation that failed: whether that was because the call's
+    /// deadline passed meanwhile (a pattern process told the time left
+    /// gives up at the same moment as the proxy, and its answer can come
+    /// first). If so the call is treated as expired, as in
+    /// [`Admission::run`], and the rejection to answer with is returned.
+    pub fn failed_past_deadline(&mut self) -> Option<LimitRejection> {
+        let at = self.expires_at?;
+        (Instant::now() >= at).then(|| self.expire())
+    }
+
+    fn expire(&mut self) -> LimitRejection {
+        self.expired = true;
+        let rejection = LimitRejection::Deadline {
+            namespace: self.namespace.clone(),
+            deadline: self.deadline.expect("only a call with a deadline expires"),
+        };
+        rejection.count();
+        rejection
     }
 
     /// Ends the call with status `code`, telling the breaker how the

@@ -222,3 +222,37 @@ async fn rejections_and_breaker_state_are_exported() {
         "{text}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_operation_sees_its_deadline_and_a_failure_past_it_is_a_deadline() {
+    let l = limits("  deadline: {default_ms: 1000}\n");
+    let mut admission = l.admit("alice", &MetadataMap::new()).unwrap();
+    // Inside run, a forwarding backend reads the time left.
+    let seen = admission
+        .run(async {
+            advance(Duration::from_millis(400)).await;
+            pattern_core::deadline::remaining()
+        })
+        .await
+        .unwrap();
+    assert_eq!(seen, Some(Duration::from_millis(600)));
+    assert!(
+        admission.failed_past_deadline().is_none(),
+        "a failure before the deadline is the backend's"
+    );
+    advance(Duration::from_millis(600)).await;
+    let rejection = admission
+        .failed_past_deadline()
+        .expect("a failure at the deadline is the deadline's");
+    assert_eq!(
+        tonic::Status::from(rejection).code(),
+        tonic::Code::DeadlineExceeded
+    );
+    admission.finish(tonic::Code::DeadlineExceeded);
+    // Without a deadline, nothing is past it.
+    let l = limits("  deadline: {default_ms: 0, max_ms: 0}\n");
+    let mut admission = l.admit("alice", &MetadataMap::new()).unwrap();
+    advance(Duration::from_secs(3600)).await;
+    assert!(admission.failed_past_deadline().is_none());
+    admission.finish(tonic::Code::Unavailable);
+}

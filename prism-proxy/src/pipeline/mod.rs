@@ -121,18 +121,7 @@ impl Pipeline {
         let (metadata, _, req) = request.into_parts();
         self.observe(rpc.dal.name(), call, async {
             let ns = self.admit(rpc, req.namespace(), &principal)?;
-            let mut admission = ns.limits.admit(&principal.subject, &metadata)?;
-            let result = admission
-                .run(op(ns.clone(), req))
-                .await
-                .map_err(ProxyError::from)
-                .and_then(|r| r);
-            admission.finish(
-                result
-                    .as_ref()
-                    .map_or_else(ProxyError::code, |_| tonic::Code::Ok),
-            );
-            let mut response = result?;
+            let mut response = limited(&ns, &principal, &metadata, op(ns.clone(), req)).await?;
             if !Resp::VALUES.is_empty() {
                 let mut reveal = self.reveal(&ns, &principal);
                 response.mask(&mut reveal);
@@ -168,18 +157,7 @@ impl Pipeline {
             .observe(rpc.dal.name(), call, async {
                 let ns = self.admit(rpc, req.namespace(), &principal)?;
                 // Limits bound the opening, not the stream's life.
-                let mut admission = ns.limits.admit(&principal.subject, &metadata)?;
-                let result = admission
-                    .run(open(ns.clone(), req))
-                    .await
-                    .map_err(ProxyError::from)
-                    .and_then(|r| r);
-                admission.finish(
-                    result
-                        .as_ref()
-                        .map_or_else(ProxyError::code, |_| tonic::Code::Ok),
-                );
-                let source = result?;
+                let source = limited(&ns, &principal, &metadata, open(ns.clone(), req)).await?;
                 Ok(stream::Opened { ns, source })
             })
             .await?
@@ -349,4 +327,32 @@ pub fn caller<T>(request: &Request<T>) -> Principal {
         .get::<Principal>()
         .cloned()
         .unwrap_or_else(Principal::anonymous)
+}
+
+/// Step 5 and the operation: admits the call under `ns`'s limits (or
+/// refuses it), runs `operation` under its deadline, and tells the breaker
+/// how it ended. An operation that failed because the deadline passed
+/// meanwhile (a pattern process gives up at the same moment) answers as a
+/// deadline, not as the backend's failure.
+async fn limited<T>(
+    ns: &Namespace,
+    principal: &Principal,
+    metadata: &tonic::metadata::MetadataMap,
+    operation: impl Future<Output = Result<T, ProxyError>>,
+) -> Result<T, ProxyError> {
+    let mut admission = ns.limits.admit(&principal.subject, metadata)?;
+    let result = match admission.run(operation).await {
+        Ok(Err(failed)) => match admission.failed_past_deadline() {
+            Some(expired) => Err(expired.into()),
+            None => Err(failed),
+        },
+        Ok(done) => done,
+        Err(expired) => Err(expired.into()),
+    };
+    admission.finish(
+        result
+            .as_ref()
+            .map_or_else(ProxyError::code, |_| tonic::Code::Ok),
+    );
+    result
 }

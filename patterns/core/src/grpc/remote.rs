@@ -221,8 +221,14 @@ impl RemoteKeyValue {
             .map_err(|s| self.error(s))
     }
 
+    /// A request for `message`, carrying the time left of the call being
+    /// served as `grpc-timeout`, so the pattern stops when the caller has
+    /// given up.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
+        if let Some(left) = crate::deadline::remaining() {
+            request.set_timeout(left);
+        }
         if let Some(clock) = &self.test_clock {
             let now = clock.now_ms().to_string();
             request.metadata_mut().insert(
@@ -379,5 +385,56 @@ impl KeyValueBackend for RemoteKeyValue {
             .call(request, |mut c, r| async move { c.mutate(r).await })
             .await?;
         self.write_outcome(reply.results, reply.replayed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend() -> RemoteKeyValue {
+        // Never connected: only the requests it builds are looked at.
+        let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
+        RemoteKeyValue::new(
+            "orders",
+            "memstore",
+            Capabilities::default(),
+            "test",
+            channel,
+            None,
+        )
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_call_with_a_deadline_forwards_the_time_left() {
+        let backend = backend();
+        let at = tokio::time::Instant::now() + Duration::from_millis(1500);
+        let request = crate::deadline::within(Some(at), async { backend.request(()) }).await;
+        // tonic sends Request::set_timeout as grpc-timeout.
+        let sent = request
+            .metadata()
+            .get("grpc-timeout")
+            .expect("grpc-timeout is set")
+            .to_str()
+            .unwrap()
+            .to_string();
+        let unit = sent.chars().last().unwrap();
+        let n: u64 = sent[..sent.len() - 1].parse().unwrap();
+        let nanos = match unit {
+            'n' => n,
+            'u' => n * 1_000,
+            'm' => n * 1_000_000,
+            'S' => n * 1_000_000_000,
+            other => panic!("unexpected unit {other} in {sent}"),
+        };
+        assert_eq!(nanos, 1_500_000_000, "{sent}");
+    }
+
+    #[tokio::test]
+    async fn a_call_without_a_deadline_sends_none() {
+        let backend = backend();
+        assert!(backend.request(()).metadata().get("grpc-timeout").is_none());
+        let request = crate::deadline::within(None, async { backend.request(()) }).await;
+        assert!(request.metadata().get("grpc-timeout").is_none());
     }
 }
