@@ -130,6 +130,9 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     // Installed first: the listener's gauges count from the first
     // connection on.
     let metrics = crate::metrics::install();
+    crate::audit::describe_metrics();
+    crate::listener::describe_metrics();
+    crate::limits::describe_metrics();
     let limits = Limits::new(&config.listeners)?;
     let audit = AuditLog::start(&config.audit, &config.data_dir).await?;
     let store = open_store(&config).await?;
