@@ -4,7 +4,7 @@
 use pattern_core::BackendError;
 
 use crate::limits::LimitRejection;
-use crate::policy::Permission;
+use crate::permission::Permission;
 
 /// An error answering a data API call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -23,6 +23,9 @@ pub mod malformed;
 pub mod manage;
 pub mod metrics;
 pub mod migration;
+#[cfg(test)]
+mod module_graph;
+pub mod permission;
 pub mod pipeline;
 pub mod policy;
 pub mod pubsub;

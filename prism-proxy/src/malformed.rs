@@ -8,7 +8,11 @@
 //! * a request message that does not decode (e.g. invalid UTF-8 in a
 //!   string field) comes back from the service marked by
 //!   [`prism_proto::codec`]; it is answered INVALID_ARGUMENT naming the
-//!   field, instead of the codec's INTERNAL.
+//!   field, instead of the codec's INTERNAL;
+//! * a request message larger than `listeners.max_message_bytes` (which
+//!   tonic refuses with OUT_OF_RANGE before decoding it) is answered
+//!   RESOURCE_EXHAUSTED, as the gRPC status code guide asks, with the
+//!   limit and the received size in bytes.
 //!
 //! The record names the caller and the method; the namespace is unknown
 //! (`_invalid`), so it follows the `drop` policy like any call naming no
@@ -27,7 +31,7 @@ use prost::Message;
 use tonic::Status;
 use tonic::codegen::http;
 
-use crate::audit::{ANONYMOUS, AuditLog};
+use crate::audit::{ANONYMOUS, AuditLog, MalformedCall};
 use crate::auth::Principal;
 
 /// The proto packages whose calls are audited, with the DAL their
@@ -126,27 +130,28 @@ impl Caller {
         }
     }
 
-    /// Writes the call's audit record and counts it, when the method is
-    /// an audited one.
-    fn record(self, audit: &AuditLog, why: &'static str) {
+    /// Writes the call's audit record and counts it with `code`, when the
+    /// method is an audited one.
+    fn record(self, audit: &AuditLog, code: tonic::Code, why: &'static str) {
         let Some(&(dal, method)) = methods().get(self.uri.path()) else {
             return;
         };
         fn text(v: &Option<http::HeaderValue>) -> Option<&str> {
             v.as_ref().and_then(|v| v.to_str().ok())
         }
-        audit.malformed_call(
-            self.principal.as_deref().unwrap_or(ANONYMOUS),
+        audit.malformed_call(MalformedCall {
+            principal: self.principal.as_deref().unwrap_or(ANONYMOUS),
             dal,
             method,
-            text(&self.traceparent),
-            text(&self.request_id),
-            self.started,
-        );
+            traceparent: text(&self.traceparent),
+            x_request_id: text(&self.request_id),
+            code,
+            started: self.started,
+        });
         crate::metrics::record_request(
             crate::metrics::UNKNOWN_NAMESPACE,
             method,
-            tonic::Code::InvalidArgument,
+            code,
             self.started.elapsed(),
         );
         tracing::debug!(dal, method, why, "call refused: malformed request");
@@ -178,6 +183,50 @@ fn undecodable<R: Default>(headers: &http::HeaderMap) -> http::Response<R> {
     Status::invalid_argument(format!("malformed request: {detail}; nothing was done")).into_http()
 }
 
+/// How tonic's status for a request message over the decoding limit
+/// starts; the sizes follow (`found N bytes, the limit is: M bytes`).
+const TOO_LARGE_PREFIX: &str = "Error, decoded message length too large";
+
+/// The (received, limit) sizes in bytes of a response that refuses a
+/// request message over the decoding limit; `None` for any other
+/// response. A size tonic did not state comes back as `None`.
+fn too_large(headers: &http::HeaderMap) -> Option<(Option<u64>, Option<u64>)> {
+    let status = Status::from_header_map(headers)?;
+    if status.code() != tonic::Code::OutOfRange {
+        return None;
+    }
+    let rest = status.message().strip_prefix(TOO_LARGE_PREFIX)?;
+    // The first number after `after`, e.g. `found 123 bytes` → 123.
+    let number_after = |after: &str| -> Option<u64> {
+        let (_, tail) = rest.split_once(after)?;
+        let digits: String = tail
+            .trim_start()
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        digits.parse().ok()
+    };
+    Some((number_after("found"), number_after("limit is:")))
+}
+
+/// RESOURCE_EXHAUSTED naming the limit (and the received size when
+/// known) and what to do.
+fn oversize<R: Default>(found: Option<u64>, limit: Option<u64>) -> http::Response<R> {
+    let received = found.map_or_else(
+        || "the request message".to_string(),
+        |n| format!("the request message of {n} bytes"),
+    );
+    let limit = limit.map_or_else(
+        || "the listener's limit".to_string(),
+        |n| format!("the listener's limit of {n} bytes"),
+    );
+    Status::resource_exhausted(format!(
+        "{received} is over {limit} (listeners.max_message_bytes in prism.yaml); nothing was \
+         done; split the batch into smaller calls or send smaller values"
+    ))
+    .into_http()
+}
+
 impl<S, B, R> tower_service::Service<http::Request<B>> for MalformedService<S>
 where
     S: tower_service::Service<http::Request<B>, Response = http::Response<R>>
@@ -201,7 +250,7 @@ where
         let audit = self.audit.clone();
         if !is_grpc(request.headers()) {
             return Box::pin(async move {
-                caller.record(&audit, "content_type");
+                caller.record(&audit, tonic::Code::InvalidArgument, "content_type");
                 Ok(wrong_content_type())
             });
         }
@@ -210,11 +259,15 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         Box::pin(async move {
             let response = inner.call(request).await?;
-            if !response.headers().contains_key(MALFORMED_KEY) {
-                return Ok(response);
+            if response.headers().contains_key(MALFORMED_KEY) {
+                caller.record(&audit, tonic::Code::InvalidArgument, "decode");
+                return Ok(undecodable(response.headers()));
             }
-            caller.record(&audit, "decode");
-            Ok(undecodable(response.headers()))
+            if let Some((found, limit)) = too_large(response.headers()) {
+                caller.record(&audit, tonic::Code::ResourceExhausted, "too_large");
+                return Ok(oversize(found, limit));
+            }
+            Ok(response)
         })
     }
 }
@@ -284,6 +337,17 @@ mod tests {
         prism_proto::codec::malformed(&error).into_http()
     }
 
+    fn too_big() -> http::Response<tonic::body::Body> {
+        Status::out_of_range(
+            "Error, decoded message length too large: found 70000 bytes, the limit is: 65536 bytes",
+        )
+        .into_http()
+    }
+
+    fn out_of_range() -> http::Response<tonic::body::Body> {
+        Status::out_of_range("page_token is past the end").into_http()
+    }
+
     fn request(content_type: &str) -> http::Request<()> {
         let mut request = http::Request::builder()
             .uri("/prism.keyvalue.v1.KeyValueService/Put")
@@ -345,5 +409,55 @@ mod tests {
         let record = follow.recv().await.unwrap();
         assert_eq!(record.method, "Put");
         assert_eq!(record.status, "INVALID_ARGUMENT");
+    }
+
+    #[tokio::test]
+    async fn a_message_over_the_limit_is_resource_exhausted_naming_the_sizes_and_audited() {
+        let dir = tempfile::tempdir().unwrap();
+        let audit = AuditLog::start(&AuditConfig::default(), dir.path())
+            .await
+            .unwrap();
+        let (_, follow) = audit.tail().snapshot(&TailFilter::default(), 0);
+        let mut follow = follow.unwrap();
+        let mut service =
+            tower_layer::Layer::layer(&MalformedLayer(audit.clone()), Answer(too_big));
+        let response = service.call(request("application/grpc")).await.unwrap();
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "the request message of 70000 bytes is over the listener's limit of 65536 bytes \
+             (listeners.max_message_bytes in prism.yaml); nothing was done; split the batch \
+             into smaller calls or send smaller values"
+        );
+        let record = follow.recv().await.unwrap();
+        assert_eq!(record.status, "RESOURCE_EXHAUSTED");
+        assert_eq!(record.method, "Put");
+
+        // Any other OUT_OF_RANGE is the service's answer and passes as it is.
+        let mut service =
+            tower_layer::Layer::layer(&MalformedLayer(audit.clone()), Answer(out_of_range));
+        let response = service.call(request("application/grpc")).await.unwrap();
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert_eq!(status.code(), tonic::Code::OutOfRange);
+        assert_eq!(status.message(), "page_token is past the end");
+    }
+
+    #[test]
+    fn sizes_tonic_does_not_state_are_left_out() {
+        let mut headers = http::HeaderMap::new();
+        Status::out_of_range(TOO_LARGE_PREFIX)
+            .add_header(&mut headers)
+            .unwrap();
+        assert_eq!(too_large(&headers), Some((None, None)));
+        let response: http::Response<()> = oversize(None, None);
+        let status = Status::from_header_map(response.headers()).unwrap();
+        assert!(
+            status
+                .message()
+                .starts_with("the request message is over the listener's limit ("),
+            "{}",
+            status.message()
+        );
     }
 }

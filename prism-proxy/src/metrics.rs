@@ -24,6 +24,9 @@ const BUCKETS: &[f64] = &[
 static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
 
 /// Installs the process-wide recorder (once) and returns its handle.
+/// Describes only the request metrics; the modules that own other
+/// metrics describe them (`server::start` calls each), so this module
+/// depends on none of them.
 pub fn install() -> PrometheusHandle {
     HANDLE
         .get_or_init(|| {
@@ -46,9 +49,6 @@ pub fn install() -> PrometheusHandle {
                 metrics::Unit::Seconds,
                 "Data API request latency by namespace, method and status"
             );
-            crate::audit::describe_metrics();
-            crate::listener::describe_metrics();
-            crate::limits::describe_metrics();
             handle
         })
         .clone()

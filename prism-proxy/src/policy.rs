@@ -18,82 +18,9 @@
 //! authentication disabled (the local embedded default) it allows
 //! everything, PII included.
 
-use serde::Deserialize;
-
 use crate::auth::Principal;
-
-/// A permission on a namespace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Permission {
-    Read,
-    Write,
-    Admin,
-    PiiRead,
-}
-
-impl Permission {
-    /// Every permission.
-    pub const ALL: [Permission; 4] = [
-        Permission::Read,
-        Permission::Write,
-        Permission::Admin,
-        Permission::PiiRead,
-    ];
-
-    /// The permission's name in messages (`pii:read`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Permission::Read => "read",
-            Permission::Write => "write",
-            Permission::Admin => "admin",
-            Permission::PiiRead => "pii:read",
-        }
-    }
-
-    /// The policy field that grants it.
-    pub fn field(self) -> &'static str {
-        match self {
-            Permission::Read => "policy.read",
-            Permission::Write => "policy.write",
-            Permission::Admin => "policy.admin",
-            Permission::PiiRead => "policy.pii_read",
-        }
-    }
-}
-
-/// `policy` in a namespace's YAML.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct PolicyConfig {
-    pub read: Vec<String>,
-    pub write: Vec<String>,
-    pub admin: Vec<String>,
-    pub pii_read: Vec<String>,
-}
-
-impl PolicyConfig {
-    fn entries(&self, permission: Permission) -> &[String] {
-        match permission {
-            Permission::Read => &self.read,
-            Permission::Write => &self.write,
-            Permission::Admin => &self.admin,
-            Permission::PiiRead => &self.pii_read,
-        }
-    }
-
-    /// Checks every entry's form; the error names the field and index.
-    pub fn validate(&self) -> Result<(), (String, String)> {
-        for permission in [
-            Permission::Read,
-            Permission::Write,
-            Permission::Admin,
-            Permission::PiiRead,
-        ] {
-            validate_entries(permission.field(), self.entries(permission))?;
-        }
-        Ok(())
-    }
-}
+pub use crate::config::{PolicyConfig, validate_entries};
+pub use crate::permission::Permission;
 
 /// Whether `principal` holds `permission` under `policy`.
 pub fn allows(
@@ -122,28 +49,6 @@ pub fn matches_any(entries: &[String], principal: &Principal) -> bool {
             _ => false,
         }
     })
-}
-
-/// Checks the form of policy entries; the error names `field[i]`.
-pub fn validate_entries(field: &str, entries: &[String]) -> Result<(), (String, String)> {
-    for (i, entry) in entries.iter().enumerate() {
-        let ok = entry == "*"
-            || ["user:", "group:", "scope:"].iter().any(|prefix| {
-                entry
-                    .strip_prefix(prefix)
-                    .is_some_and(|rest| !rest.is_empty() && rest.trim() == rest)
-            });
-        if !ok {
-            return Err((
-                format!("{field}[{i}]"),
-                format!(
-                    "{entry:?} is not a policy entry; use \"*\", \"user:<subject>\", \
-                     \"group:<group>\" or \"scope:<scope>\""
-                ),
-            ));
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -82,6 +82,17 @@ async fn open_store(config: &ProxyConfig) -> Result<Arc<dyn ConfigStore>, StartE
     })
 }
 
+/// Server reflection over the same descriptors, for both protocol
+/// versions: `grpc.reflection.v1` and `grpc.reflection.v1alpha` (which
+/// many clients still speak only). Each lists both reflection services.
+fn reflection() -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET)
+}
+
 /// A running proxy.
 pub struct RunningProxy {
     /// The bound gRPC address.
@@ -119,6 +130,9 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
     // Installed first: the listener's gauges count from the first
     // connection on.
     let metrics = crate::metrics::install();
+    crate::audit::describe_metrics();
+    crate::listener::describe_metrics();
+    crate::limits::describe_metrics();
     let limits = Limits::new(&config.listeners)?;
     let audit = AuditLog::start(&config.audit, &config.data_dir).await?;
     let store = open_store(&config).await?;
@@ -220,10 +234,11 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         .set_serving::<TimeSeriesServiceServer<TsService>>()
         .await;
     health.set_serving::<PubSubServiceServer<PsService>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(prism_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| StartError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| StartError::Reflection(e.to_string()))?;
     let (grpc_stop, grpc_stopped) = oneshot::channel::<()>();
     let in_flight = Arc::new(InFlight::default());
@@ -249,7 +264,8 @@ pub async fn start(config: ProxyConfig) -> Result<RunningProxy, StartError> {
         .layer(AuthLayer(authenticator.clone()))
         .layer(MalformedLayer(audit.clone()))
         .add_service(health_service)
-        .add_service(reflection)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha)
         .add_service(kv)
         .add_service(ts)
         .add_service(ps)

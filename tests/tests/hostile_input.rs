@@ -2,14 +2,15 @@
 //! binary: a message that does not decode, a `content-type` that is not
 //! gRPC, and a `Duration` outside its defined range. Each is refused with
 //! INVALID_ARGUMENT naming what is wrong, and the first two leave the
-//! audit record every call gets.
+//! audit record every call gets. A message over the listener's size limit
+//! is RESOURCE_EXHAUSTED naming the limit, and audited too.
 
 use std::future::poll_fn;
 use std::task::{Context, Poll};
 
 use prism_proto::keyvalue::v1 as pb;
 use prism_proxy::audit::AuditRecord;
-use prism_tests::{ProxyProcess, wait_until};
+use prism_tests::{ConfigDir, ProxyProcess, http_get, wait_until};
 use prost::Message;
 use prost::bytes::{Buf, BufMut};
 use tonic::Code;
@@ -360,4 +361,57 @@ async fn a_duration_outside_its_range_is_refused_naming_the_field() {
 
     // The largest well-formed fraction is accepted.
     kv.put(put_with_ttl(&id, 1, 999_999_999)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_message_over_the_size_limit_is_resource_exhausted_naming_the_limit() {
+    let cfg = ConfigDir::with_namespace("oversize", "dal: keyvalue\nbackend:\n  kind: memstore\n");
+    let yaml = std::fs::read_to_string(&cfg.config).unwrap();
+    std::fs::write(
+        &cfg.config,
+        yaml.replace("namespaces:", "  max_message_bytes: 65536\nnamespaces:"),
+    )
+    .unwrap();
+    let proxy = cfg.start();
+    let mut kv = proxy.kv_client().await;
+
+    let id = request_id("oversize-put");
+    let mut put = put_with_ttl("big", 60, 0);
+    put.namespace = cfg.name.clone();
+    put.items[0].value = vec![7; 70_000];
+    let size = put.encoded_len();
+    let mut request = tonic::Request::new(put);
+    request
+        .metadata_mut()
+        .insert("x-request-id", id.parse().unwrap());
+    let err = kv.put(request).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    for says in [
+        &format!("{size} bytes") as &str,
+        "limit of 65536 bytes",
+        "listeners.max_message_bytes",
+        "split the batch",
+    ] {
+        assert!(err.message().contains(says), "{says}: {}", err.message());
+    }
+    let record = audit_record(&proxy, &id);
+    assert_eq!(
+        (record.method.as_str(), record.status.as_str()),
+        ("Put", "RESOURCE_EXHAUSTED")
+    );
+    let (_, metrics) = http_get(proxy.admin, "/metrics").unwrap();
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("prism_requests_total")
+                && l.contains(r#"method="Put""#)
+                && l.contains(r#"status="resource_exhausted""#)),
+        "{metrics}"
+    );
+
+    // Under the limit, the same call goes through.
+    let mut put = put_with_ttl("small", 60, 0);
+    put.namespace = cfg.name.clone();
+    put.items[0].value = vec![7; 1_000];
+    kv.put(put).await.unwrap();
 }

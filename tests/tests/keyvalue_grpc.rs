@@ -242,10 +242,38 @@ async fn health_reflection_and_metrics() {
         names.contains(&"prism.keyvalue.v1.KeyValueService".to_string()),
         "{names:?}"
     );
-    assert!(
-        names.contains(&"grpc.health.v1.Health".to_string()),
-        "{names:?}"
-    );
+    for name in [
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1.ServerReflection",
+        "grpc.reflection.v1alpha.ServerReflection",
+    ] {
+        assert!(names.iter().any(|n| n == name), "{name}: {names:?}");
+    }
+    // v1 hands out the file that defines a service.
+    let request = tonic_reflection::pb::v1::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "prism.keyvalue.v1.KeyValueService".into(),
+        )),
+    };
+    let response = reflection
+        .server_reflection_info(tokio_stream::iter(vec![request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .expect("a reflection response");
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("unexpected reflection response");
+    };
+    let file = <prost_types::FileDescriptorProto as prost::Message>::decode(
+        files.file_descriptor_proto[0].as_slice(),
+    )
+    .unwrap();
+    assert_eq!(file.package(), "prism.keyvalue.v1");
+    assert!(file.service.iter().any(|s| s.name() == "KeyValueService"));
 
     let mut kv = proxy.kv_client().await;
     kv.put(put("demo-mem", "m", vec![item(b"k", b"v")]))

@@ -136,6 +136,20 @@ pub struct AuditLog {
 /// The largest batch the writer hands to the sink at once.
 const MAX_BATCH: usize = 1024;
 
+/// A call refused as malformed, for [`AuditLog::malformed_call`].
+pub struct MalformedCall<'a> {
+    pub principal: &'a str,
+    pub dal: &'a str,
+    pub method: &'a str,
+    /// The `traceparent` header, when sent.
+    pub traceparent: Option<&'a str>,
+    /// The `x-request-id` header, when sent.
+    pub x_request_id: Option<&'a str>,
+    /// What the caller was answered.
+    pub code: tonic::Code,
+    pub started: std::time::Instant,
+}
+
 impl AuditLog {
     /// Opens the sink (creating the hash key and the audit file if
     /// needed, or connecting to NATS) and starts the writer.
@@ -302,27 +316,19 @@ impl AuditLog {
 
     /// Records a call refused before its service saw it because the
     /// request was malformed (a message that does not decode, a
-    /// `content-type` that is not gRPC). Its namespace is unknown, so the
-    /// record names `_invalid` and follows the `drop` policy, like calls
-    /// naming no namespace.
-    pub fn malformed_call(
-        &self,
-        principal: &str,
-        dal: &str,
-        method: &str,
-        traceparent: Option<&str>,
-        x_request_id: Option<&str>,
-        started: std::time::Instant,
-    ) {
+    /// `content-type` that is not gRPC, a message over the size limit).
+    /// Its namespace is unknown, so the record names `_invalid` and
+    /// follows the `drop` policy, like calls naming no namespace.
+    pub fn malformed_call(&self, call: MalformedCall<'_>) {
         let mut record = self.bare_record(
-            principal,
+            call.principal,
             "",
-            dal,
-            method,
-            tonic::Code::InvalidArgument,
-            started,
+            call.dal,
+            call.method,
+            call.code,
+            call.started,
         );
-        record.trace_id = call::trace_id(traceparent, x_request_id, &self.trace_ids);
+        record.trace_id = call::trace_id(call.traceparent, call.x_request_id, &self.trace_ids);
         self.enqueue_or_drop(Entry {
             record,
             label: UNKNOWN_NAMESPACE.to_string(),

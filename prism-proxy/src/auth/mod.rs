@@ -350,5 +350,8 @@ mod tests {
         assert!(!is_public(
             "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo"
         ));
+        assert!(!is_public(
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
+        ));
     }
 }

@@ -249,7 +249,7 @@ impl AuthFile {
                     .into(),
             ));
         }
-        crate::policy::validate_entries("auth.admins", &self.admins)
+        super::validate_entries("auth.admins", &self.admins)
             .map_err(|(field, message)| err(&field, message))?;
         Ok(AuthConfig {
             enabled: self.enabled,

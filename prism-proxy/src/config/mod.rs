@@ -21,6 +21,7 @@ mod listeners;
 mod migration;
 mod namespace;
 pub mod needs;
+mod policy;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -39,6 +40,7 @@ pub use listeners::Listeners;
 pub use migration::{DEFAULT_READ_SAMPLE, MigrationConfig, MigrationPhase};
 pub use namespace::{BackendMode, BackendSpec, Dal, NamespaceConfig, PatternConfig, validate_name};
 pub use needs::{BackendCatalog, Needs, Selection};
+pub use policy::{PolicyConfig, validate_entries};
 
 /// A configuration error: which file, which field, what is wrong.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer};
 
+use super::PolicyConfig;
 use super::dal::{PubSubSettings, TimeSeriesSettings};
 use super::limits::Limits;
 use super::migration::MigrationConfig;
 use super::needs::{self, BackendCatalog, Needs, Selection};
 use super::{ConfigError, NamespaceAudit, parse_yaml};
-use crate::policy::PolicyConfig;
 use crate::schema::{Schema, SchemaConfig};
 
 /// The data access layer a namespace serves.

@@ -17,8 +17,8 @@ use tonic::{Request, Response, Status};
 use crate::audit::AuditLog;
 use crate::config::Dal;
 use crate::error::ProxyError;
+use crate::permission::Permission;
 use crate::pipeline::{Declared, Masked, Pipeline, Reveal, Rpc};
-use crate::policy::Permission;
 use crate::registry::{Namespace, Registry};
 use validate::Check;
 

@@ -49,7 +49,8 @@ use crate::audit::{self, AuditLog, AuditedRequest, AuditedResponse};
 use crate::auth::Principal;
 use crate::error::ProxyError;
 use crate::metrics;
-use crate::policy::{self, Permission};
+use crate::permission::Permission;
+use crate::policy;
 use crate::registry::{Namespace, Registry};
 
 /// Runs every call of every DAL (see the module documentation).

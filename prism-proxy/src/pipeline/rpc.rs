@@ -15,7 +15,7 @@ use std::marker::PhantomData;
 use super::Reveal;
 use crate::audit::{AuditedRequest, AuditedResponse, Targets};
 use crate::config::Dal;
-use crate::policy::Permission;
+use crate::permission::Permission;
 
 /// A response (or stream item) whose stored values the pipeline masks on
 /// the way out.

@@ -20,9 +20,9 @@ use tonic::{Request, Response, Status};
 use crate::audit::{AuditLog, AuditedRequest, AuditedResponse, Targets};
 use crate::config::Dal;
 use crate::error::ProxyError;
+use crate::permission::Permission;
 use crate::pipeline::stream::{ItemStream, Source};
 use crate::pipeline::{Declared, Masked, Pipeline, Reveal, Rpc, StreamEnd, StreamItem};
-use crate::policy::Permission;
 use crate::registry::{Namespace, Registry};
 use validate::PsCheck;
 

@@ -136,7 +136,7 @@ impl AdminApi {
                     ns.config.policy.as_ref(),
                     true,
                     principal,
-                    crate::policy::Permission::Admin,
+                    crate::permission::Permission::Admin,
                 )
             })
     }
