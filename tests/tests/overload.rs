@@ -8,28 +8,61 @@ use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
 use prism_tests::ProxyProcess;
 use tonic::Code;
 
-fn start() -> ProxyProcess {
+/// A proxy serving `namespaces`, each a name and the rest of its YAML.
+fn start(namespaces: &[(&str, String)]) -> ProxyProcess {
     let dir = tempfile::tempdir().unwrap().keep();
     let ns = dir.join("ns");
     std::fs::create_dir_all(&ns).unwrap();
-    // 20 calls per second with a burst of 20: a flood of 200 calls at once
-    // is 10x the rate.
-    std::fs::write(
-        ns.join("limited.yaml"),
-        "name: limited\ndal: keyvalue\nbackend:\n  kind: memstore\nlimits:\n  rate:\n    \
-         calls_per_second: 20\n    burst: 20\n",
-    )
-    .unwrap();
-    std::fs::write(
-        ns.join("other.yaml"),
-        "name: other\ndal: keyvalue\nbackend:\n  kind: memstore\n",
-    )
-    .unwrap();
+    for (name, rest) in namespaces {
+        std::fs::write(
+            ns.join(format!("{name}.yaml")),
+            format!("name: {name}\ndal: keyvalue\n{rest}"),
+        )
+        .unwrap();
+    }
     std::fs::write(dir.join("prism.yaml"), "namespaces:\n  dir: ns\n").unwrap();
     ProxyProcess::start_with(
         &dir.join("data"),
         &["--config", &dir.join("prism.yaml").display().to_string()],
     )
+}
+
+const MEMSTORE: &str = "backend:\n  kind: memstore\n";
+
+/// A PostgreSQL backend in `schema`, then `rest`.
+fn on_postgres(schema: &str, mode: &str, rest: &str) -> String {
+    format!(
+        "backend:\n  kind: postgres\n  mode: {mode}\n  options:\n    url: {}\n    \
+         schema: {schema}\n{rest}",
+        postgres_url()
+    )
+}
+
+/// A schema name no other test run uses.
+fn unique_schema(what: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("prism_overload_{what}_{}_{nanos}", std::process::id())
+}
+
+/// A connection to the test's PostgreSQL.
+async fn postgres() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&postgres_url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Polls `condition` until it holds, failing after [`prism_tests::WAIT`].
+async fn wait_for<F: Future<Output = bool>>(what: &str, mut condition: impl FnMut() -> F) {
+    let since = std::time::Instant::now();
+    while !condition().await {
+        assert!(since.elapsed() < prism_tests::WAIT, "timed out: {what}");
+        tokio::task::yield_now().await;
+    }
 }
 
 fn put(namespace: &str, id: String) -> pb::PutRequest {
@@ -47,7 +80,15 @@ fn put(namespace: &str, id: String) -> pb::PutRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_namespace_over_its_rate_sheds_the_excess_and_others_keep_serving() {
-    let proxy = start();
+    // 20 calls per second with a burst of 20: a flood of 200 calls at once
+    // is 10x the rate.
+    let proxy = start(&[
+        (
+            "limited",
+            format!("{MEMSTORE}limits:\n  rate:\n    calls_per_second: 20\n    burst: 20\n"),
+        ),
+        ("other", MEMSTORE.to_string()),
+    ]);
     let kv = KeyValueServiceClient::connect(proxy.grpc_url())
         .await
         .unwrap();
@@ -138,55 +179,29 @@ async fn waiting_on(pg: &tokio_postgres::Client, schema: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_past_the_in_flight_limit_are_shed_at_once_and_deadlines_hold() {
-    let unique = format!(
-        "{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let held_schema = format!("prism_overload_held_{unique}");
-    let slow_schema = format!("prism_overload_slow_{unique}");
-    let dir = tempfile::tempdir().unwrap().keep();
-    let ns = dir.join("ns");
-    std::fs::create_dir_all(&ns).unwrap();
-    let url = postgres_url();
+    let held_schema = unique_schema("held");
+    let slow_schema = unique_schema("slow");
     // At most 4 calls at once on `held`; `slow` gives a call 300 ms when the
     // client sends no deadline.
-    std::fs::write(
-        ns.join("held.yaml"),
-        format!(
-            "name: held\ndal: keyvalue\nbackend:\n  kind: postgres\n  options:\n    url: {url}\n    \
-             schema: {held_schema}\nlimits:\n  max_in_flight: 4\n"
+    let proxy = start(&[
+        (
+            "held",
+            on_postgres(&held_schema, "embedded", "limits:\n  max_in_flight: 4\n"),
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        ns.join("slow.yaml"),
-        format!(
-            "name: slow\ndal: keyvalue\nbackend:\n  kind: postgres\n  options:\n    url: {url}\n    \
-             schema: {slow_schema}\nlimits:\n  deadline:\n    default_ms: 300\n"
+        (
+            "slow",
+            on_postgres(
+                &slow_schema,
+                "embedded",
+                "limits:\n  deadline:\n    default_ms: 300\n",
+            ),
         ),
-    )
-    .unwrap();
-    std::fs::write(
-        ns.join("other.yaml"),
-        "name: other\ndal: keyvalue\nbackend:\n  kind: memstore\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("prism.yaml"), "namespaces:\n  dir: ns\n").unwrap();
-    let proxy = ProxyProcess::start_with(
-        &dir.join("data"),
-        &["--config", &dir.join("prism.yaml").display().to_string()],
-    );
+        ("other", MEMSTORE.to_string()),
+    ]);
     let kv = proxy.kv_client().await;
 
     // Hold both namespaces' tables: every write to them waits in PostgreSQL.
-    let (mut pg, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut pg = postgres().await;
     let lock = pg.transaction().await.unwrap();
     lock.batch_execute(&format!(
         "LOCK TABLE {held_schema}.kv_versions, {slow_schema}.kv_versions IN ACCESS EXCLUSIVE MODE"
@@ -201,18 +216,11 @@ async fn calls_past_the_in_flight_limit_are_shed_at_once_and_deadlines_hold() {
             tokio::spawn(async move { kv.put(put("held", format!("held-{i}"))).await })
         })
         .collect();
-    let (watcher, watcher_conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(watcher_conn);
-    let waiting_since = std::time::Instant::now();
-    while waiting_on(&watcher, &held_schema).await < 4 {
-        assert!(
-            waiting_since.elapsed() < prism_tests::WAIT,
-            "the four admitted calls never reached PostgreSQL"
-        );
-        tokio::task::yield_now().await;
-    }
+    let watcher = postgres().await;
+    wait_for("the four admitted calls to reach PostgreSQL", || async {
+        waiting_on(&watcher, &held_schema).await == 4
+    })
+    .await;
 
     // Every further call is refused at once, while the four still wait:
     // nothing queues behind them.
@@ -292,41 +300,21 @@ async fn busy_on(pg: &tokio_postgres::Client, schema: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_past_its_deadline_is_abandoned_in_the_pattern_process_too() {
-    let schema = format!(
-        "prism_overload_process_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    );
-    let dir = tempfile::tempdir().unwrap().keep();
-    let ns = dir.join("ns");
-    std::fs::create_dir_all(&ns).unwrap();
-    let url = postgres_url();
-    std::fs::write(
-        ns.join("remote.yaml"),
-        format!(
-            "name: remote\ndal: keyvalue\nbackend:\n  kind: postgres\n  mode: process\n  \
-             options:\n    url: {url}\n    schema: {schema}\nlimits:\n  deadline:\n    \
-             default_ms: 300\n"
+    let schema = unique_schema("process");
+    let proxy = start(&[(
+        "remote",
+        on_postgres(
+            &schema,
+            "process",
+            "limits:\n  deadline:\n    default_ms: 300\n",
         ),
-    )
-    .unwrap();
-    std::fs::write(dir.join("prism.yaml"), "namespaces:\n  dir: ns\n").unwrap();
-    let proxy = ProxyProcess::start_with(
-        &dir.join("data"),
-        &["--config", &dir.join("prism.yaml").display().to_string()],
-    );
+    )]);
     let mut kv = proxy.kv_client().await;
     kv.put(put("remote", "before".into()))
         .await
         .expect("the pattern process serves");
 
-    let (mut pg, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let mut pg = postgres().await;
     let lock = pg.transaction().await.unwrap();
     lock.batch_execute(&format!(
         "LOCK TABLE {schema}.kv_versions IN ACCESS EXCLUSIVE MODE"
@@ -344,14 +332,10 @@ async fn a_call_past_its_deadline_is_abandoned_in_the_pattern_process_too() {
     // time left as grpc-timeout, and the proxy resets the stream when it
     // stops waiting): once PostgreSQL has let its statement through, its
     // transaction is rolled back, not committed.
-    let waited = std::time::Instant::now();
-    while busy_on(&pg, &schema).await > 0 {
-        assert!(
-            waited.elapsed() < prism_tests::WAIT,
-            "the pattern process's session stayed busy"
-        );
-        tokio::task::yield_now().await;
-    }
+    wait_for("the pattern process's session to be idle", || async {
+        busy_on(&pg, &schema).await == 0
+    })
+    .await;
     let written: i64 = pg
         .query_one(
             &format!("SELECT count(*) FROM {schema}.kv_items WHERE id = 'late'"),

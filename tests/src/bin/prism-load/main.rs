@@ -35,8 +35,11 @@
 mod overload;
 mod peers;
 mod raw;
+mod report;
 
 use std::str::FromStr;
+
+use report::{Row, print_row, print_summary};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -571,61 +574,37 @@ async fn paths_for(
     Ok(paths)
 }
 
-struct Row {
-    kind: String,
-    op: Op,
-    path: String,
-    m: Measured,
-}
-
-fn print_row(kind: &str, op: &str, path: &str, m: &Measured) {
-    println!(
-        "{:<9} {:<4} {:<19} {:>9.0} {:>8} {:>8} {:>9} {:>6}",
-        kind,
-        op,
-        path,
-        m.throughput(),
-        m.quantile_us(0.5),
-        m.quantile_us(0.99),
-        m.quantile_us(0.999),
-        m.errors
-    );
-    if let Some(e) = &m.first_error {
-        println!("          first error: {e}");
+/// Starts the proxy in this process on loopback ports, serving
+/// `namespaces` with its data under `data`, and opens `--connections`
+/// gRPC connections to it.
+async fn start_proxy(
+    namespaces: Vec<NamespaceConfig>,
+    data: &std::path::Path,
+    source: &str,
+    args: &Args,
+) -> Result<(prism_proxy::RunningProxy, Vec<Channel>)> {
+    let config = ProxyConfig {
+        listeners: Listeners {
+            grpc: "127.0.0.1:0".parse()?,
+            admin: "127.0.0.1:0".parse()?,
+            ..Listeners::default()
+        },
+        data_dir: data.join("proxy"),
+        shutdown_grace_secs: 5,
+        namespaces,
+        source: source.into(),
+        ..ProxyConfig::default()
+    };
+    let proxy = prism_proxy::start(config).await?;
+    let mut channels = Vec::new();
+    for _ in 0..args.connections.max(1) {
+        let channel = Channel::from_shared(format!("http://{}", proxy.grpc_addr))?
+            .connect()
+            .await
+            .context("connecting to the proxy")?;
+        channels.push(channel);
     }
-}
-
-/// The comparison table: each path against the first path measured for
-/// its backend and operation (the direct client, or the library).
-fn print_summary(rows: &[Row]) {
-    println!(
-        "\nadded cost against the baseline (the first path of each backend: `direct` where the \
-         store has a client, else `library`):"
-    );
-    println!(
-        "| backend | op | path | ops/s | throughput ratio | p50 µs | added p50 µs | p99 µs | added p99 µs |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|");
-    let mut baseline: Option<&Row> = None;
-    for row in rows {
-        if baseline.is_none_or(|b| b.kind != row.kind || b.op != row.op) {
-            baseline = Some(row);
-        }
-        let b = baseline.expect("set above");
-        let added = |q: f64| row.m.quantile_us(q) as i64 - b.m.quantile_us(q) as i64;
-        println!(
-            "| {} | {} | {} | {:.0} | {:.2} | {} | {:+} | {} | {:+} |",
-            row.kind,
-            row.op.name(),
-            row.path,
-            row.m.throughput(),
-            row.m.throughput() / b.m.throughput().max(f64::MIN_POSITIVE),
-            row.m.quantile_us(0.5),
-            added(0.5),
-            row.m.quantile_us(0.99),
-            added(0.99),
-        );
-    }
+    Ok((proxy, channels))
 }
 
 #[tokio::main]
@@ -643,29 +622,12 @@ async fn main() -> Result<()> {
         .iter()
         .map(|ns| NamespaceConfig::parse(&ns.name, &ns.yaml(&args)))
         .collect::<Result<Vec<_>, _>>()?;
-    let config = ProxyConfig {
-        listeners: Listeners {
-            grpc: "127.0.0.1:0".parse()?,
-            admin: "127.0.0.1:0".parse()?,
-            ..Listeners::default()
-        },
-        data_dir: data.path().join("proxy"),
-        shutdown_grace_secs: 5,
-        namespaces: configs,
-        source: "prism-load".into(),
-        ..ProxyConfig::default()
-    };
-    let proxy = prism_proxy::start(config).await?;
-    let mut clients = Vec::new();
-    let mut health_clients = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let channel = Channel::from_shared(format!("http://{}", proxy.grpc_addr))?
-            .connect()
-            .await
-            .context("connecting to the proxy")?;
-        health_clients.push(HealthClient::new(channel.clone()));
-        clients.push(KeyValueServiceClient::new(channel));
-    }
+    let (proxy, channels) = start_proxy(configs, data.path(), "prism-load", &args).await?;
+    let health_clients: Vec<_> = channels.iter().cloned().map(HealthClient::new).collect();
+    let clients: Vec<_> = channels
+        .into_iter()
+        .map(KeyValueServiceClient::new)
+        .collect();
 
     println!(
         "prism-load: concurrency {}, {} s per phase, {} B values, {} keys, {} proxy connections, \

@@ -14,14 +14,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use hdrhistogram::Histogram;
 use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
-use prism_proxy::ProxyConfig;
-use prism_proxy::config::{Listeners, NamespaceConfig};
-use tonic::transport::Channel;
+use prism_proxy::config::NamespaceConfig;
 
-use crate::{Args, Op, Target, histogram, populate};
+use crate::{Args, Op, Target, histogram, populate, start_proxy};
 
 const LIMITED: &str = "overload-limited";
 const OTHER: &str = "overload-other";
@@ -161,27 +159,12 @@ pub async fn run(args: &Args) -> Result<()> {
         );
     }
     let data = tempfile::tempdir()?;
-    let config = ProxyConfig {
-        listeners: Listeners {
-            grpc: "127.0.0.1:0".parse()?,
-            admin: "127.0.0.1:0".parse()?,
-            ..Listeners::default()
-        },
-        data_dir: data.path().join("proxy"),
-        shutdown_grace_secs: 5,
-        namespaces: namespaces(args)?,
-        source: "prism-load overload".into(),
-        ..ProxyConfig::default()
-    };
-    let proxy = prism_proxy::start(config).await?;
-    let mut clients = Vec::new();
-    for _ in 0..args.connections.max(1) {
-        let channel = Channel::from_shared(format!("http://{}", proxy.grpc_addr))?
-            .connect()
-            .await
-            .context("connecting to the proxy")?;
-        clients.push(KeyValueServiceClient::new(channel));
-    }
+    let (proxy, channels) =
+        start_proxy(namespaces(args)?, data.path(), "prism-load overload", args).await?;
+    let clients: Vec<_> = channels
+        .into_iter()
+        .map(KeyValueServiceClient::new)
+        .collect();
     let target = |namespace: &str| Target::Proxy {
         namespace: namespace.into(),
         clients: clients.clone(),
