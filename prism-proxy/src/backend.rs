@@ -3,11 +3,13 @@
 use std::sync::Arc;
 
 use pattern_core::pubsub::PubSubBackend;
-use pattern_core::timeseries::TimeSeriesBackend;
-use pattern_core::{BackendError, Capabilities, KeyValueBackend};
+use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesSettings};
+use pattern_core::{Backend, BackendError, Capabilities, KeyValueBackend, OpenContext};
 
-use crate::config::Dal;
+use crate::config::NamespaceConfig;
+use crate::dal::{self, Dal};
 use crate::error::ProxyError;
+use crate::resolver::Resolver;
 
 /// The backend of one namespace: one trait object per DAL.
 #[derive(Clone)]
@@ -18,48 +20,70 @@ pub enum DalBackend {
 }
 
 impl DalBackend {
+    /// Opens `config`'s backend, linked into the proxy, from the factory
+    /// the resolver holds for its DAL and kind; TimeSeries backends get
+    /// the namespace's bucket.
+    pub async fn open(
+        config: &NamespaceConfig,
+        resolver: &Resolver,
+        ctx: OpenContext,
+    ) -> Result<DalBackend, String> {
+        let (dal, kind) = (config.dal, config.backend.kind.as_str());
+        if dal == dal::KEYVALUE {
+            return Ok(DalBackend::KeyValue(resolver.open(dal, kind, ctx).await?));
+        }
+        if dal == dal::TIMESERIES {
+            let ctx = ctx.with_settings(TimeSeriesSettings {
+                bucket: config.timeseries_settings().bucket,
+            });
+            return Ok(DalBackend::TimeSeries(resolver.open(dal, kind, ctx).await?));
+        }
+        if dal == dal::PUBSUB {
+            return Ok(DalBackend::PubSub(resolver.open(dal, kind, ctx).await?));
+        }
+        Err(format!(
+            "the {dal} DAL has no backend holder in this proxy; add it to DalBackend \
+             (docs-cms/adding-a-dal.md)"
+        ))
+    }
+
+    /// The backend as the supertrait every DAL's backend extends.
+    fn common(&self) -> &dyn Backend {
+        match self {
+            DalBackend::KeyValue(b) => b.as_ref(),
+            DalBackend::TimeSeries(b) => b.as_ref(),
+            DalBackend::PubSub(b) => b.as_ref(),
+        }
+    }
+
     /// The backend kind, e.g. `postgres`.
     pub fn kind(&self) -> &'static str {
-        match self {
-            DalBackend::KeyValue(b) => b.kind(),
-            DalBackend::TimeSeries(b) => b.kind(),
-            DalBackend::PubSub(b) => b.kind(),
-        }
+        self.common().kind()
     }
 
     /// The DAL it serves.
     pub fn dal(&self) -> Dal {
         match self {
-            DalBackend::KeyValue(_) => Dal::Keyvalue,
-            DalBackend::TimeSeries(_) => Dal::Timeseries,
-            DalBackend::PubSub(_) => Dal::Pubsub,
+            DalBackend::KeyValue(_) => dal::KEYVALUE,
+            DalBackend::TimeSeries(_) => dal::TIMESERIES,
+            DalBackend::PubSub(_) => dal::PUBSUB,
         }
     }
 
     /// What the backend declares.
     pub fn capabilities(&self) -> Capabilities {
-        match self {
-            DalBackend::KeyValue(b) => b.capabilities(),
-            DalBackend::TimeSeries(b) => b.capabilities(),
-            DalBackend::PubSub(b) => b.capabilities(),
-        }
+        self.common().capabilities()
     }
 
-    /// Whether the backend can serve (readiness).
+    /// Whether the backend can serve (readiness): a round trip to its
+    /// store, whichever DAL it serves.
     pub async fn health(&self) -> Result<(), BackendError> {
-        match self {
-            DalBackend::KeyValue(b) => b.health().await,
-            DalBackend::TimeSeries(_) | DalBackend::PubSub(_) => Ok(()),
-        }
+        self.common().health().await
     }
 
     /// Releases the backend.
     pub async fn close(&self) -> Result<(), BackendError> {
-        match self {
-            DalBackend::KeyValue(b) => b.close().await,
-            DalBackend::TimeSeries(b) => b.close().await,
-            DalBackend::PubSub(b) => b.close().await,
-        }
+        self.common().close().await
     }
 
     /// Whether both are the same backend instance.
@@ -86,9 +110,5 @@ pub fn wrong_dal(namespace: &str, has: Dal, wanted: Dal) -> ProxyError {
 }
 
 fn service_name(dal: Dal) -> &'static str {
-    match dal {
-        Dal::Keyvalue => "prism.keyvalue.v1.KeyValueService",
-        Dal::Timeseries => "prism.timeseries.v1.TimeSeriesService",
-        Dal::Pubsub => "prism.pubsub.v1.PubSubService",
-    }
+    dal.module().service
 }

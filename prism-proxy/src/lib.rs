@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod backend;
 pub mod config;
+pub mod dal;
 pub mod duration;
 pub mod error;
 pub mod inflight;

@@ -34,14 +34,18 @@ use tonic::codegen::http;
 use crate::audit::{ANONYMOUS, AuditLog, MalformedCall};
 use crate::auth::Principal;
 
-/// The proto packages whose calls are audited, with the DAL their
-/// records name.
-const AUDITED: &[(&str, &str)] = &[
-    ("prism.keyvalue.v1", "keyvalue"),
-    ("prism.timeseries.v1", "timeseries"),
-    ("prism.pubsub.v1", "pubsub"),
-    ("prism.admin.v1", "admin"),
-];
+/// The DAL (or `admin`) that audit records name for calls of proto
+/// `package`, if its calls are audited: every registered DAL's package
+/// and the admin API.
+fn audited(package: &str) -> Option<&'static str> {
+    if package == "prism.admin.v1" {
+        return Some("admin");
+    }
+    crate::dal::DALS
+        .iter()
+        .find(|d| d.package() == package)
+        .map(|d| d.name())
+}
 
 /// `/package.Service/Method` of every audited method → (DAL, method).
 fn methods() -> &'static HashMap<String, (&'static str, &'static str)> {
@@ -52,7 +56,7 @@ fn methods() -> &'static HashMap<String, (&'static str, &'static str)> {
         let mut methods = HashMap::new();
         for file in set.file {
             let package = file.package();
-            let Some(&(_, dal)) = AUDITED.iter().find(|(p, _)| *p == package) else {
+            let Some(dal) = audited(package) else {
                 continue;
             };
             for service in &file.service {

@@ -1,43 +1,152 @@
 //! Maps a backend kind (`memstore`, `sqlite`, ...) to the factory that
 //! opens it. Adding a backend is one `register` line in [`Resolver::builtin`].
 
+use std::any::{Any, TypeId};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pattern_core::pubsub::{PubSubBackend, PubSubContext, PubSubFactory};
-use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory};
-use pattern_core::{BackendError, KeyValueBackend, KeyValueFactory, OpenContext};
+use pattern_core::needs::NeedsProfile;
+use pattern_core::{BackendError, Factory, OpenContext};
 
 use crate::config::{BackendMode, ConfigError, Dal, NamespaceConfig};
 
-/// The registered backend factories, per DAL.
+/// The proxy's built-in resolver, built once: needs-based selection reads
+/// the kinds' needs profiles from it when a namespace loads.
+pub fn builtin() -> &'static Resolver {
+    static BUILTIN: std::sync::LazyLock<Resolver> = std::sync::LazyLock::new(Resolver::builtin);
+    &BUILTIN
+}
+
+/// The facts of a registered factory, whatever its DAL: what the
+/// resolver asks without opening anything.
+trait Facts: Send + Sync {
+    fn needs_profile(&self) -> NeedsProfile;
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
+    fn placement_options(&self) -> &'static [&'static str];
+    fn default_placement_is_private(&self) -> bool;
+    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<PathBuf>;
+}
+
+impl<F: Factory> Facts for F {
+    fn needs_profile(&self) -> NeedsProfile {
+        Factory::needs_profile(self)
+    }
+    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
+        Factory::check_options(self, options)
+    }
+    fn placement_options(&self) -> &'static [&'static str] {
+        Factory::placement_options(self)
+    }
+    fn default_placement_is_private(&self) -> bool {
+        Factory::default_placement_is_private(self)
+    }
+    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<PathBuf> {
+        Factory::data_files(self, namespace, options)
+    }
+}
+
+/// One registered factory: its facts, and the factory itself as an
+/// `Arc<dyn Factory<Backend = B>>` for its DAL's backend trait `B`.
+#[derive(Clone)]
+struct Registered {
+    facts: Arc<dyn Facts>,
+    opener: Arc<dyn Any + Send + Sync>,
+}
+
+/// The registered backend factories, keyed by the DAL's backend trait
+/// (which names the DAL) and the kind.
 #[derive(Clone, Default)]
 pub struct Resolver {
-    keyvalue: BTreeMap<&'static str, Arc<dyn KeyValueFactory>>,
-    timeseries: BTreeMap<&'static str, Arc<dyn TimeSeriesFactory>>,
-    pubsub: BTreeMap<&'static str, Arc<dyn PubSubFactory>>,
+    factories: BTreeMap<(TypeId, &'static str), Registered>,
     /// `patterns.allowed_binaries` of prism.yaml: the programs a namespace
     /// may name in `backend.pattern.binary`.
     allowed_binaries: Vec<PathBuf>,
 }
 
 impl Resolver {
-    /// Every backend built into this proxy.
+    /// Every backend built into this proxy: one line per (DAL, kind).
     pub fn builtin() -> Self {
         let mut r = Resolver::default();
         r.register(pattern_memstore::MemstoreFactory);
         r.register(pattern_sqlite::SqliteFactory);
         r.register(pattern_postgres::PostgresFactory);
         r.register(pattern_redis::RedisFactory);
-        r.register_timeseries(pattern_memstore::timeseries::MemTimeSeriesFactory);
-        r.register_timeseries(pattern_sqlite::SqliteTimeSeriesFactory);
-        r.register_timeseries(pattern_postgres::PostgresTimeSeriesFactory);
-        r.register_pubsub(pattern_nats::NatsFactory);
-        r.register_pubsub(pattern_redis::RedisPubSubFactory);
+        r.register(pattern_memstore::timeseries::MemTimeSeriesFactory);
+        r.register(pattern_sqlite::SqliteTimeSeriesFactory);
+        r.register(pattern_postgres::PostgresTimeSeriesFactory);
+        r.register(pattern_nats::NatsFactory);
+        r.register(pattern_redis::RedisPubSubFactory);
         #[cfg(feature = "kafka")]
-        r.register_pubsub(pattern_kafka::KafkaFactory);
+        r.register(pattern_kafka::KafkaFactory);
         r
+    }
+
+    /// Registers a backend factory under its DAL (the DAL whose backend
+    /// trait is `F::Backend`) and kind.
+    pub fn register<F: Factory>(&mut self, factory: F) {
+        let kind = factory.kind();
+        let factory = Arc::new(factory);
+        let opener: Arc<dyn Factory<Backend = F::Backend>> = factory.clone();
+        self.factories.insert(
+            (TypeId::of::<F::Backend>(), kind),
+            Registered {
+                facts: factory,
+                opener: Arc::new(opener),
+            },
+        );
+    }
+
+    fn get(&self, dal: Dal, kind: &str) -> Option<&Registered> {
+        self.factories
+            .iter()
+            .find(|((t, k), _)| *t == dal.backend_type() && *k == kind)
+            .map(|(_, r)| r)
+    }
+
+    /// The known kinds of `dal`, sorted.
+    pub fn kinds_of(&self, dal: Dal) -> Vec<&'static str> {
+        self.factories
+            .keys()
+            .filter(|(t, _)| *t == dal.backend_type())
+            .map(|(_, k)| *k)
+            .collect()
+    }
+
+    /// The needs profiles of `dal`'s kinds, in preference order.
+    pub fn needs_profiles(&self, dal: Dal) -> Vec<NeedsProfile> {
+        let mut profiles: Vec<NeedsProfile> = self
+            .factories
+            .iter()
+            .filter(|((t, _), _)| *t == dal.backend_type())
+            .map(|(_, r)| r.facts.needs_profile())
+            .collect();
+        profiles.sort_by_key(|p| (p.preference, p.kind));
+        profiles
+    }
+
+    /// "no keyvalue backend of kind 'x'; keyvalue backends: a, b".
+    fn unknown(&self, dal: Dal, kind: &str) -> String {
+        format!(
+            "unknown {} backend kind '{kind}'; known kinds: {}",
+            dal.name(),
+            self.kinds_of(dal).join(", ")
+        )
+    }
+
+    /// Opens a backend of `kind` for `dal`, whose backend trait is `B`.
+    /// The error says which kinds exist or what is wrong with the options.
+    pub async fn open<B: ?Sized + pattern_core::Backend>(
+        &self,
+        dal: Dal,
+        kind: &str,
+        ctx: OpenContext,
+    ) -> Result<Arc<B>, String> {
+        let factory = self
+            .get(dal, kind)
+            .and_then(|r| r.opener.downcast_ref::<Arc<dyn Factory<Backend = B>>>())
+            .ok_or_else(|| self.unknown(dal, kind))?;
+        factory.open(ctx).await.map_err(|e| e.to_string())
     }
 
     /// Sets the pattern binaries a namespace may name
@@ -76,32 +185,16 @@ impl Resolver {
     /// it connects to (see [`pattern_core::placement`]); every option for
     /// a kind this proxy does not know.
     pub fn placement_options(&self, dal: Dal, kind: &str) -> &'static [&'static str] {
-        let known = match dal {
-            Dal::Keyvalue => self.keyvalue.get(kind).map(|f| f.placement_options()),
-            Dal::Timeseries => self.timeseries.get(kind).map(|f| f.placement_options()),
-            Dal::Pubsub => self.pubsub.get(kind).map(|f| f.placement_options()),
-        };
-        known.unwrap_or(&[pattern_core::placement::ALL_OPTIONS])
+        self.get(dal, kind)
+            .map(|r| r.facts.placement_options())
+            .unwrap_or(&[pattern_core::placement::ALL_OPTIONS])
     }
 
     /// Whether `kind`'s default placement keeps data private to the proxy
     /// (see `default_placement_is_private` of the factories).
     pub fn default_is_private(&self, dal: Dal, kind: &str) -> bool {
-        match dal {
-            Dal::Keyvalue => self
-                .keyvalue
-                .get(kind)
-                .map(|f| f.default_placement_is_private()),
-            Dal::Timeseries => self
-                .timeseries
-                .get(kind)
-                .map(|f| f.default_placement_is_private()),
-            Dal::Pubsub => self
-                .pubsub
-                .get(kind)
-                .map(|f| f.default_placement_is_private()),
-        }
-        .unwrap_or(false)
+        self.get(dal, kind)
+            .is_some_and(|r| r.facts.default_placement_is_private())
     }
 
     /// The files under the data directory that `ns` keeps (its backend's
@@ -113,20 +206,9 @@ impl Resolver {
         }
         let mut out = Vec::new();
         for (field, spec) in specs {
-            let files = match ns.dal {
-                Dal::Keyvalue => self
-                    .keyvalue
-                    .get(spec.kind.as_str())
-                    .map(|f| f.data_files(&ns.name, &spec.options)),
-                Dal::Timeseries => self
-                    .timeseries
-                    .get(spec.kind.as_str())
-                    .map(|f| f.data_files(&ns.name, &spec.options)),
-                Dal::Pubsub => self
-                    .pubsub
-                    .get(spec.kind.as_str())
-                    .map(|f| f.data_files(&ns.name, &spec.options)),
-            };
+            let files = self
+                .get(ns.dal, spec.kind.as_str())
+                .map(|r| r.facts.data_files(&ns.name, &spec.options));
             for file in files.unwrap_or_default() {
                 let file: PathBuf = file
                     .components()
@@ -196,66 +278,6 @@ impl Resolver {
         Ok(())
     }
 
-    /// Registers a KeyValue backend factory under its kind.
-    pub fn register(&mut self, factory: impl KeyValueFactory) {
-        self.keyvalue.insert(factory.kind(), Arc::new(factory));
-    }
-
-    /// Registers a TimeSeries backend factory under its kind.
-    pub fn register_timeseries(&mut self, factory: impl TimeSeriesFactory) {
-        self.timeseries.insert(factory.kind(), Arc::new(factory));
-    }
-
-    /// Registers a PubSub backend factory under its kind.
-    pub fn register_pubsub(&mut self, factory: impl PubSubFactory) {
-        self.pubsub.insert(factory.kind(), Arc::new(factory));
-    }
-
-    /// The known KeyValue kinds, sorted.
-    pub fn kinds(&self) -> Vec<&'static str> {
-        self.keyvalue.keys().copied().collect()
-    }
-
-    /// The known kinds of `dal`, sorted.
-    pub fn kinds_of(&self, dal: Dal) -> Vec<&'static str> {
-        match dal {
-            Dal::Keyvalue => self.kinds(),
-            Dal::Timeseries => self.timeseries.keys().copied().collect(),
-            Dal::Pubsub => self.pubsub.keys().copied().collect(),
-        }
-    }
-
-    /// Checks a TimeSeries or PubSub namespace's kind and options.
-    fn check_other(&self, ns: &NamespaceConfig) -> Result<(), ConfigError> {
-        let kind = ns.backend.kind.as_str();
-        let checked: Option<Result<(), BackendError>> = match ns.dal {
-            Dal::Keyvalue => None,
-            Dal::Timeseries => self
-                .timeseries
-                .get(kind)
-                .map(|f| f.check_options(&ns.backend.options)),
-            Dal::Pubsub => self
-                .pubsub
-                .get(kind)
-                .map(|f| f.check_options(&ns.backend.options)),
-        };
-        match checked {
-            None => Err(ConfigError::new(
-                &ns.source,
-                "backend.kind",
-                format!(
-                    "no {} backend of kind '{kind}'; {} backends: {}",
-                    ns.dal.name(),
-                    ns.dal.name(),
-                    self.kinds_of(ns.dal).join(", ")
-                ),
-            )),
-            Some(result) => {
-                result.map_err(|e| ConfigError::new(&ns.source, "backend.options", e.to_string()))
-            }
-        }
-    }
-
     /// Checks that a namespace's backend kind exists and its options are
     /// valid, without opening anything. The error names the namespace's
     /// file and the field.
@@ -272,10 +294,7 @@ impl Resolver {
                 })?;
             }
         }
-        if ns.dal != Dal::Keyvalue {
-            return self.check_other(ns);
-        }
-        let known = self.keyvalue.get(ns.backend.kind.as_str());
+        let known = self.get(ns.dal, ns.backend.kind.as_str());
         if known.is_none() && ns.backend.mode != BackendMode::Embedded {
             // A third-party pattern: its options are checked by the pattern
             // itself when the proxy initializes it.
@@ -285,27 +304,26 @@ impl Resolver {
             ConfigError::new(
                 &ns.source,
                 "backend.kind",
-                format!(
-                    "unknown backend kind '{}'; known kinds: {}",
-                    ns.backend.kind,
-                    self.kinds().join(", ")
-                ),
+                self.unknown(ns.dal, &ns.backend.kind),
             )
         })?;
-        factory.check_options(&ns.backend.options).map_err(|e| {
-            match ns.selection.as_ref().and_then(|s| s.settings_from.as_ref()) {
-                // Chosen from needs: the options came from `backends:`.
-                Some(file) => ConfigError::new(
-                    file,
-                    &format!("backends.{}", ns.backend.kind),
-                    format!(
-                        "{e} (namespace '{}' was placed on {} by its needs)",
-                        ns.name, ns.backend.kind
+        factory
+            .facts
+            .check_options(&ns.backend.options)
+            .map_err(|e| {
+                match ns.selection.as_ref().and_then(|s| s.settings_from.as_ref()) {
+                    // Chosen from needs: the options came from `backends:`.
+                    Some(file) => ConfigError::new(
+                        file,
+                        &format!("backends.{}", ns.backend.kind),
+                        format!(
+                            "{e} (namespace '{}' was placed on {} by its needs)",
+                            ns.name, ns.backend.kind
+                        ),
                     ),
-                ),
-                None => ConfigError::new(&ns.source, "backend.options", e.to_string()),
-            }
-        })
+                    None => ConfigError::new(&ns.source, "backend.options", e.to_string()),
+                }
+            })
     }
 
     /// Checks every namespace with [`Resolver::check`], and that no two
@@ -315,55 +333,6 @@ impl Resolver {
             self.check(ns)?;
             self.check_files(ns, namespaces)
         })
-    }
-
-    /// Opens a KeyValue backend of `kind`. The error says which kinds exist
-    /// or what is wrong with the options.
-    pub async fn open_keyvalue(
-        &self,
-        kind: &str,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, String> {
-        let factory = self.keyvalue.get(kind).ok_or_else(|| {
-            format!(
-                "unknown backend kind '{kind}'; known kinds: {}",
-                self.kinds().join(", ")
-            )
-        })?;
-        factory.open(ctx, options).await.map_err(|e| e.to_string())
-    }
-
-    /// Opens a TimeSeries backend of `kind`.
-    pub async fn open_timeseries(
-        &self,
-        kind: &str,
-        ctx: TimeSeriesContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn TimeSeriesBackend>, String> {
-        let factory = self.timeseries.get(kind).ok_or_else(|| {
-            format!(
-                "no timeseries backend of kind '{kind}'; timeseries backends: {}",
-                self.kinds_of(Dal::Timeseries).join(", ")
-            )
-        })?;
-        factory.open(ctx, options).await.map_err(|e| e.to_string())
-    }
-
-    /// Opens a PubSub backend of `kind`.
-    pub async fn open_pubsub(
-        &self,
-        kind: &str,
-        ctx: PubSubContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn PubSubBackend>, String> {
-        let factory = self.pubsub.get(kind).ok_or_else(|| {
-            format!(
-                "no pubsub backend of kind '{kind}'; pubsub backends: {}",
-                self.kinds_of(Dal::Pubsub).join(", ")
-            )
-        })?;
-        factory.open(ctx, options).await.map_err(|e| e.to_string())
     }
 }
 

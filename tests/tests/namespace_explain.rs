@@ -286,3 +286,66 @@ fn conflicting_needs_stop_the_proxy_with_a_clear_error() {
         "{err}"
     );
 }
+
+/// `needs:` places TimeSeries and PubSub namespaces too, among their own
+/// DAL's kinds, with the connection settings from `backends:`.
+#[tokio::test]
+async fn needs_place_timeseries_and_pubsub_namespaces_on_their_own_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns_dir = dir.path().join("namespaces");
+    std::fs::create_dir(&ns_dir).unwrap();
+    let prefix = format!("e2e-dal-needs-{}", std::process::id());
+    let nats_url =
+        std::env::var("PRISM_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
+    let prism_yaml = dir.path().join("prism.yaml");
+    std::fs::write(
+        &prism_yaml,
+        format!(
+            "listeners:\n  grpc: {}\n  admin: {}\nnamespaces:\n  dir: namespaces\n\
+             backends:\n  postgres:\n    url: {}\n    schema: prism_dal_needs_e2e\n    pool_size: 2\n\
+             \x20 nats:\n    url: {nats_url}\n",
+            free_addr(),
+            free_addr(),
+            postgres_url_with_password(),
+        ),
+    )
+    .unwrap();
+    let cases = [
+        ("ts-cache", "timeseries", "{durability: none}", "memstore"),
+        ("ts-shared", "timeseries", "{scope: shared}", "postgres"),
+        (
+            "events",
+            "pubsub",
+            "{durability: restart, scope: shared}",
+            "nats",
+        ),
+    ];
+    for (suffix, dal, needs, _) in &cases {
+        let name = format!("{prefix}-{suffix}");
+        std::fs::write(
+            ns_dir.join(format!("{name}.yaml")),
+            format!("name: {name}\ndal: {dal}\nneeds: {needs}\n"),
+        )
+        .unwrap();
+    }
+    let config = prism_yaml.display().to_string();
+    let proxy = ProxyProcess::start_with(&dir.path().join("data"), &["--config", &config]);
+    for (suffix, _, _, backend) in &cases {
+        let name = format!("{prefix}-{suffix}");
+        let out = prismctl(proxy.grpc, &["-o", "json", "namespace", "explain", &name]);
+        assert!(out.status.success(), "{name}: {}", stderr(&out));
+        let json: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("json output");
+        assert_eq!(json["backend"], *backend, "{name}: {json:#}");
+        assert_eq!(json["explicit"], false);
+        let rejected: Vec<&str> = json["rejected"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["kind"].as_str().unwrap())
+            .collect();
+        assert!(
+            !rejected.iter().any(|k| *k == "sqlite") || suffix.starts_with("ts"),
+            "{name}: a PubSub namespace is placed among PubSub kinds only: {rejected:?}"
+        );
+    }
+}

@@ -9,14 +9,11 @@
 //! grows for the lifetime of the namespace's data, so versions are unique
 //! and later writes have larger versions.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::capabilities::Capabilities;
-use crate::clock::Clock;
+use crate::backend::{Backend, Factory};
 use crate::error::BackendError;
 use crate::idempotency::IdempotencyKey;
 use crate::paging::Cursor;
@@ -256,32 +253,12 @@ pub struct Page<T> {
     pub next: Option<Cursor>,
 }
 
-/// What a factory gets to open a backend for one namespace.
-#[derive(Debug, Clone)]
-pub struct OpenContext {
-    /// The namespace the backend serves.
-    pub namespace: String,
-    /// The proxy's data directory, for backends that keep files.
-    pub data_dir: PathBuf,
-    /// The clock for TTLs.
-    pub clock: Arc<dyn Clock>,
-}
-
 /// A KeyValue storage engine serving one namespace.
 ///
 /// Every method may be called concurrently from many tasks. Errors are
 /// [`BackendError`]s; the proxy maps them to gRPC status codes.
 #[async_trait]
-pub trait KeyValueBackend: Send + Sync + 'static {
-    /// The backend kind, as named in namespace configuration
-    /// (`memstore`, `sqlite`, ...). Called for status output and errors.
-    fn kind(&self) -> &'static str;
-
-    /// The capabilities this backend declares. Called once when the
-    /// namespace loads and by the proxy before calls that need one; must be
-    /// constant for the backend's lifetime.
-    fn capabilities(&self) -> Capabilities;
-
+pub trait KeyValueBackend: Backend {
     /// Writes `items` under `id`, all or nothing, assigning each a new
     /// version. Returns one [`MutationOutcome::Version`] per item, in order.
     ///
@@ -332,65 +309,13 @@ pub trait KeyValueBackend: Send + Sync + 'static {
             crate::capabilities::Capability::Transactions,
         ))
     }
-
-    /// Checks that the backend can serve; called by readiness probes.
-    async fn health(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
-
-    /// Flushes and releases resources; called once when the proxy shuts
-    /// down, after in-flight calls have finished or the shutdown grace
-    /// period has passed. Calls still running after that may fail.
-    async fn close(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
 }
 
-/// Opens backends of one kind from configuration. The proxy's resolver maps
-/// each kind name to its factory.
-#[async_trait]
-pub trait KeyValueFactory: Send + Sync + 'static {
-    /// The kind this factory opens, as written in namespace configuration.
-    fn kind(&self) -> &'static str;
+/// A [`Factory`] of KeyValue backends; every factory whose `Backend` is
+/// `dyn KeyValueBackend` is one.
+pub trait KeyValueFactory: Factory<Backend = dyn KeyValueBackend> {}
 
-    /// Checks the namespace's backend `options` without opening anything;
-    /// called when configuration is loaded, so a bad option stops start-up
-    /// (or a `--check`) before any backend opens. Unknown fields must be
-    /// refused with [`BackendError::Config`] naming the field and the
-    /// allowed ones.
-    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
-
-    /// The option names that decide where a namespace's data lives or
-    /// which server the backend connects to ([`crate::placement`]): only
-    /// an operator may change them. Default: every option.
-    fn placement_options(&self) -> &'static [&'static str] {
-        &[crate::placement::ALL_OPTIONS]
-    }
-
-    /// Whether the placement options' defaults keep a namespace's data
-    /// private to this proxy: no server is reached, and any file is the
-    /// namespace's own. Only then may a namespace admin choose this kind
-    /// with its placement options unset. Default: false.
-    fn default_placement_is_private(&self) -> bool {
-        false
-    }
-
-    /// The files, relative to the data directory, that a backend opened
-    /// for `namespace` with `options` keeps; no other namespace may use
-    /// them. Default: none.
-    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<std::path::PathBuf> {
-        let _ = (namespace, options);
-        Vec::new()
-    }
-
-    /// Opens a backend for `ctx.namespace` with the namespace's backend
-    /// `options`, which [`KeyValueFactory::check_options`] accepted.
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError>;
-}
+impl<F: Factory<Backend = dyn KeyValueBackend>> KeyValueFactory for F {}
 
 /// Parses backend options strictly into `T` (which should use
 /// `#[serde(deny_unknown_fields)]`); `null` means all defaults.

@@ -9,6 +9,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod backend;
 pub mod background;
 pub mod capabilities;
 pub mod clock;
@@ -16,6 +17,7 @@ pub mod deadline;
 pub mod error;
 pub mod idempotency;
 pub mod keyvalue;
+pub mod needs;
 pub mod paging;
 pub mod placement;
 pub mod pubsub;
@@ -26,12 +28,13 @@ pub mod acceptance;
 #[cfg(feature = "grpc")]
 pub mod grpc;
 
+pub use backend::{Backend, Factory, OpenContext};
 pub use capabilities::{Capabilities, Capability};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BackendError, bounded, display_key, quote, status};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use keyvalue::{
-    Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, OpenContext, Page,
-    PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
+    Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, Page, PageRequest, PutItem,
+    ScanEntry, Selection, WriteOutcome,
 };
 pub use paging::Cursor;

@@ -20,14 +20,10 @@
 //! (NATS, Redis).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::capabilities::Capabilities;
-use crate::clock::Clock;
 use crate::error::BackendError;
 
 /// A message to publish.
@@ -94,67 +90,16 @@ pub fn dead_letter_topic(topic: &str) -> String {
     format!("{topic}.dlq")
 }
 
-/// What a PubSub backend is opened for.
-#[derive(Clone)]
-pub struct PubSubContext {
-    /// The namespace the backend serves.
-    pub namespace: String,
-    /// The proxy's data directory, for backends that keep files.
-    pub data_dir: PathBuf,
-    pub clock: Arc<dyn Clock>,
-}
+/// A [`crate::Factory`] of PubSub backends; every factory whose `Backend`
+/// is `dyn PubSubBackend` is one.
+pub trait PubSubFactory: crate::Factory<Backend = dyn PubSubBackend> {}
 
-/// Opens PubSub backends of one kind.
-#[async_trait]
-pub trait PubSubFactory: Send + Sync + 'static {
-    /// The kind this factory opens, as written in namespace configuration.
-    fn kind(&self) -> &'static str;
-
-    /// Checks the namespace's backend `options` without opening anything;
-    /// unknown fields are refused with [`BackendError::Config`].
-    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
-
-    /// The option names that decide where a namespace's data lives or
-    /// which server the backend connects to ([`crate::placement`]): only
-    /// an operator may change them. Default: every option.
-    fn placement_options(&self) -> &'static [&'static str] {
-        &[crate::placement::ALL_OPTIONS]
-    }
-
-    /// Whether the placement options' defaults keep a namespace's data
-    /// private to this proxy: no server is reached, and any file is the
-    /// namespace's own. Only then may a namespace admin choose this kind
-    /// with its placement options unset. Default: false.
-    fn default_placement_is_private(&self) -> bool {
-        false
-    }
-
-    /// The files, relative to the data directory, that a backend opened
-    /// for `namespace` with `options` keeps; no other namespace may use
-    /// them. Default: none.
-    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<std::path::PathBuf> {
-        let _ = (namespace, options);
-        Vec::new()
-    }
-
-    /// Opens a backend for `ctx.namespace`.
-    async fn open(
-        &self,
-        ctx: PubSubContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn PubSubBackend>, BackendError>;
-}
+impl<F: crate::Factory<Backend = dyn PubSubBackend>> PubSubFactory for F {}
 
 /// A PubSub backend serving one namespace. Every method may be called
 /// concurrently.
 #[async_trait]
-pub trait PubSubBackend: Send + Sync + 'static {
-    /// The backend kind, e.g. `nats`.
-    fn kind(&self) -> &'static str;
-
-    /// What the backend declares ([`crate::Capability::PUBSUB`] members).
-    fn capabilities(&self) -> Capabilities;
-
+pub trait PubSubBackend: crate::Backend {
     /// Publishes `messages` to `topic` in order; returns their ids, in the
     /// same order. A batch that fails may have been partly published (the
     /// error says how many were); retrying it may then duplicate, which
@@ -185,9 +130,4 @@ pub trait PubSubBackend: Send + Sync + 'static {
     /// Makes deliveries due for redelivery at once.
     async fn nack(&self, topic: &str, group: &str, ack_ids: &[String])
     -> Result<u32, BackendError>;
-
-    /// Releases the backend's resources.
-    async fn close(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
 }

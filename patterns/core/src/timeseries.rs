@@ -10,7 +10,6 @@
 //! [`TimeSeriesBackend::watch_sequence`].
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,6 @@ use async_trait::async_trait;
 use tokio::sync::{mpsc, watch};
 
 use crate::capabilities::Capabilities;
-use crate::clock::Clock;
 use crate::error::BackendError;
 
 /// One event.
@@ -118,25 +116,37 @@ pub struct TailQuery {
 /// The default time bucket: one hour.
 pub const DEFAULT_BUCKET: Duration = Duration::from_secs(3600);
 
-/// What a TimeSeries backend is opened for.
-#[derive(Clone)]
-pub struct TimeSeriesContext {
-    /// The namespace the backend serves.
-    pub namespace: String,
-    /// The proxy's data directory, for backends that keep files.
-    pub data_dir: PathBuf,
-    /// The clock retention is measured with.
-    pub clock: Arc<dyn Clock>,
+/// The TimeSeries settings of a namespace a backend is opened with
+/// ([`crate::OpenContext::with_settings`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeSeriesSettings {
     /// The width of a time bucket: the unit in which a backend that
     /// declares [`crate::Capability::Retention`] stores and drops events
     /// (PostgreSQL: one partition per bucket).
     pub bucket: Duration,
 }
 
-impl TimeSeriesContext {
+impl Default for TimeSeriesSettings {
+    fn default() -> Self {
+        TimeSeriesSettings {
+            bucket: DEFAULT_BUCKET,
+        }
+    }
+}
+
+impl crate::OpenContext {
+    /// The namespace's time bucket width ([`DEFAULT_BUCKET`] when the
+    /// proxy gave no [`TimeSeriesSettings`]).
+    pub fn bucket(&self) -> Duration {
+        self.settings::<TimeSeriesSettings>()
+            .copied()
+            .unwrap_or_default()
+            .bucket
+    }
+
     /// The bucket width in microseconds (at least 1).
     pub fn bucket_us(&self) -> i64 {
-        i64::try_from(self.bucket.as_micros())
+        i64::try_from(self.bucket().as_micros())
             .unwrap_or(i64::MAX)
             .max(1)
     }
@@ -148,56 +158,15 @@ pub fn bucket_start(time_us: i64, bucket_us: i64) -> i64 {
     time_us.div_euclid(bucket_us) * bucket_us
 }
 
-/// Opens TimeSeries backends of one kind.
-#[async_trait]
-pub trait TimeSeriesFactory: Send + Sync + 'static {
-    /// The kind this factory opens, as written in namespace configuration.
-    fn kind(&self) -> &'static str;
+/// A [`crate::Factory`] of TimeSeries backends; every factory whose `Backend`
+/// is `dyn TimeSeriesBackend` is one.
+pub trait TimeSeriesFactory: crate::Factory<Backend = dyn TimeSeriesBackend> {}
 
-    /// Checks the namespace's backend `options` without opening anything;
-    /// unknown fields are refused with [`BackendError::Config`].
-    fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError>;
-
-    /// The option names that decide where a namespace's data lives or
-    /// which server the backend connects to ([`crate::placement`]): only
-    /// an operator may change them. Default: every option.
-    fn placement_options(&self) -> &'static [&'static str] {
-        &[crate::placement::ALL_OPTIONS]
-    }
-
-    /// Whether the placement options' defaults keep a namespace's data
-    /// private to this proxy: no server is reached, and any file is the
-    /// namespace's own. Only then may a namespace admin choose this kind
-    /// with its placement options unset. Default: false.
-    fn default_placement_is_private(&self) -> bool {
-        false
-    }
-
-    /// The files, relative to the data directory, that a backend opened
-    /// for `namespace` with `options` keeps; no other namespace may use
-    /// them. Default: none.
-    fn data_files(&self, namespace: &str, options: &serde_json::Value) -> Vec<std::path::PathBuf> {
-        let _ = (namespace, options);
-        Vec::new()
-    }
-
-    /// Opens a backend for `ctx.namespace`.
-    async fn open(
-        &self,
-        ctx: TimeSeriesContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError>;
-}
+impl<F: crate::Factory<Backend = dyn TimeSeriesBackend>> TimeSeriesFactory for F {}
 
 /// A TimeSeries backend.
 #[async_trait]
-pub trait TimeSeriesBackend: Send + Sync + 'static {
-    /// The backend kind, e.g. `memstore`.
-    fn kind(&self) -> &'static str;
-
-    /// What the backend declares ([`crate::Capability::TIMESERIES`] members).
-    fn capabilities(&self) -> Capabilities;
-
+pub trait TimeSeriesBackend: crate::Backend {
     /// Stores `events`, all or nothing; an event whose identity is stored
     /// (or repeated within the batch) is counted as a duplicate.
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError>;
@@ -226,11 +195,6 @@ pub trait TimeSeriesBackend: Send + Sync + 'static {
     /// [`crate::Capability::Retention`] returns
     /// [`BackendError::Unsupported`].
     async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError>;
-
-    /// Releases the backend's resources.
-    async fn close(&self) -> Result<(), BackendError> {
-        Ok(())
-    }
 
     /// Up to `limit` events of every series of the namespace, in identity
     /// order (series id, then time, then event id), after `after`
@@ -329,7 +293,7 @@ impl LoggedTimeSeries {
 }
 
 #[async_trait]
-impl TimeSeriesBackend for LoggedTimeSeries {
+impl crate::Backend for LoggedTimeSeries {
     fn kind(&self) -> &'static str {
         self.store.kind()
     }
@@ -338,6 +302,17 @@ impl TimeSeriesBackend for LoggedTimeSeries {
         self.store.capabilities()
     }
 
+    async fn close(&self) -> Result<(), BackendError> {
+        self.store.close().await
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.store.health().await
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for LoggedTimeSeries {
     /// Stores, then appends every event of the batch (also those the store
     /// counted as duplicates: a retry after a failed append must reach the
     /// log).
@@ -383,10 +358,6 @@ impl TimeSeriesBackend for LoggedTimeSeries {
 
     async fn drop_before(&self, cutoff_us: i64) -> Result<u64, BackendError> {
         self.store.drop_before(cutoff_us).await
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.store.close().await
     }
 
     async fn scan(

@@ -50,9 +50,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use pattern_core::OpenContext;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::pubsub::{
-    Delivery, OutgoingMessage, PubSubBackend, PubSubContext, PubSubFactory, Subscription,
-    dead_letter_topic,
+    Delivery, OutgoingMessage, PubSubBackend, Subscription, dead_letter_topic,
 };
 use pattern_core::{BackendError, Capabilities, Capability, Clock};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -186,9 +187,31 @@ pub(crate) fn kafka_err(brokers: &str, doing: &str, e: KafkaError) -> BackendErr
 pub struct KafkaFactory;
 
 #[async_trait]
-impl PubSubFactory for KafkaFactory {
+impl pattern_core::Factory for KafkaFactory {
+    type Backend = dyn PubSubBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 2,
+            external: true,
+            consistency: Consistency::Strong,
+            durability: Durability::Restart,
+            durability_note: "keeps messages in Kafka topics acknowledged by every in-sync \
+                              replica, which flush to disk in the background",
+            scope: Scope::Shared,
+            read_rps: 2_000,
+            write_rps: 2_000,
+            write_note: "",
+            p99_ms: 50,
+            max_data_bytes: 100 * GIB,
+            data_note: "one Kafka topic per PubSub topic",
+            keeps_for_days: true,
+        }
     }
 
     fn placement_options(&self) -> &'static [&'static str] {
@@ -199,11 +222,8 @@ impl PubSubFactory for KafkaFactory {
         KafkaOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: PubSubContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn PubSubBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = KafkaOptions::parse(options)?;
         Ok(Arc::new(
             KafkaBackend::open(&ctx.namespace, ctx.clock, options).await?,
@@ -395,7 +415,7 @@ impl KafkaBackend {
 }
 
 #[async_trait]
-impl PubSubBackend for KafkaBackend {
+impl pattern_core::Backend for KafkaBackend {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -409,6 +429,28 @@ impl PubSubBackend for KafkaBackend {
             .with(Capability::Durable)
     }
 
+    async fn close(&self) -> Result<(), BackendError> {
+        let groups: Vec<_> = self
+            .groups
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain()
+            .filter_map(|(_, cell)| cell.get().cloned())
+            .collect();
+        for group in groups {
+            group.leave().await;
+        }
+        self.publisher.flush().await;
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.publisher.health().await
+    }
+}
+
+#[async_trait]
+impl PubSubBackend for KafkaBackend {
     async fn publish(
         &self,
         topic: &str,
@@ -507,20 +549,5 @@ impl PubSubBackend for KafkaBackend {
             member.shared.ready.notify_waiters();
         }
         Ok(count)
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        let groups: Vec<_> = self
-            .groups
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .drain()
-            .filter_map(|(_, cell)| cell.get().cloned())
-            .collect();
-        for group in groups {
-            group.leave().await;
-        }
-        self.publisher.flush().await;
-        Ok(())
     }
 }

@@ -260,6 +260,20 @@ impl Publisher {
             .map_err(|e| kafka_err(&self.brokers, "publishing a dead letter", e))
     }
 
+    /// Asks a broker for the cluster's metadata: a round trip that fails
+    /// when no broker answers within the admin timeout.
+    pub async fn health(&self) -> Result<(), BackendError> {
+        let producer = self.producer.clone();
+        tokio::task::spawn_blocking(move || {
+            rdkafka::producer::Producer::client(&producer)
+                .fetch_metadata(None, std::time::Duration::from_secs(2))
+                .map(|_| ())
+        })
+        .await
+        .map_err(|e| BackendError::Internal(format!("kafka health task failed: {e}")))?
+        .map_err(|e| kafka_err(&self.brokers, "fetching metadata", e))
+    }
+
     /// Waits for queued records to be sent.
     pub async fn flush(&self) {
         let producer = self.producer.clone();

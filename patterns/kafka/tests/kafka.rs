@@ -10,7 +10,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use pattern_core::pubsub::{
     Delivery, OutgoingMessage, PubSubBackend, StartAt, Subscription, dead_letter_topic,
 };
-use pattern_core::{BackendError, Capability, SystemClock};
+use pattern_core::{Backend, BackendError, Capability, SystemClock};
 use pattern_kafka::{KafkaBackend, KafkaOptions};
 
 /// How long a test waits for messages it expects.

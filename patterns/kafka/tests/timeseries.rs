@@ -6,10 +6,8 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use pattern_core::BackendError;
-use pattern_core::timeseries::{
-    LoggedTimeSeries, TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory,
-};
+use pattern_core::timeseries::{LoggedTimeSeries, TimeSeriesBackend};
+use pattern_core::{BackendError, Factory};
 use pattern_kafka::KafkaLog;
 use pattern_sqlite::SqliteTimeSeriesFactory;
 
@@ -18,9 +16,18 @@ use pattern_sqlite::SqliteTimeSeriesFactory;
 struct SqliteWithKafkaLog;
 
 #[async_trait]
-impl TimeSeriesFactory for SqliteWithKafkaLog {
+impl pattern_core::Factory for SqliteWithKafkaLog {
+    type Backend = dyn TimeSeriesBackend;
+
     fn kind(&self) -> &'static str {
         "sqlite+kafka"
+    }
+
+    fn needs_profile(&self) -> pattern_core::needs::NeedsProfile {
+        pattern_core::needs::NeedsProfile {
+            kind: "sqlite+kafka",
+            ..SqliteTimeSeriesFactory.needs_profile()
+        }
     }
 
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
@@ -29,11 +36,10 @@ impl TimeSeriesFactory for SqliteWithKafkaLog {
 
     async fn open(
         &self,
-        ctx: TimeSeriesContext,
-        options: serde_json::Value,
+        ctx: pattern_core::OpenContext,
     ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError> {
         let log = KafkaLog::open(&ctx.namespace, serde_json::json!({}))?;
-        let store = SqliteTimeSeriesFactory.open(ctx, options).await?;
+        let store = SqliteTimeSeriesFactory.open(ctx).await?;
         Ok(Arc::new(LoggedTimeSeries::new(store, Arc::new(log))))
     }
 }
@@ -52,14 +58,16 @@ mod embedded {
 async fn an_event_too_large_for_the_log_is_refused_and_nothing_is_stored() {
     use pattern_core::timeseries::{Event, ReadQuery};
     let dir = tempfile::tempdir().unwrap();
-    let ctx = TimeSeriesContext {
-        namespace: format!("too-large-{}", std::process::id()),
-        data_dir: dir.path().to_path_buf(),
-        clock: Arc::new(pattern_core::SystemClock),
+    let ctx = pattern_core::OpenContext::new(
+        format!("too-large-{}", std::process::id()),
+        dir.path().to_path_buf(),
+        Arc::new(pattern_core::SystemClock),
+    )
+    .with_settings(pattern_core::timeseries::TimeSeriesSettings {
         bucket: pattern_core::timeseries::DEFAULT_BUCKET,
-    };
+    });
     let b = SqliteWithKafkaLog
-        .open(ctx, serde_json::json!({}))
+        .open(ctx.with_options(serde_json::json!({})))
         .await
         .unwrap();
     let event = |id: &str, bytes: usize| Event {

@@ -20,9 +20,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pattern_core::background::Periodic;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::{
-    BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend, KeyValueFactory,
-    Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
+    BackendError, Capabilities, Capability, IdempotencyKey, Item, KeyValueBackend, Mutation,
+    OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
 };
 use serde::Deserialize;
 
@@ -93,7 +94,7 @@ impl MemStore {
 }
 
 #[async_trait]
-impl KeyValueBackend for MemStore {
+impl pattern_core::Backend for MemStore {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -111,6 +112,19 @@ impl KeyValueBackend for MemStore {
         .collect()
     }
 
+    async fn close(&self) -> Result<(), BackendError> {
+        self.sweeper.stop();
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        // In-process: nothing to reach.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for MemStore {
     async fn put(
         &self,
         id: &str,
@@ -144,11 +158,6 @@ impl KeyValueBackend for MemStore {
     ) -> Result<WriteOutcome, BackendError> {
         self.store.mutate(mutations, idempotency)
     }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.sweeper.stop();
-        Ok(())
-    }
 }
 
 /// Opens memstore backends.
@@ -156,9 +165,30 @@ impl KeyValueBackend for MemStore {
 pub struct MemstoreFactory;
 
 #[async_trait]
-impl KeyValueFactory for MemstoreFactory {
+impl pattern_core::Factory for MemstoreFactory {
+    type Backend = dyn KeyValueBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 0,
+            external: false,
+            consistency: Consistency::Strong,
+            durability: Durability::None,
+            durability_note: "keeps data in the proxy's memory only; a restart of the proxy loses it",
+            scope: Scope::Local,
+            read_rps: 20_000,
+            write_rps: 18_000,
+            write_note: "",
+            p99_ms: 2,
+            max_data_bytes: GIB,
+            data_note: "it lives in the proxy's memory",
+            keeps_for_days: false,
+        }
     }
 
     fn default_placement_is_private(&self) -> bool {
@@ -173,11 +203,8 @@ impl KeyValueFactory for MemstoreFactory {
         MemstoreOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = MemstoreOptions::parse(options)?;
         Ok(Arc::new(MemStore::open(ctx.clock, &options)))
     }

@@ -11,9 +11,11 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use pattern_core::OpenContext;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::timeseries::{
     DEFAULT_BUCKET, Event, EventKey, EventPage, Order, ReadQuery, StoredEvent, TailQuery,
-    TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
+    TimeSeriesBackend, WriteSummary, bucket_start,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
 use tokio::sync::watch;
@@ -68,9 +70,31 @@ impl MemTimeSeries {
 pub struct MemTimeSeriesFactory;
 
 #[async_trait]
-impl TimeSeriesFactory for MemTimeSeriesFactory {
+impl pattern_core::Factory for MemTimeSeriesFactory {
+    type Backend = dyn TimeSeriesBackend;
+
     fn kind(&self) -> &'static str {
         crate::KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: crate::KIND,
+            preference: 0,
+            external: false,
+            consistency: Consistency::Strong,
+            durability: Durability::None,
+            durability_note: "keeps events in the proxy's memory only; a restart of the proxy \
+                              loses them",
+            scope: Scope::Local,
+            read_rps: 10_000,
+            write_rps: 10_000,
+            write_note: "",
+            p99_ms: 5,
+            max_data_bytes: GIB,
+            data_note: "it lives in the proxy's memory",
+            keeps_for_days: false,
+        }
     }
 
     fn default_placement_is_private(&self) -> bool {
@@ -91,18 +115,15 @@ impl TimeSeriesFactory for MemTimeSeriesFactory {
         }
     }
 
-    async fn open(
-        &self,
-        ctx: TimeSeriesContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         self.check_options(&options)?;
         Ok(Arc::new(MemTimeSeries::with_bucket_us(ctx.bucket_us())))
     }
 }
 
 #[async_trait]
-impl TimeSeriesBackend for MemTimeSeries {
+impl pattern_core::Backend for MemTimeSeries {
     fn kind(&self) -> &'static str {
         crate::KIND
     }
@@ -113,6 +134,14 @@ impl TimeSeriesBackend for MemTimeSeries {
             .with(Capability::Scan)
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        // In-process: nothing to reach.
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for MemTimeSeries {
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
         let mut summary = WriteSummary::default();
         let last = {

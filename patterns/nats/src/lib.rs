@@ -46,9 +46,9 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use async_trait::async_trait;
-use pattern_core::pubsub::{
-    OutgoingMessage, PubSubBackend, PubSubContext, PubSubFactory, StartAt, Subscription,
-};
+use pattern_core::OpenContext;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
+use pattern_core::pubsub::{OutgoingMessage, PubSubBackend, StartAt, Subscription};
 use pattern_core::{BackendError, Capabilities, Capability};
 use serde::Deserialize;
 
@@ -124,9 +124,31 @@ impl NatsOptions {
 pub struct NatsFactory;
 
 #[async_trait]
-impl PubSubFactory for NatsFactory {
+impl pattern_core::Factory for NatsFactory {
+    type Backend = dyn PubSubBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 0,
+            external: true,
+            consistency: Consistency::Strong,
+            durability: Durability::Restart,
+            durability_note: "keeps messages in a JetStream stream, which the server flushes \
+                              to disk in the background: they survive restarts of the proxy",
+            scope: Scope::Shared,
+            read_rps: 3_000,
+            write_rps: 3_000,
+            write_note: "",
+            p99_ms: 20,
+            max_data_bytes: 8 * GIB,
+            data_note: "one JetStream stream per namespace",
+            keeps_for_days: true,
+        }
     }
 
     fn placement_options(&self) -> &'static [&'static str] {
@@ -137,11 +159,8 @@ impl PubSubFactory for NatsFactory {
         NatsOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: PubSubContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn PubSubBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = NatsOptions::parse(options)?;
         Ok(Arc::new(NatsBackend::open(&ctx.namespace, options).await?))
     }
@@ -307,7 +326,7 @@ impl NatsBackend {
 }
 
 #[async_trait]
-impl PubSubBackend for NatsBackend {
+impl pattern_core::Backend for NatsBackend {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -324,6 +343,25 @@ impl PubSubBackend for NatsBackend {
         .collect()
     }
 
+    async fn close(&self) -> Result<(), BackendError> {
+        self.client
+            .flush()
+            .await
+            .map_err(|e| unavailable("flushing", e))
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        // A round trip to the server: PING, answered by PONG.
+        self.client.flush().await.map_err(|e| {
+            BackendError::Unavailable(format!(
+                "nats server did not answer a ping ({e}); check that it runs and is reachable"
+            ))
+        })
+    }
+}
+
+#[async_trait]
+impl PubSubBackend for NatsBackend {
     async fn publish(
         &self,
         topic: &str,
@@ -370,13 +408,6 @@ impl PubSubBackend for NatsBackend {
         ack_ids: &[String],
     ) -> Result<u32, BackendError> {
         self.answer(topic, group, ack_ids, b"-NAK").await
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.client
-            .flush()
-            .await
-            .map_err(|e| unavailable("flushing", e))
     }
 }
 

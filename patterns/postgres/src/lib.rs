@@ -38,10 +38,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Runtime};
 use pattern_core::background::Periodic;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::{
-    BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend,
-    KeyValueFactory, Mutation, MutationOutcome, OpenContext, Page, PageRequest, PutItem, ScanEntry,
-    Selection, WriteOutcome,
+    BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend, Mutation,
+    MutationOutcome, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
 };
 use serde::Deserialize;
 use tokio_postgres::NoTls;
@@ -196,7 +196,7 @@ impl PostgresBackend {
 }
 
 #[async_trait]
-impl KeyValueBackend for PostgresBackend {
+impl pattern_core::Backend for PostgresBackend {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -214,6 +214,21 @@ impl KeyValueBackend for PostgresBackend {
         .collect()
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        let client = self.shared.client().await?;
+        client.query_one("SELECT 1", &[]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        self.sweeper.stop();
+        self.shared.pool.close();
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for PostgresBackend {
     async fn put(
         &self,
         id: &str,
@@ -262,18 +277,6 @@ impl KeyValueBackend for PostgresBackend {
     ) -> Result<WriteOutcome, BackendError> {
         ops::write(&self.shared, mutations, idempotency).await
     }
-
-    async fn health(&self) -> Result<(), BackendError> {
-        let client = self.shared.client().await?;
-        client.query_one("SELECT 1", &[]).await.map_err(pg_err)?;
-        Ok(())
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.sweeper.stop();
-        self.shared.pool.close();
-        Ok(())
-    }
 }
 
 /// Opens postgres backends.
@@ -281,9 +284,30 @@ impl KeyValueBackend for PostgresBackend {
 pub struct PostgresFactory;
 
 #[async_trait]
-impl KeyValueFactory for PostgresFactory {
+impl pattern_core::Factory for PostgresFactory {
+    type Backend = dyn KeyValueBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 3,
+            external: true,
+            consistency: Consistency::Strong,
+            durability: Durability::Durable,
+            durability_note: "commits to PostgreSQL, which flushes its WAL before acknowledging",
+            scope: Scope::Shared,
+            read_rps: 3_000,
+            write_rps: 500,
+            write_note: " (writes of one namespace serialize on its version row)",
+            p99_ms: 80,
+            max_data_bytes: 1024 * GIB,
+            data_note: "tables in the configured database",
+            keeps_for_days: true,
+        }
     }
 
     fn placement_options(&self) -> &'static [&'static str] {
@@ -294,11 +318,8 @@ impl KeyValueFactory for PostgresFactory {
         PostgresOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = PostgresOptions::parse(options)?;
         Ok(Arc::new(
             PostgresBackend::open(ctx.namespace, ctx.clock, &options).await?,

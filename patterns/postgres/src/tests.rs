@@ -3,6 +3,7 @@
 //! Each test has its own namespace, so tests run in parallel on one schema.
 
 use super::*;
+use pattern_core::Backend;
 
 fn test_url() -> String {
     std::env::var("PRISM_TEST_POSTGRES_URL")

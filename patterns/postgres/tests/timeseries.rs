@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use pattern_core::timeseries::{Event, TimeSeriesBackend, TimeSeriesContext, TimeSeriesFactory};
-use pattern_core::{Clock, SystemClock};
+use pattern_core::timeseries::{Event, TimeSeriesBackend, TimeSeriesSettings};
+use pattern_core::{Clock, Factory, SystemClock};
 use pattern_postgres::{PostgresTimeSeriesFactory, timeseries::Layout};
 
 const SCHEMA: &str = "prism_ts_acceptance";
@@ -61,14 +61,16 @@ async fn rows_are_plain_sql_and_partitions_are_real() {
     const B: i64 = 1_000_000;
     let namespace = format!("layout-{}-{}", std::process::id(), SystemClock.now_ms());
     let dir = tempfile::tempdir().unwrap();
-    let ctx = TimeSeriesContext {
-        namespace: namespace.clone(),
-        data_dir: dir.path().to_path_buf(),
-        clock: Arc::new(SystemClock),
+    let ctx = pattern_core::OpenContext::new(
+        namespace.clone(),
+        dir.path().to_path_buf(),
+        Arc::new(SystemClock),
+    )
+    .with_settings(TimeSeriesSettings {
         bucket: Duration::from_secs(1),
-    };
+    });
     let backend = PostgresTimeSeriesFactory
-        .open(ctx, options())
+        .open(ctx.with_options(options()))
         .await
         .expect("opening");
     let base = 1_700_000_000 * B;
@@ -145,17 +147,19 @@ async fn rows_are_plain_sql_and_partitions_are_real() {
 }
 
 async fn open(namespace: &str, poll_interval_ms: u64) -> Arc<dyn TimeSeriesBackend> {
-    let ctx = TimeSeriesContext {
-        namespace: namespace.to_string(),
-        data_dir: std::env::temp_dir(),
-        clock: Arc::new(SystemClock),
+    let ctx = pattern_core::OpenContext::new(
+        namespace.to_string(),
+        std::env::temp_dir(),
+        Arc::new(SystemClock),
+    )
+    .with_settings(TimeSeriesSettings {
         bucket: Duration::from_secs(3600),
-    };
+    });
     let options = serde_json::json!({
         "url": url(), "schema": SCHEMA, "poll_interval_ms": poll_interval_ms
     });
     PostgresTimeSeriesFactory
-        .open(ctx, options)
+        .open(ctx.with_options(options))
         .await
         .expect("opening")
 }

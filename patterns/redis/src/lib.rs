@@ -40,10 +40,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pattern_core::background::Periodic;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::{
-    BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend,
-    KeyValueFactory, Mutation, MutationOutcome, OpenContext, Page, PageRequest, PutItem, ScanEntry,
-    Selection, WriteOutcome,
+    BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend, Mutation,
+    MutationOutcome, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{FromRedisValue, RedisError, ScriptInvocation};
@@ -269,7 +269,7 @@ impl RedisBackend {
 }
 
 #[async_trait]
-impl KeyValueBackend for RedisBackend {
+impl pattern_core::Backend for RedisBackend {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -286,6 +286,25 @@ impl KeyValueBackend for RedisBackend {
         .collect()
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        let mut conn = self.shared.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| redis_err(&self.shared.address, e))?;
+        Ok(())
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        if let Some(sweeper) = &self.sweeper {
+            sweeper.stop();
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for RedisBackend {
     async fn put(
         &self,
         id: &str,
@@ -334,22 +353,6 @@ impl KeyValueBackend for RedisBackend {
     ) -> Result<WriteOutcome, BackendError> {
         ops::write(&self.shared, mutations, idempotency).await
     }
-
-    async fn health(&self) -> Result<(), BackendError> {
-        let mut conn = self.shared.conn.clone();
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .map_err(|e| redis_err(&self.shared.address, e))?;
-        Ok(())
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        if let Some(sweeper) = &self.sweeper {
-            sweeper.stop();
-        }
-        Ok(())
-    }
 }
 
 /// Opens redis backends.
@@ -357,9 +360,31 @@ impl KeyValueBackend for RedisBackend {
 pub struct RedisFactory;
 
 #[async_trait]
-impl KeyValueFactory for RedisFactory {
+impl pattern_core::Factory for RedisFactory {
+    type Backend = dyn KeyValueBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 2,
+            external: true,
+            consistency: Consistency::Strong,
+            durability: Durability::Restart,
+            durability_note: "keeps data in Redis's memory without persistence: it survives \
+                              restarts of the proxy, not of Redis",
+            scope: Scope::Shared,
+            read_rps: 5_000,
+            write_rps: 4_000,
+            write_note: "",
+            p99_ms: 5,
+            max_data_bytes: 8 * GIB,
+            data_note: "it lives in Redis's memory",
+            keeps_for_days: false,
+        }
     }
 
     fn placement_options(&self) -> &'static [&'static str] {
@@ -370,11 +395,8 @@ impl KeyValueFactory for RedisFactory {
         RedisOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = RedisOptions::parse(options)?;
         Ok(Arc::new(
             RedisBackend::open(&ctx.namespace, ctx.clock, &options).await?,

@@ -5,8 +5,8 @@
 
 use std::process::{Child, Command, Stdio};
 
-use pattern_core::ManualClock;
 use pattern_core::acceptance::Harness;
+use pattern_core::{Backend, Factory, ManualClock};
 
 use super::*;
 

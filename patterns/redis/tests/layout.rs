@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pattern_core::acceptance::Harness;
-use pattern_core::{
-    Clock, IdempotencyKey, KeyValueFactory, ManualClock, OpenContext, PutItem, Selection,
-};
+use pattern_core::{Clock, Factory, IdempotencyKey, ManualClock, OpenContext, PutItem, Selection};
 use redis::aio::MultiplexedConnection;
 
 fn url() -> String {
@@ -50,14 +48,10 @@ fn key(parts: &[&[u8]]) -> Vec<u8> {
 async fn documented_layout() {
     let ns = Harness::unique_namespace("layout");
     let clock = Arc::new(ManualClock::starting_now());
-    let ctx = OpenContext {
-        namespace: ns.clone(),
-        data_dir: std::env::temp_dir(),
-        clock: clock.clone(),
-    };
+    let ctx = OpenContext::new(ns.clone(), std::env::temp_dir(), clock.clone());
     let options = serde_json::json!({ "url": url(), "key_prefix": "prism-test" });
     let b = pattern_redis::RedisFactory
-        .open(ctx, options)
+        .open(ctx.with_options(options))
         .await
         .unwrap();
 

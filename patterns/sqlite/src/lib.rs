@@ -33,10 +33,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pattern_core::background::Periodic;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::{
-    BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend,
-    KeyValueFactory, Mutation, OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection,
-    WriteOutcome,
+    BackendError, Capabilities, Capability, Clock, IdempotencyKey, Item, KeyValueBackend, Mutation,
+    OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
 };
 use rusqlite::Connection;
 use serde::Deserialize;
@@ -219,7 +219,7 @@ impl SqliteBackend {
 }
 
 #[async_trait]
-impl KeyValueBackend for SqliteBackend {
+impl pattern_core::Backend for SqliteBackend {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -237,6 +237,30 @@ impl KeyValueBackend for SqliteBackend {
         .collect()
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        self.blocking(|inner, _| {
+            inner.with_reader(|c| {
+                c.query_row("SELECT 1", [], |_| Ok(()))
+                    .map_err(ops::sql_err)
+            })
+        })
+        .await
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        self.sweeper.stop();
+        self.blocking(|inner, _| {
+            inner.with_writer(|c| {
+                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                    .map_err(ops::sql_err)
+            })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for SqliteBackend {
     async fn put(
         &self,
         id: &str,
@@ -299,27 +323,6 @@ impl KeyValueBackend for SqliteBackend {
         })
         .await
     }
-
-    async fn health(&self) -> Result<(), BackendError> {
-        self.blocking(|inner, _| {
-            inner.with_reader(|c| {
-                c.query_row("SELECT 1", [], |_| Ok(()))
-                    .map_err(ops::sql_err)
-            })
-        })
-        .await
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.sweeper.stop();
-        self.blocking(|inner, _| {
-            inner.with_writer(|c| {
-                c.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                    .map_err(ops::sql_err)
-            })
-        })
-        .await
-    }
 }
 
 /// Opens sqlite backends.
@@ -327,9 +330,31 @@ impl KeyValueBackend for SqliteBackend {
 pub struct SqliteFactory;
 
 #[async_trait]
-impl KeyValueFactory for SqliteFactory {
+impl pattern_core::Factory for SqliteFactory {
+    type Backend = dyn KeyValueBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 1,
+            external: false,
+            consistency: Consistency::Strong,
+            durability: Durability::Durable,
+            durability_note: "writes a file on the proxy's disk and flushes every commit \
+                              (WAL, synchronous=full)",
+            scope: Scope::Local,
+            read_rps: 12_000,
+            write_rps: 3_500,
+            write_note: " (one writer, an fsync per commit)",
+            p99_ms: 20,
+            max_data_bytes: 100 * GIB,
+            data_note: "one file on the proxy's disk",
+            keeps_for_days: true,
+        }
     }
 
     fn default_placement_is_private(&self) -> bool {
@@ -349,11 +374,8 @@ impl KeyValueFactory for SqliteFactory {
         SqliteOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = SqliteOptions::parse(options)?;
         // A relative path is relative to the data directory.
         let path = match &options.path {
@@ -372,6 +394,7 @@ impl KeyValueFactory for SqliteFactory {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use pattern_core::Backend;
 
     #[tokio::test]
     async fn data_survives_reopen() {

@@ -27,9 +27,11 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use pattern_core::OpenContext;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::timeseries::{
     Event, EventKey, EventPage, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
-    TimeSeriesContext, TimeSeriesFactory, WriteSummary, bucket_start,
+    WriteSummary, bucket_start,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -442,7 +444,7 @@ fn drop_before(inner: &Inner, cutoff_us: i64) -> Result<u64, BackendError> {
 }
 
 #[async_trait]
-impl TimeSeriesBackend for SqliteTimeSeries {
+impl pattern_core::Backend for SqliteTimeSeries {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -453,6 +455,27 @@ impl TimeSeriesBackend for SqliteTimeSeries {
             .collect()
     }
 
+    async fn close(&self) -> Result<(), BackendError> {
+        self.blocking(|inner| {
+            let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
+                .optional()
+                .map(|_| ())
+                .map_err(sql_err)
+        })
+        .await
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.blocking(|inner| {
+            inner.with_reader(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(sql_err))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for SqliteTimeSeries {
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
         if events.is_empty() {
             return Ok(WriteSummary::default());
@@ -506,17 +529,6 @@ impl TimeSeriesBackend for SqliteTimeSeries {
         self.blocking(|inner| inner.with_reader(|c| last_sequence(inner, c)))
             .await
     }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.blocking(|inner| {
-            let conn = inner.writer.lock().unwrap_or_else(|p| p.into_inner());
-            conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))
-                .optional()
-                .map(|_| ())
-                .map_err(sql_err)
-        })
-        .await
-    }
 }
 
 /// Opens [`SqliteTimeSeries`] backends (kind `sqlite`).
@@ -524,9 +536,30 @@ impl TimeSeriesBackend for SqliteTimeSeries {
 pub struct SqliteTimeSeriesFactory;
 
 #[async_trait]
-impl TimeSeriesFactory for SqliteTimeSeriesFactory {
+impl pattern_core::Factory for SqliteTimeSeriesFactory {
+    type Backend = dyn TimeSeriesBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 1,
+            external: false,
+            consistency: Consistency::Strong,
+            durability: Durability::Durable,
+            durability_note: "writes a file on the proxy's disk and flushes every commit",
+            scope: Scope::Local,
+            read_rps: 5_000,
+            write_rps: 2_000,
+            write_note: " (one writer, an fsync per commit)",
+            p99_ms: 25,
+            max_data_bytes: 100 * GIB,
+            data_note: "one file on the proxy's disk",
+            keeps_for_days: true,
+        }
     }
 
     fn default_placement_is_private(&self) -> bool {
@@ -549,11 +582,8 @@ impl TimeSeriesFactory for SqliteTimeSeriesFactory {
         SqliteTimeSeriesOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: TimeSeriesContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = SqliteTimeSeriesOptions::parse(options)?;
         let path = match &options.path {
             Some(path) => ctx.data_dir.join(path),

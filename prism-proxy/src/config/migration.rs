@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ConfigError;
-use super::namespace::{BackendMode, BackendSpec, Dal, NamespaceConfig};
+use super::namespace::{BackendMode, BackendSpec, NamespaceConfig};
 
 /// The phases of a migration, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, PartialOrd, Ord)]
@@ -87,13 +87,11 @@ fn default_read_sample() -> f64 {
 impl MigrationConfig {
     /// Checks the section against its namespace.
     pub(super) fn validate(&self, ns: &NamespaceConfig, file: &str) -> Result<(), ConfigError> {
-        if ns.dal == Dal::Pubsub {
+        if let crate::dal::Migration::Refused(why) = ns.dal.module().migration {
             return Err(ConfigError::new(
                 file,
                 "migration",
-                "migrates KeyValue and TimeSeries namespaces, and this one serves PubSub; \
-                 remove the section (a PubSub namespace moves by switching its publishers and \
-                 subscribers)",
+                format!("cannot be stated: {why}; remove the section"),
             ));
         }
         if self.to.kind.is_empty() {
@@ -105,7 +103,7 @@ impl MigrationConfig {
         }
         super::namespace::check_kind(&self.to.kind)
             .map_err(|e| ConfigError::new(file, "migration.to.kind", e))?;
-        if self.to.mode != BackendMode::Embedded && ns.dal != Dal::Keyvalue {
+        if self.to.mode != BackendMode::Embedded && !ns.dal.module().pattern_modes {
             return Err(ConfigError::new(
                 file,
                 "migration.to.mode",

@@ -13,24 +13,7 @@ use super::needs::{self, BackendCatalog, Needs, Selection};
 use super::{ConfigError, NamespaceAudit, parse_yaml};
 use crate::schema::{Schema, SchemaConfig};
 
-/// The data access layer a namespace serves.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Dal {
-    Keyvalue,
-    Timeseries,
-    Pubsub,
-}
-
-impl Dal {
-    pub fn name(self) -> &'static str {
-        match self {
-            Dal::Keyvalue => "keyvalue",
-            Dal::Timeseries => "timeseries",
-            Dal::Pubsub => "pubsub",
-        }
-    }
-}
+pub use crate::dal::Dal;
 
 /// How the proxy reaches the backend.
 #[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
@@ -294,22 +277,6 @@ impl NamespaceConfig {
     /// `needs`.
     fn resolve_needs(&mut self, file: &str, catalog: &BackendCatalog) -> Result<(), ConfigError> {
         let explicit = !self.backend.kind.is_empty();
-        if self.needs.is_some() && self.dal != Dal::Keyvalue {
-            return Err(ConfigError::new(
-                file,
-                "needs",
-                format!(
-                    "chooses KeyValue backends only; a {} namespace names its backend: set \
-                     backend.kind ({})",
-                    self.dal.name(),
-                    if self.dal == Dal::Timeseries {
-                        "memstore, sqlite or postgres"
-                    } else {
-                        "nats, redis or kafka"
-                    }
-                ),
-            ));
-        }
         match (&self.needs, explicit) {
             (Some(_), true) => Err(ConfigError::new(
                 file,
@@ -323,13 +290,16 @@ impl NamespaceConfig {
             (None, false) => Err(ConfigError::new(
                 file,
                 "backend",
-                "is required unless the namespace states `needs`; set backend.kind (memstore, \
-                 sqlite, postgres, redis) or describe the namespace's needs under `needs:` \
-                 (durability, scope, write_rps, ...)",
+                format!(
+                    "is required unless the namespace states `needs`; set backend.kind ({}) \
+                     or describe the namespace's needs under `needs:` (durability, scope, \
+                     write_rps, ...)",
+                    crate::resolver::builtin().kinds_of(self.dal).join(", ")
+                ),
             )),
             (None, true) => Ok(()),
             (Some(stated), false) => {
-                let (spec, selection) = needs::select(stated, catalog)
+                let (spec, selection) = needs::select(self.dal, stated, catalog)
                     .map_err(|e| ConfigError::new(file, &e.field, e.message))?;
                 self.backend = spec;
                 self.selection = Some(selection);
@@ -405,25 +375,24 @@ impl NamespaceConfig {
     /// linked into the proxy.
     fn validate_dal(&self, file: &str) -> Result<(), ConfigError> {
         let dal = self.dal.name();
-        if self.timeseries.is_some() && self.dal != Dal::Timeseries {
-            return Err(ConfigError::new(
-                file,
-                "timeseries",
-                format!(
-                    "applies only to dal: timeseries, and this namespace's dal is {dal}; remove it"
-                ),
-            ));
+        // A DAL's own section belongs to that DAL's namespaces only.
+        let sections = [
+            (crate::dal::TIMESERIES, self.timeseries.is_some()),
+            (crate::dal::PUBSUB, self.pubsub.is_some()),
+        ];
+        for (owner, present) in sections {
+            if let (true, Some(section)) = (present && owner != self.dal, owner.module().section) {
+                return Err(ConfigError::new(
+                    file,
+                    section,
+                    format!(
+                        "applies only to dal: {owner}, and this namespace's dal is {dal}; \
+                         remove it"
+                    ),
+                ));
+            }
         }
-        if self.pubsub.is_some() && self.dal != Dal::Pubsub {
-            return Err(ConfigError::new(
-                file,
-                "pubsub",
-                format!(
-                    "applies only to dal: pubsub, and this namespace's dal is {dal}; remove it"
-                ),
-            ));
-        }
-        if self.dal != Dal::Keyvalue && self.backend.mode != BackendMode::Embedded {
+        if !self.dal.module().pattern_modes && self.backend.mode != BackendMode::Embedded {
             return Err(ConfigError::new(
                 file,
                 "backend.mode",

@@ -15,7 +15,6 @@ use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;
 use tonic::{Request, Response, Status};
 
 use crate::audit::AuditLog;
-use crate::config::Dal;
 use crate::error::ProxyError;
 use crate::permission::Permission;
 use crate::pipeline::{Declared, Masked, Pipeline, Reveal, Rpc};
@@ -45,7 +44,7 @@ impl KvService {
 const SERVICE: &str = "prism.keyvalue.v1.KeyValueService";
 
 pub const PUT: Rpc<pb::PutRequest, pb::PutResponse> = Rpc::unary(
-    Dal::Keyvalue,
+    crate::dal::KEYVALUE,
     SERVICE,
     "Put",
     Permission::Write,
@@ -53,7 +52,7 @@ pub const PUT: Rpc<pb::PutRequest, pb::PutResponse> = Rpc::unary(
     &[],
 );
 pub const GET: Rpc<pb::GetRequest, pb::GetResponse> = Rpc::unary(
-    Dal::Keyvalue,
+    crate::dal::KEYVALUE,
     SERVICE,
     "Get",
     Permission::Read,
@@ -61,7 +60,7 @@ pub const GET: Rpc<pb::GetRequest, pb::GetResponse> = Rpc::unary(
     &["items[].key"],
 );
 pub const DELETE: Rpc<pb::DeleteRequest, pb::DeleteResponse> = Rpc::unary(
-    Dal::Keyvalue,
+    crate::dal::KEYVALUE,
     SERVICE,
     "Delete",
     Permission::Write,
@@ -69,7 +68,7 @@ pub const DELETE: Rpc<pb::DeleteRequest, pb::DeleteResponse> = Rpc::unary(
     &[],
 );
 pub const SCAN: Rpc<pb::ScanRequest, pb::ScanResponse> = Rpc::unary(
-    Dal::Keyvalue,
+    crate::dal::KEYVALUE,
     SERVICE,
     "Scan",
     Permission::Read,
@@ -77,7 +76,7 @@ pub const SCAN: Rpc<pb::ScanRequest, pb::ScanResponse> = Rpc::unary(
     &["records[].items[].key"],
 );
 pub const MUTATE: Rpc<pb::MutateRequest, pb::MutateResponse> = Rpc::unary(
-    Dal::Keyvalue,
+    crate::dal::KEYVALUE,
     SERVICE,
     "Mutate",
     Permission::Write,

@@ -8,9 +8,8 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::{ApplyOutcome, ManageError, Manager};
-use pattern_core::Capability;
 
-use crate::config::{BackendSpec, Dal, MigrationPhase};
+use crate::config::{BackendSpec, MigrationPhase};
 use crate::migration::{Checkpoint, MismatchSample, now_ms};
 use crate::registry::Namespace;
 
@@ -312,20 +311,25 @@ impl Manager {
                 },
                 None,
             ) => {
-                match ns.config.dal {
-                    Dal::Keyvalue => {}
-                    Dal::Timeseries if ns.capabilities.has(Capability::Scan) => {}
-                    Dal::Timeseries => {
+                match ns.config.dal.module().migration {
+                    crate::dal::Migration::Supported { capability: None } => {}
+                    crate::dal::Migration::Supported {
+                        capability: Some(c),
+                    } if ns.capabilities.has(c) => {}
+                    crate::dal::Migration::Supported {
+                        capability: Some(c),
+                    } => {
                         return Err(ManageError::Refused(format!(
-                            "'{name}' is served by {}, which cannot list its events (it lacks \
-                             the scan capability), so its data cannot be copied; nothing was \
+                            "'{name}' is served by {}, which cannot list its data (it lacks \
+                             the {} capability), so its data cannot be copied; nothing was \
                              changed",
-                            ns.config.backend.kind
+                            ns.config.backend.kind,
+                            c.name()
                         )));
                     }
-                    Dal::Pubsub => {
+                    crate::dal::Migration::Refused(why) => {
                         return Err(ManageError::Refused(format!(
-                            "'{name}' serves PubSub; KeyValue and TimeSeries namespaces migrate"
+                            "'{name}' cannot migrate: {why}; nothing was changed"
                         )));
                     }
                 }

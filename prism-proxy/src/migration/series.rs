@@ -49,7 +49,7 @@ impl ShadowedTs {
 }
 
 #[async_trait]
-impl TimeSeriesBackend for ShadowedTs {
+impl pattern_core::Backend for ShadowedTs {
     fn kind(&self) -> &'static str {
         self.primary.kind()
     }
@@ -58,6 +58,18 @@ impl TimeSeriesBackend for ShadowedTs {
         self.primary.capabilities()
     }
 
+    /// The registry closes the two backends themselves.
+    async fn close(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.primary.health().await
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for ShadowedTs {
     /// The primary's summary; the shadow stores the same events (those it
     /// holds already count as its duplicates). When the primary counted
     /// duplicates, the events it held may differ from the ones sent, so
@@ -146,11 +158,6 @@ impl TimeSeriesBackend for ShadowedTs {
 
     async fn last_sequence(&self) -> Result<u64, BackendError> {
         self.primary.last_sequence().await
-    }
-
-    /// The registry closes the two backends themselves.
-    async fn close(&self) -> Result<(), BackendError> {
-        Ok(())
     }
 }
 

@@ -9,8 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use pattern_core::timeseries::{
-    Event, EventKey, EventPage, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
-    TimeSeriesContext, WriteSummary,
+    Event, EventKey, EventPage, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend, WriteSummary,
 };
 use pattern_core::{BackendError, Capabilities, SystemClock};
 use tokio::sync::watch;
@@ -41,14 +40,10 @@ async fn open_ts(kind: &str, namespace: &str, dir: &std::path::Path) -> Arc<dyn 
         }),
         _ => serde_json::json!({}),
     };
-    let ctx = TimeSeriesContext {
-        namespace: namespace.into(),
-        data_dir: dir.to_path_buf(),
-        clock: Arc::new(SystemClock),
-        bucket: pattern_core::timeseries::DEFAULT_BUCKET,
-    };
+    let ctx =
+        pattern_core::OpenContext::new(namespace, dir, Arc::new(SystemClock)).with_options(options);
     Resolver::builtin()
-        .open_timeseries(kind, ctx, options)
+        .open(crate::dal::TIMESERIES, kind, ctx)
         .await
         .unwrap_or_else(|e| panic!("opening {kind}: {e}"))
 }
@@ -176,13 +171,22 @@ struct Switchable {
 }
 
 #[async_trait]
-impl TimeSeriesBackend for Switchable {
+impl pattern_core::Backend for Switchable {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.inner.health().await
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for Switchable {
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
         if self.down.load(Ordering::SeqCst) {
             return Err(BackendError::Unavailable("switched off by the test".into()));

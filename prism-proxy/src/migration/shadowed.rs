@@ -88,7 +88,7 @@ impl ShadowedKv {
 }
 
 #[async_trait]
-impl KeyValueBackend for ShadowedKv {
+impl pattern_core::Backend for ShadowedKv {
     fn kind(&self) -> &'static str {
         self.primary.kind()
     }
@@ -97,6 +97,18 @@ impl KeyValueBackend for ShadowedKv {
         self.primary.capabilities()
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        self.primary.health().await
+    }
+
+    /// The registry closes the two backends themselves.
+    async fn close(&self) -> Result<(), BackendError> {
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for ShadowedKv {
     async fn put(
         &self,
         id: &str,
@@ -220,14 +232,5 @@ impl KeyValueBackend for ShadowedKv {
             Ok(outcome)
         })
         .await
-    }
-
-    async fn health(&self) -> Result<(), BackendError> {
-        self.primary.health().await
-    }
-
-    /// The registry closes the two backends themselves.
-    async fn close(&self) -> Result<(), BackendError> {
-        Ok(())
     }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use pattern_core::{
-    BackendError, Capabilities, IdempotencyKey, Item, KeyValueBackend, KeyValueFactory, Mutation,
+    BackendError, Capabilities, Factory, IdempotencyKey, Item, KeyValueBackend, Mutation,
     OpenContext, Page, PageRequest, PutItem, ScanEntry, Selection, SystemClock, WriteOutcome,
 };
 
@@ -35,13 +35,22 @@ impl Switchable {
 }
 
 #[async_trait]
-impl KeyValueBackend for Switchable {
+impl pattern_core::Backend for Switchable {
     fn kind(&self) -> &'static str {
         self.inner.kind()
     }
+
     fn capabilities(&self) -> Capabilities {
         self.inner.capabilities()
     }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        self.inner.health().await
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for Switchable {
     async fn put(
         &self,
         id: &str,
@@ -77,18 +86,14 @@ impl KeyValueBackend for Switchable {
 }
 
 async fn open(kind: &str, namespace: &str, dir: &std::path::Path) -> Arc<dyn KeyValueBackend> {
-    let ctx = OpenContext {
-        namespace: namespace.into(),
-        data_dir: dir.to_path_buf(),
-        clock: Arc::new(SystemClock),
-    };
+    let ctx = OpenContext::new(namespace, dir, Arc::new(SystemClock));
     match kind {
         "memstore" => pattern_memstore::MemstoreFactory
-            .open(ctx, serde_json::json!({}))
+            .open(ctx.clone())
             .await
             .unwrap(),
         _ => pattern_sqlite::SqliteFactory
-            .open(ctx, serde_json::json!({}))
+            .open(ctx.clone())
             .await
             .unwrap(),
     }
@@ -680,13 +685,9 @@ async fn open_any(kind: &str, namespace: &str, dir: &std::path::Path) -> Arc<dyn
         }),
         _ => serde_json::json!({}),
     };
-    let ctx = OpenContext {
-        namespace: namespace.into(),
-        data_dir: dir.to_path_buf(),
-        clock: Arc::new(SystemClock),
-    };
+    let ctx = OpenContext::new(namespace, dir, Arc::new(SystemClock));
     Resolver::builtin()
-        .open_keyvalue(kind, ctx, options)
+        .open(crate::dal::KEYVALUE, kind, ctx.with_options(options))
         .await
         .unwrap_or_else(|e| panic!("opening {kind}: {e}"))
 }

@@ -18,7 +18,6 @@ use prism_proto::pubsub::v1::pub_sub_service_server::PubSubService;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditedRequest, AuditedResponse, Targets};
-use crate::config::Dal;
 use crate::error::ProxyError;
 use crate::permission::Permission;
 use crate::pipeline::stream::{ItemStream, Source};
@@ -133,7 +132,7 @@ fn message(d: Delivery) -> pb::Message {
 const SERVICE: &str = "prism.pubsub.v1.PubSubService";
 
 pub const PUBLISH: Rpc<pb::PublishRequest, pb::PublishResponse> = Rpc::unary(
-    Dal::Pubsub,
+    crate::dal::PUBSUB,
     SERVICE,
     "Publish",
     Permission::Write,
@@ -141,7 +140,7 @@ pub const PUBLISH: Rpc<pb::PublishRequest, pb::PublishResponse> = Rpc::unary(
     &[],
 );
 pub const SUBSCRIBE: Rpc<pb::SubscribeRequest, pb::SubscribeResponse> = Rpc::streaming(
-    Dal::Pubsub,
+    crate::dal::PUBSUB,
     SERVICE,
     "Subscribe",
     Permission::Read,
@@ -153,7 +152,7 @@ pub const SUBSCRIBE: Rpc<pb::SubscribeRequest, pb::SubscribeResponse> = Rpc::str
     },
 );
 pub const ACK: Rpc<pb::AckRequest, pb::AckResponse> = Rpc::unary(
-    Dal::Pubsub,
+    crate::dal::PUBSUB,
     SERVICE,
     "Ack",
     Permission::Read,
@@ -161,7 +160,7 @@ pub const ACK: Rpc<pb::AckRequest, pb::AckResponse> = Rpc::unary(
     &[],
 );
 pub const NACK: Rpc<pb::NackRequest, pb::NackResponse> = Rpc::unary(
-    Dal::Pubsub,
+    crate::dal::PUBSUB,
     SERVICE,
     "Nack",
     Permission::Read,

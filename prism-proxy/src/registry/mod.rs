@@ -9,12 +9,12 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use pattern_core::grpc::process::PatternProcess;
-use pattern_core::pubsub::{PubSubBackend, PubSubContext};
+use pattern_core::pubsub::PubSubBackend;
 use pattern_core::timeseries::{LoggedTimeSeries, TimeSeriesBackend};
 use pattern_core::{Capabilities, Clock, KeyValueBackend};
 
 use crate::backend::{DalBackend, wrong_dal};
-use crate::config::{BackendSpec, ConfigError, Dal, MigrationPhase, NamespaceConfig};
+use crate::config::{BackendSpec, ConfigError, MigrationPhase, NamespaceConfig};
 use crate::error::ProxyError;
 use crate::migration::{MigrationShared, Roles, ShadowedKv, ShadowedTs};
 use crate::resolver::Resolver;
@@ -119,7 +119,7 @@ impl Namespace {
     ) -> Option<Opened> {
         let prev = previous?;
         if prev.config.dal != config.dal
-            || config.dal == Dal::Pubsub
+            || !config.dal.module().reusable
             || prev.config.timeseries_settings().bucket != config.timeseries_settings().bucket
         {
             return None;
@@ -194,7 +194,7 @@ impl Namespace {
         }
         // The log opens first: nothing is opened (or shared) yet if it fails.
         let log = match &config.timeseries_settings().log {
-            Some(log) if config.dal == Dal::Timeseries => Some(
+            Some(log) if config.dal == crate::dal::TIMESERIES => Some(
                 log.open(&config.name)
                     .map_err(|e| format!("timeseries.log: {e}"))?,
             ),
@@ -208,8 +208,8 @@ impl Namespace {
         };
         let mut migration = None;
         let mut raw = None;
-        let (backend, pattern, endpoint) = match config.dal {
-            Dal::Keyvalue | Dal::Timeseries => {
+        let (backend, pattern, endpoint) = {
+            {
                 let (source, p, e) = match Self::reusable(previous, &config, &config.backend) {
                     Some(opened) => opened,
                     None => open_backend(&config, resolver, data_dir, clock.clone()).await?,
@@ -290,20 +290,9 @@ impl Namespace {
                     }
                 }
             }
-            Dal::Pubsub => {
-                let ctx = PubSubContext {
-                    namespace: config.name.clone(),
-                    data_dir: data_dir.to_path_buf(),
-                    clock,
-                };
-                let b = resolver
-                    .open_pubsub(&config.backend.kind, ctx, config.backend.options.clone())
-                    .await?;
-                (DalBackend::PubSub(b), None, None)
-            }
         };
         let capabilities = backend.capabilities();
-        if config.dal == Dal::Timeseries
+        if config.dal == crate::dal::TIMESERIES
             && config.timeseries_settings().retention.is_some()
             && !capabilities.has(pattern_core::Capability::Retention)
         {
@@ -376,7 +365,11 @@ impl Namespace {
     pub fn kv(&self) -> Result<&Arc<dyn KeyValueBackend>, ProxyError> {
         match &self.backend {
             DalBackend::KeyValue(b) => Ok(b),
-            other => Err(wrong_dal(&self.config.name, other.dal(), Dal::Keyvalue)),
+            other => Err(wrong_dal(
+                &self.config.name,
+                other.dal(),
+                crate::dal::KEYVALUE,
+            )),
         }
     }
 
@@ -384,7 +377,11 @@ impl Namespace {
     pub fn timeseries(&self) -> Result<&Arc<dyn TimeSeriesBackend>, ProxyError> {
         match &self.backend {
             DalBackend::TimeSeries(b) => Ok(b),
-            other => Err(wrong_dal(&self.config.name, other.dal(), Dal::Timeseries)),
+            other => Err(wrong_dal(
+                &self.config.name,
+                other.dal(),
+                crate::dal::TIMESERIES,
+            )),
         }
     }
 
@@ -392,7 +389,11 @@ impl Namespace {
     pub fn pubsub(&self) -> Result<&Arc<dyn PubSubBackend>, ProxyError> {
         match &self.backend {
             DalBackend::PubSub(b) => Ok(b),
-            other => Err(wrong_dal(&self.config.name, other.dal(), Dal::Pubsub)),
+            other => Err(wrong_dal(
+                &self.config.name,
+                other.dal(),
+                crate::dal::PUBSUB,
+            )),
         }
     }
 

@@ -7,12 +7,11 @@ use std::time::Duration;
 
 use pattern_core::grpc::Endpoint;
 use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
-use pattern_core::timeseries::TimeSeriesContext;
 use pattern_core::{Clock, KeyValueBackend, OpenContext};
 use prism_proto::pattern::v1 as lc;
 
 use crate::backend::DalBackend;
-use crate::config::{BackendMode, Dal, NamespaceConfig};
+use crate::config::{BackendMode, NamespaceConfig};
 use crate::resolver::Resolver;
 
 /// An open backend with its pattern process and endpoint (in `process` and
@@ -42,36 +41,30 @@ pub fn pattern_binary(kind: &str, configured: Option<&Path>) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Opens one KeyValue or TimeSeries namespace's backend (without the
-/// TimeSeries log), with its pattern process and endpoint.
+/// Opens one namespace's backend (without the TimeSeries log), with its
+/// pattern process and endpoint.
 pub(crate) async fn open_backend(
     config: &NamespaceConfig,
     resolver: &Resolver,
     data_dir: &Path,
     clock: Arc<dyn Clock>,
 ) -> Result<Opened, String> {
-    if config.dal == Dal::Timeseries {
-        let ctx = TimeSeriesContext {
-            namespace: config.name.clone(),
-            data_dir: data_dir.to_path_buf(),
-            clock,
-            bucket: config.timeseries_settings().bucket,
-        };
-        let b = resolver
-            .open_timeseries(&config.backend.kind, ctx, config.backend.options.clone())
-            .await?;
-        return Ok((DalBackend::TimeSeries(b), None, None));
+    if config.backend.mode == BackendMode::Embedded {
+        let ctx = OpenContext::new(config.name.clone(), data_dir, clock)
+            .with_options(config.backend.options.clone());
+        let b = DalBackend::open(config, resolver, ctx).await?;
+        return Ok((b, None, None));
     }
-    let (b, p, e) = open_keyvalue(config, resolver, data_dir, clock).await?;
+    let (b, p, e) = open_pattern(config, resolver, data_dir).await?;
     Ok((DalBackend::KeyValue(b), p, e))
 }
 
-/// Opens one KeyValue namespace's backend in its configured mode.
-async fn open_keyvalue(
+/// Opens one namespace's backend as a pattern process (`mode: process`
+/// or `remote`): a DAL whose descriptor allows pattern modes.
+async fn open_pattern(
     config: &NamespaceConfig,
     resolver: &Resolver,
     data_dir: &Path,
-    clock: Arc<dyn Clock>,
 ) -> Result<
     (
         Arc<dyn KeyValueBackend>,
@@ -86,17 +79,10 @@ async fn open_keyvalue(
         .start_timeout_secs
         .map_or(DEFAULT_START_TIMEOUT, Duration::from_secs);
     match backend.mode {
-        BackendMode::Embedded => {
-            let ctx = OpenContext {
-                namespace: config.name.clone(),
-                data_dir: data_dir.to_path_buf(),
-                clock,
-            };
-            let b = resolver
-                .open_keyvalue(&backend.kind, ctx, backend.options.clone())
-                .await?;
-            Ok((b, None, None))
-        }
+        BackendMode::Embedded => Err(format!(
+            "backend.mode embedded is opened by the resolver, not as a pattern (namespace '{}')",
+            config.name
+        )),
         BackendMode::Process => {
             let binary = resolver
                 .pattern_binary(&backend.kind, pattern.binary.as_deref())

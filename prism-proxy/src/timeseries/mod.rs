@@ -19,7 +19,6 @@ use prism_proto::timeseries::v1::time_series_service_server::TimeSeriesService;
 use tonic::{Request, Response, Status};
 
 use crate::audit::{AuditLog, AuditedRequest, AuditedResponse, Targets};
-use crate::config::Dal;
 use crate::error::ProxyError;
 use crate::permission::Permission;
 use crate::pipeline::stream::{ItemStream, Source};
@@ -50,7 +49,7 @@ impl TsService {
 const SERVICE: &str = "prism.timeseries.v1.TimeSeriesService";
 
 pub const WRITE: Rpc<pb::WriteRequest, pb::WriteResponse> = Rpc::unary(
-    Dal::Timeseries,
+    crate::dal::TIMESERIES,
     SERVICE,
     "Write",
     Permission::Write,
@@ -58,7 +57,7 @@ pub const WRITE: Rpc<pb::WriteRequest, pb::WriteResponse> = Rpc::unary(
     &[],
 );
 pub const READ: Rpc<pb::ReadRequest, pb::ReadResponse> = Rpc::unary(
-    Dal::Timeseries,
+    crate::dal::TIMESERIES,
     SERVICE,
     "Read",
     Permission::Read,
@@ -66,7 +65,7 @@ pub const READ: Rpc<pb::ReadRequest, pb::ReadResponse> = Rpc::unary(
     &[],
 );
 pub const TAIL: Rpc<pb::TailRequest, pb::TailResponse> = Rpc::streaming(
-    Dal::Timeseries,
+    crate::dal::TIMESERIES,
     SERVICE,
     "Tail",
     Permission::Read,

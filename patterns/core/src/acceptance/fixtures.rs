@@ -9,8 +9,8 @@ use crate::capabilities::{Capabilities, Capability};
 use crate::error::BackendError;
 use crate::idempotency::IdempotencyKey;
 use crate::keyvalue::{
-    Item, KeyValueBackend, KeyValueFactory, Mutation, OpenContext, Page, PageRequest, PutItem,
-    ScanEntry, Selection, WriteOutcome,
+    Item, KeyValueBackend, KeyValueFactory, Mutation, Page, PageRequest, PutItem, ScanEntry,
+    Selection, WriteOutcome,
 };
 
 /// Wraps a factory; its backends claim `ttl` but drop every TTL, so items
@@ -18,21 +18,26 @@ use crate::keyvalue::{
 pub struct BrokenTtlClaim<F>(pub F);
 
 #[async_trait]
-impl<F: KeyValueFactory> KeyValueFactory for BrokenTtlClaim<F> {
+impl<F: KeyValueFactory> crate::Factory for BrokenTtlClaim<F> {
+    type Backend = dyn KeyValueBackend;
+
     fn kind(&self) -> &'static str {
         "broken-ttl-claim"
+    }
+
+    fn needs_profile(&self) -> crate::needs::NeedsProfile {
+        crate::needs::NeedsProfile {
+            kind: "broken-ttl-claim",
+            ..self.0.needs_profile()
+        }
     }
 
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         self.0.check_options(options)
     }
 
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
-        Ok(Arc::new(IgnoresTtl(self.0.open(ctx, options).await?)))
+    async fn open(&self, ctx: crate::OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        Ok(Arc::new(IgnoresTtl(self.0.open(ctx).await?)))
     }
 }
 
@@ -49,7 +54,7 @@ fn strip(items: Vec<PutItem>) -> Vec<PutItem> {
 }
 
 #[async_trait]
-impl KeyValueBackend for IgnoresTtl {
+impl crate::Backend for IgnoresTtl {
     fn kind(&self) -> &'static str {
         "broken-ttl-claim"
     }
@@ -58,6 +63,13 @@ impl KeyValueBackend for IgnoresTtl {
         self.0.capabilities().with(Capability::Ttl)
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        self.0.health().await
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for IgnoresTtl {
     async fn put(
         &self,
         id: &str,

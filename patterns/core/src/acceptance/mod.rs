@@ -25,9 +25,10 @@ pub use process::ProcessFactory;
 pub use report::{CaseReport, CaseSubject};
 pub use timeseries::TimeSeriesHarness;
 
+use crate::OpenContext;
 use crate::capabilities::Capabilities;
 use crate::clock::{Clock, ManualClock, SystemClock};
-use crate::keyvalue::{KeyValueBackend, KeyValueFactory, OpenContext};
+use crate::keyvalue::{KeyValueBackend, KeyValueFactory};
 
 /// Opens backends for acceptance tests.
 pub struct Harness {
@@ -96,14 +97,11 @@ impl Harness {
     }
 
     async fn open_with_clock(&self, test: &str, clock: Arc<dyn Clock>) -> Arc<dyn KeyValueBackend> {
-        let ctx = OpenContext {
-            namespace: Self::unique_namespace(test),
-            data_dir: self.dir.path().to_path_buf(),
-            clock,
-        };
+        let ctx = OpenContext::new(Self::unique_namespace(test), self.dir.path(), clock)
+            .with_options(self.options.clone());
         let backend = self
             .factory
-            .open(ctx, self.options.clone())
+            .open(ctx)
             .await
             .unwrap_or_else(|e| panic!("opening the backend: {e}"));
         *self.claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.capabilities());

@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+use crate::OpenContext;
 use crate::error::BackendError;
 use crate::grpc::process::{PatternSpec, ProcessBackend};
-use crate::keyvalue::{KeyValueBackend, KeyValueFactory, OpenContext};
+use crate::keyvalue::{KeyValueBackend, KeyValueFactory};
 
 /// A factory that opens each backend as its own pattern process, running
 /// `binary` (the backend's `prism-pattern-<kind>`). Options are checked by
@@ -29,22 +30,24 @@ impl ProcessFactory {
 }
 
 #[async_trait]
-impl KeyValueFactory for ProcessFactory {
+impl crate::Factory for ProcessFactory {
+    type Backend = dyn KeyValueBackend;
+
     fn kind(&self) -> &'static str {
         self.inner.kind()
+    }
+
+    fn needs_profile(&self) -> crate::needs::NeedsProfile {
+        self.inner.needs_profile()
     }
 
     fn check_options(&self, options: &serde_json::Value) -> Result<(), BackendError> {
         self.inner.check_options(options)
     }
 
-    async fn open(
-        &self,
-        ctx: OpenContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn KeyValueBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
         let mut spec = PatternSpec::new(&ctx.namespace, self.inner.kind(), &self.binary);
-        spec.options = options;
+        spec.options = ctx.options;
         spec.data_dir = ctx.data_dir;
         spec.test_clock = Some(ctx.clock);
         Ok(Arc::new(ProcessBackend::start(spec).await?))

@@ -27,7 +27,7 @@ use super::report::CaseSubject;
 use crate::capabilities::{Capabilities, Capability};
 use crate::clock::SystemClock;
 use crate::pubsub::{
-    Delivery, OutgoingMessage, PubSubBackend, PubSubContext, PubSubFactory, StartAt, Subscription,
+    Delivery, OutgoingMessage, PubSubBackend, PubSubFactory, StartAt, Subscription,
 };
 
 /// Opens PubSub backends for acceptance tests.
@@ -68,14 +68,11 @@ impl PubSubHarness {
 
     /// Opens a backend for `namespace` (again).
     pub async fn reopen(&self, namespace: &str) -> Arc<dyn PubSubBackend> {
-        let ctx = PubSubContext {
-            namespace: namespace.to_string(),
-            data_dir: self.dir.path().to_path_buf(),
-            clock: Arc::new(SystemClock),
-        };
+        let ctx = crate::OpenContext::new(namespace, self.dir.path(), Arc::new(SystemClock))
+            .with_options(self.options.clone());
         let backend = self
             .factory
-            .open(ctx, self.options.clone())
+            .open(ctx)
             .await
             .unwrap_or_else(|e| panic!("opening the backend: {e}"));
         *self.claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.capabilities());

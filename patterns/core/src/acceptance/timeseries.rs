@@ -31,7 +31,7 @@ use crate::capabilities::{Capabilities, Capability};
 use crate::clock::SystemClock;
 use crate::timeseries::{
     DEFAULT_BUCKET, Event, Order, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
-    TimeSeriesContext, TimeSeriesFactory,
+    TimeSeriesFactory, TimeSeriesSettings,
 };
 
 /// The capability a case tests, or `None` for the core behaviour every
@@ -98,15 +98,12 @@ impl TimeSeriesHarness {
     /// Opens (again) the backend of `namespace`, in the same data
     /// directory and with the same options.
     pub async fn reopen(&self, namespace: &str, bucket: Duration) -> Arc<dyn TimeSeriesBackend> {
-        let ctx = TimeSeriesContext {
-            namespace: namespace.to_string(),
-            data_dir: self.dir.path().to_path_buf(),
-            clock: Arc::new(SystemClock),
-            bucket,
-        };
+        let ctx = crate::OpenContext::new(namespace, self.dir.path(), Arc::new(SystemClock))
+            .with_options(self.options.clone())
+            .with_settings(TimeSeriesSettings { bucket });
         let backend = self
             .factory
-            .open(ctx, self.options.clone())
+            .open(ctx)
             .await
             .unwrap_or_else(|e| panic!("opening the TimeSeries backend: {e}"));
         *self.claimed.lock().unwrap_or_else(|e| e.into_inner()) = Some(backend.capabilities());

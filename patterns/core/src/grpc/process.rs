@@ -611,7 +611,7 @@ impl ProcessBackend {
 }
 
 #[async_trait]
-impl KeyValueBackend for ProcessBackend {
+impl crate::Backend for ProcessBackend {
     fn kind(&self) -> &'static str {
         self.process.info.kind
     }
@@ -620,6 +620,21 @@ impl KeyValueBackend for ProcessBackend {
         self.process.info.capabilities
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        match self.process.status().state {
+            PatternState::Serving => Ok(()),
+            _ => Err(self.process.unavailable()),
+        }
+    }
+
+    async fn close(&self) -> Result<(), BackendError> {
+        self.process.shutdown(self.shutdown_timeout).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for ProcessBackend {
     async fn put(
         &self,
         id: &str,
@@ -652,17 +667,5 @@ impl KeyValueBackend for ProcessBackend {
         idempotency: Option<IdempotencyKey>,
     ) -> Result<WriteOutcome, BackendError> {
         self.process.current()?.mutate(mutations, idempotency).await
-    }
-
-    async fn health(&self) -> Result<(), BackendError> {
-        match self.process.status().state {
-            PatternState::Serving => Ok(()),
-            _ => Err(self.process.unavailable()),
-        }
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.process.shutdown(self.shutdown_timeout).await;
-        Ok(())
     }
 }

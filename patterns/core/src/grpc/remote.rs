@@ -286,7 +286,7 @@ impl RemoteKeyValue {
 }
 
 #[async_trait]
-impl KeyValueBackend for RemoteKeyValue {
+impl crate::Backend for RemoteKeyValue {
     fn kind(&self) -> &'static str {
         self.kind
     }
@@ -295,6 +295,39 @@ impl KeyValueBackend for RemoteKeyValue {
         self.capabilities
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        // A round trip to the pattern: its lifecycle health answer. Without
+        // a lifecycle client (the forwarding half of a supervised process)
+        // the supervisor watches health.
+        let Some(reattach) = &self.reattach else {
+            return Ok(());
+        };
+        let mut lifecycle = reattach.lifecycle.clone();
+        let answer = tokio::time::timeout(
+            Duration::from_secs(2),
+            lifecycle.health(lc::HealthRequest {}),
+        )
+        .await
+        .map_err(|_| {
+            BackendError::Unavailable(format!(
+                "pattern at {} did not answer its health check within 2s",
+                self.endpoint
+            ))
+        })?
+        .map_err(|s| self.error(s))?
+        .into_inner();
+        match lc::ServingState::try_from(answer.state) {
+            Ok(lc::ServingState::Serving) => Ok(()),
+            _ => Err(BackendError::Unavailable(format!(
+                "pattern at {} is not serving: {}",
+                self.endpoint, answer.reason
+            ))),
+        }
+    }
+}
+
+#[async_trait]
+impl KeyValueBackend for RemoteKeyValue {
     async fn put(
         &self,
         id: &str,

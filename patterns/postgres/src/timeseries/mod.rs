@@ -33,9 +33,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{Pool, Runtime};
+use pattern_core::OpenContext;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
 use pattern_core::timeseries::{
-    Event, EventKey, EventPage, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend,
-    TimeSeriesContext, TimeSeriesFactory, WriteSummary,
+    Event, EventKey, EventPage, ReadQuery, StoredEvent, TailQuery, TimeSeriesBackend, WriteSummary,
 };
 use pattern_core::{BackendError, Capabilities, Capability};
 use serde::Deserialize;
@@ -192,7 +193,7 @@ impl PostgresTimeSeries {
 }
 
 #[async_trait]
-impl TimeSeriesBackend for PostgresTimeSeries {
+impl pattern_core::Backend for PostgresTimeSeries {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -203,6 +204,21 @@ impl TimeSeriesBackend for PostgresTimeSeries {
             .collect()
     }
 
+    async fn close(&self) -> Result<(), BackendError> {
+        self.notifier.stop();
+        self.shared.pool.close();
+        Ok(())
+    }
+
+    async fn health(&self) -> Result<(), BackendError> {
+        let client = self.shared.client().await?;
+        client.query_one("SELECT 1", &[]).await.map_err(pg_err)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TimeSeriesBackend for PostgresTimeSeries {
     async fn write(&self, events: Vec<Event>) -> Result<WriteSummary, BackendError> {
         ops::write(&self.shared, events).await
     }
@@ -240,12 +256,6 @@ impl TimeSeriesBackend for PostgresTimeSeries {
     async fn last_sequence(&self) -> Result<u64, BackendError> {
         self.shared.committed_sequence().await
     }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.notifier.stop();
-        self.shared.pool.close();
-        Ok(())
-    }
 }
 
 /// Opens [`PostgresTimeSeries`] backends (kind `postgres`).
@@ -253,9 +263,30 @@ impl TimeSeriesBackend for PostgresTimeSeries {
 pub struct PostgresTimeSeriesFactory;
 
 #[async_trait]
-impl TimeSeriesFactory for PostgresTimeSeriesFactory {
+impl pattern_core::Factory for PostgresTimeSeriesFactory {
+    type Backend = dyn TimeSeriesBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 2,
+            external: true,
+            consistency: Consistency::Strong,
+            durability: Durability::Durable,
+            durability_note: "commits to PostgreSQL, which flushes its WAL before acknowledging",
+            scope: Scope::Shared,
+            read_rps: 2_000,
+            write_rps: 1_000,
+            write_note: "",
+            p99_ms: 80,
+            max_data_bytes: 1024 * GIB,
+            data_note: "one partitioned table in the configured database",
+            keeps_for_days: true,
+        }
     }
 
     fn placement_options(&self) -> &'static [&'static str] {
@@ -266,11 +297,8 @@ impl TimeSeriesFactory for PostgresTimeSeriesFactory {
         PostgresTimeSeriesOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: TimeSeriesContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn TimeSeriesBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = PostgresTimeSeriesOptions::parse(options)?;
         Ok(Arc::new(
             PostgresTimeSeries::open(&ctx.namespace, ctx.bucket_us(), &options).await?,

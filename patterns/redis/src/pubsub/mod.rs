@@ -40,9 +40,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use pattern_core::pubsub::{
-    Delivery, OutgoingMessage, PubSubBackend, PubSubContext, PubSubFactory, Subscription,
-};
+use pattern_core::OpenContext;
+use pattern_core::needs::{Consistency, Durability, GIB, NeedsProfile, Scope};
+use pattern_core::pubsub::{Delivery, OutgoingMessage, PubSubBackend, Subscription};
 use pattern_core::{BackendError, Capabilities, Capability};
 use redis::aio::ConnectionManager;
 use serde::Deserialize;
@@ -109,9 +109,31 @@ impl RedisPubSubOptions {
 pub struct RedisPubSubFactory;
 
 #[async_trait]
-impl PubSubFactory for RedisPubSubFactory {
+impl pattern_core::Factory for RedisPubSubFactory {
+    type Backend = dyn PubSubBackend;
+
     fn kind(&self) -> &'static str {
         KIND
+    }
+
+    fn needs_profile(&self) -> NeedsProfile {
+        NeedsProfile {
+            kind: KIND,
+            preference: 1,
+            external: true,
+            consistency: Consistency::Strong,
+            durability: Durability::Restart,
+            durability_note: "keeps messages in Redis streams in Redis's memory: they survive \
+                              restarts of the proxy, not of Redis",
+            scope: Scope::Shared,
+            read_rps: 3_000,
+            write_rps: 3_000,
+            write_note: "",
+            p99_ms: 10,
+            max_data_bytes: 8 * GIB,
+            data_note: "it lives in Redis's memory",
+            keeps_for_days: false,
+        }
     }
 
     fn placement_options(&self) -> &'static [&'static str] {
@@ -122,11 +144,8 @@ impl PubSubFactory for RedisPubSubFactory {
         RedisPubSubOptions::parse(options.clone()).map(|_| ())
     }
 
-    async fn open(
-        &self,
-        ctx: PubSubContext,
-        options: serde_json::Value,
-    ) -> Result<Arc<dyn PubSubBackend>, BackendError> {
+    async fn open(&self, ctx: OpenContext) -> Result<Arc<Self::Backend>, BackendError> {
+        let options = ctx.options.clone();
         let options = RedisPubSubOptions::parse(options)?;
         Ok(Arc::new(
             RedisPubSubBackend::open(&ctx.namespace, &options).await?,
@@ -224,7 +243,7 @@ pub fn check_ack_id(ack_id: &str) -> Result<(), BackendError> {
 }
 
 #[async_trait]
-impl PubSubBackend for RedisPubSubBackend {
+impl pattern_core::Backend for RedisPubSubBackend {
     fn kind(&self) -> &'static str {
         KIND
     }
@@ -240,6 +259,18 @@ impl PubSubBackend for RedisPubSubBackend {
         .collect()
     }
 
+    async fn health(&self) -> Result<(), BackendError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map_err(|e| redis_err(&self.address, e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl PubSubBackend for RedisPubSubBackend {
     async fn publish(
         &self,
         topic: &str,

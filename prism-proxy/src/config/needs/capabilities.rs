@@ -1,125 +1,19 @@
-//! What each built-in KeyValue backend can do, and how a need is checked
-//! against it.
-//!
-//! Rates and latencies are per namespace, sustained through the proxy, on
-//! the 2-vCPU reference VM of `docs-cms/memos/2026-11-23-keyvalue-proxy-cost.md`
-//! (16 concurrent callers), rounded down. They are deliberately
-//! conservative: a need above them is refused rather than promised.
+//! How a need is checked against a backend kind's [`NeedsProfile`], which
+//! the kind's factory declares (`pattern_core::Factory::needs_profile`).
 
-use super::{Consistency, Durability, Need, Scope, format_size};
+use pattern_core::needs::NeedsProfile;
 
-/// One backend's capabilities.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Capability {
-    /// The backend kind.
-    pub kind: &'static str,
-    /// True when the store runs outside the proxy and must be configured
-    /// under `backends:` in `prism.yaml` to be a candidate.
-    pub external: bool,
-    pub consistency: Consistency,
-    pub durability: Durability,
-    /// Why the backend has that durability.
-    pub durability_note: &'static str,
-    pub scope: Scope,
-    /// Sustained reads per second per namespace.
-    pub read_rps: u64,
-    /// Sustained writes per second per namespace.
-    pub write_rps: u64,
-    /// What limits the write rate, when worth saying.
-    pub write_note: &'static str,
-    /// p99 latency of a call at that load, worst of reads and writes, in
-    /// milliseconds.
-    pub p99_ms: u64,
-    /// Most data per namespace, in bytes.
-    pub max_data_bytes: u64,
-    /// What bounds the data size.
-    pub data_note: &'static str,
-    /// Whether items can be kept for days: the data outlives restarts of
-    /// the proxy and of the store's own server.
-    pub keeps_for_days: bool,
-    /// Every backend expires items by TTL.
-    pub ttl: bool,
-}
+use super::{Consistency, Need, Scope, format_size};
 
-const GIB: u64 = 1 << 30;
-
-/// The built-in backends in preference order: among the candidates that
-/// meet every need, the first wins. In-process before external (no network
-/// hop, no other service to run), and among those the one with the fewest
-/// moving parts first.
-pub const CAPABILITIES: [Capability; 4] = [
-    Capability {
-        kind: "memstore",
-        external: false,
-        consistency: Consistency::Strong,
-        durability: Durability::None,
-        durability_note: "keeps data in the proxy's memory only; a restart of the proxy loses it",
-        scope: Scope::Local,
-        read_rps: 20_000,
-        write_rps: 18_000,
-        write_note: "",
-        p99_ms: 2,
-        max_data_bytes: GIB,
-        data_note: "it lives in the proxy's memory",
-        keeps_for_days: false,
-        ttl: true,
-    },
-    Capability {
-        kind: "sqlite",
-        external: false,
-        consistency: Consistency::Strong,
-        durability: Durability::Durable,
-        durability_note: "writes a file on the proxy's disk and flushes every commit \
-                          (WAL, synchronous=full)",
-        scope: Scope::Local,
-        read_rps: 12_000,
-        write_rps: 3_500,
-        write_note: " (one writer, an fsync per commit)",
-        p99_ms: 20,
-        max_data_bytes: 100 * GIB,
-        data_note: "one file on the proxy's disk",
-        keeps_for_days: true,
-        ttl: true,
-    },
-    Capability {
-        kind: "redis",
-        external: true,
-        consistency: Consistency::Strong,
-        durability: Durability::Restart,
-        durability_note: "keeps data in Redis's memory without persistence: it survives \
-                          restarts of the proxy, not of Redis",
-        scope: Scope::Shared,
-        read_rps: 5_000,
-        write_rps: 4_000,
-        write_note: "",
-        p99_ms: 5,
-        max_data_bytes: 8 * GIB,
-        data_note: "it lives in Redis's memory",
-        keeps_for_days: false,
-        ttl: true,
-    },
-    Capability {
-        kind: "postgres",
-        external: true,
-        consistency: Consistency::Strong,
-        durability: Durability::Durable,
-        durability_note: "commits to PostgreSQL, which flushes its WAL before acknowledging",
-        scope: Scope::Shared,
-        read_rps: 3_000,
-        write_rps: 500,
-        write_note: " (writes of one namespace serialize on its version row)",
-        p99_ms: 80,
-        max_data_bytes: 1024 * GIB,
-        data_note: "tables in the configured database",
-        keeps_for_days: true,
-        ttl: true,
-    },
-];
-
-impl Capability {
+/// A backend kind's verdict on one need.
+pub trait Verdict {
     /// Whether this backend meets `need`; either way a sentence saying
     /// why, starting with the backend's name.
-    pub fn check(&self, need: &Need) -> Result<String, String> {
+    fn check(&self, need: &Need) -> Result<String, String>;
+}
+
+impl Verdict for NeedsProfile {
+    fn check(&self, need: &Need) -> Result<String, String> {
         let kind = self.kind;
         let verdict = |ok: bool, text: String| if ok { Ok(text) } else { Err(text) };
         match *need {

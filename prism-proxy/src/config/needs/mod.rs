@@ -4,12 +4,11 @@
 //! * [`Needs`] is the `needs:` section as written; every field is optional
 //!   and [`Needs::effective`] fills in the documented defaults.
 //! * [`BackendCatalog`] is `backends:` in `prism.yaml`: the external stores
-//!   this proxy may use and how to reach them. memstore and SQLite are
-//!   always candidates; PostgreSQL and Redis only when configured there.
-//! * [`capabilities::CAPABILITIES`] is the table of what each backend can
-//!   do, from the measured figures in
-//!   `docs-cms/memos/2026-11-23-keyvalue-proxy-cost.md`, in preference
-//!   order.
+//!   this proxy may use and how to reach them. In-process kinds are always
+//!   candidates; external ones only when configured there.
+//! * [`NeedsProfile`]s say what each backend kind can do; each kind's
+//!   factory declares its own, and the resolver lists them per DAL in
+//!   preference order.
 //! * [`select()`] keeps the candidates that meet every need, takes the first
 //!   in preference order, and says why, for the chosen backend and for each
 //!   rejected one. When none fits, the error names the need that nothing
@@ -25,73 +24,13 @@ mod size;
 
 use std::fmt;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-pub use capabilities::{CAPABILITIES, Capability};
+pub use capabilities::Verdict;
 pub use select::{NeedsError, select};
 pub use size::{DataSize, format_size};
 
-/// `needs.consistency`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Consistency {
-    /// Reads may briefly miss recent writes.
-    Eventual,
-    /// A read sees every write acknowledged before it started.
-    Strong,
-}
-
-/// `needs.durability`, weakest first.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// Data may be lost whenever the proxy restarts.
-    None,
-    /// Data survives a restart or crash of the proxy, but may be lost when
-    /// the machine or the store's own server goes down.
-    Restart,
-    /// An acknowledged write survives a crash of the machine (it is on
-    /// disk, flushed, before the call returns).
-    Durable,
-}
-
-/// `needs.scope`.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum Scope {
-    /// Only this proxy serves the namespace.
-    Local,
-    /// Several proxies of a fleet serve it and must see the same data.
-    Shared,
-}
-
-impl Consistency {
-    pub fn name(self) -> &'static str {
-        match self {
-            Consistency::Eventual => "eventual",
-            Consistency::Strong => "strong",
-        }
-    }
-}
-
-impl Durability {
-    pub fn name(self) -> &'static str {
-        match self {
-            Durability::None => "none",
-            Durability::Restart => "restart",
-            Durability::Durable => "durable",
-        }
-    }
-}
-
-impl Scope {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scope::Local => "local",
-            Scope::Shared => "shared",
-        }
-    }
-}
+pub use pattern_core::needs::{Consistency, Durability, NeedsProfile, Scope};
 
 /// `needs` of a namespace, as written. Every field is optional; the
 /// defaults are those of [`Needs::effective`].
@@ -225,76 +164,69 @@ impl Needs {
 }
 
 /// `backends.postgres` in `prism.yaml`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct PostgresStore {
     /// Connection string, e.g. `postgres://prism@db.internal:5432/prism`.
     pub url: String,
     /// Schema holding the tables. Default: the backend's (`prism`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<String>,
     /// Connections per namespace pool. Default: the backend's (8).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pool_size: Option<u32>,
 }
 
 /// `backends.redis` in `prism.yaml`.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStore {
     /// `redis://[user:password@]host:port[/db]`.
     pub url: String,
     /// First segment of every key name. Default: the backend's (`prism`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub key_prefix: Option<String>,
 }
 
 /// `backends` in `prism.yaml`: the external stores namespaces with
 /// `needs:` may be placed on. A store not listed here is never chosen.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq, Default)]
+///
+/// Each field is named after a backend kind and holds that kind's options
+/// (PostgreSQL and Redis typed here; NATS and Kafka as the backend's
+/// options, checked by the backend when a namespace is placed on it).
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(deny_unknown_fields)]
 pub struct BackendCatalog {
     pub postgres: Option<PostgresStore>,
     pub redis: Option<RedisStore>,
+    /// `backends.nats`: the NATS backend's options (`url`, ...).
+    pub nats: Option<serde_json::Map<String, serde_json::Value>>,
+    /// `backends.kafka`: the Kafka backend's options (`brokers`, ...).
+    pub kafka: Option<serde_json::Map<String, serde_json::Value>>,
     /// The file the catalog was read from, for reasons and errors.
     #[serde(skip)]
     pub source: String,
 }
 
 impl BackendCatalog {
-    /// Whether an external `kind` is configured; memstore and sqlite
-    /// always are.
-    pub fn has(&self, kind: &str) -> bool {
-        match kind {
-            "postgres" => self.postgres.is_some(),
-            "redis" => self.redis.is_some(),
-            _ => true,
-        }
+    /// The options `backends.<kind>` sets, as the backend takes them (the
+    /// catalog's field names are the backend's option names); `None` when
+    /// the catalog does not configure `kind`.
+    pub fn options_of(&self, kind: &str) -> Option<serde_json::Value> {
+        let all = serde_json::to_value(self).ok()?;
+        all.get(kind).filter(|v| !v.is_null()).cloned()
     }
 
-    /// The backend options for `kind` filled from the catalog.
+    /// Whether an external `kind` is configured.
+    pub fn has(&self, kind: &str) -> bool {
+        self.options_of(kind).is_some()
+    }
+
+    /// The backend options for `kind` filled from the catalog (empty when
+    /// it does not configure `kind`).
     pub fn options(&self, kind: &str) -> serde_json::Value {
-        let mut map = serde_json::Map::new();
-        match kind {
-            "postgres" => {
-                if let Some(pg) = &self.postgres {
-                    map.insert("url".into(), pg.url.clone().into());
-                    if let Some(schema) = &pg.schema {
-                        map.insert("schema".into(), schema.clone().into());
-                    }
-                    if let Some(pool) = pg.pool_size {
-                        map.insert("pool_size".into(), pool.into());
-                    }
-                }
-            }
-            "redis" => {
-                if let Some(redis) = &self.redis {
-                    map.insert("url".into(), redis.url.clone().into());
-                    if let Some(prefix) = &redis.key_prefix {
-                        map.insert("key_prefix".into(), prefix.clone().into());
-                    }
-                }
-            }
-            _ => {}
-        }
-        serde_json::Value::Object(map)
+        self.options_of(kind)
+            .unwrap_or_else(|| serde_json::Value::Object(Default::default()))
     }
 
     /// How to name the catalog's file in messages.

@@ -1,8 +1,10 @@
 //! Choosing a backend from needs, and saying why none fits.
 
-use super::capabilities::{CAPABILITIES, Capability};
+use pattern_core::needs::NeedsProfile;
+
+use super::capabilities::Verdict;
 use super::{BackendCatalog, Durability, EffectiveNeed, Need, Needs, Rejected, Scope, Selection};
-use crate::config::{BackendMode, BackendSpec};
+use crate::config::{BackendMode, BackendSpec, Dal};
 
 /// Why no backend fits: the field under the namespace (`needs.write_rps`
 /// for one need nothing meets, `needs` for needs that conflict) and the
@@ -15,7 +17,7 @@ pub struct NeedsError {
 
 /// How every candidate fares against every need.
 struct Assessment<'a> {
-    cap: &'a Capability,
+    cap: &'a NeedsProfile,
     configured: bool,
     /// Per effective need, in order: the backend's verdict.
     verdicts: Vec<Result<String, String>>,
@@ -40,28 +42,38 @@ impl Assessment<'_> {
 }
 
 /// The preference order, for messages.
-fn order() -> String {
-    CAPABILITIES
+fn order(profiles: &[NeedsProfile]) -> String {
+    profiles
         .iter()
         .map(|c| c.kind)
         .collect::<Vec<_>>()
         .join(", ")
 }
 
-/// Picks the backend for `needs` among memstore, sqlite and the stores
-/// configured in `catalog`: the first in [`CAPABILITIES`] order that meets
-/// every need. Returns the backend (embedded, options from the catalog)
-/// and the reasons; or, when nothing fits, which needs are to blame.
+/// Picks the backend of `dal` for `needs` among its in-process kinds and
+/// the external stores configured in `catalog`: the first, in the
+/// preference order of the kinds' needs profiles (from their factories,
+/// through the resolver), that meets every need. Returns the backend
+/// (embedded, options from the catalog) and the reasons; or, when nothing
+/// fits, which needs are to blame.
 pub fn select(
+    dal: Dal,
     needs: &Needs,
     catalog: &BackendCatalog,
 ) -> Result<(BackendSpec, Selection), NeedsError> {
     let effective = needs.effective();
-    let assessed: Vec<Assessment> = CAPABILITIES
+    let profiles = crate::resolver::builtin().needs_profiles(dal);
+    if profiles.is_empty() {
+        return Err(NeedsError {
+            field: "needs".into(),
+            message: format!("no {dal} backend is registered in this proxy"),
+        });
+    }
+    let assessed: Vec<Assessment> = profiles
         .iter()
         .map(|cap| Assessment {
             cap,
-            configured: catalog.has(cap.kind),
+            configured: !cap.external || catalog.has(cap.kind),
             verdicts: effective.iter().map(|n| cap.check(&n.need)).collect(),
         })
         .collect();
@@ -76,7 +88,7 @@ pub fn select(
         .collect();
     reasons.push(format!(
         "{kind} is the first backend in the preference order ({}) that meets every need",
-        order()
+        order(&profiles)
     ));
     if chosen.cap.external {
         reasons.push(format!(
@@ -100,7 +112,7 @@ pub fn select(
             if why.is_empty() {
                 why.push(format!(
                     "meets every need, but {kind} comes first in the preference order ({})",
-                    order()
+                    order(&profiles)
                 ));
             }
             Rejected {

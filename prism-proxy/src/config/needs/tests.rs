@@ -12,6 +12,8 @@ fn catalog() -> BackendCatalog {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: None,
         }),
+        nats: None,
+        kafka: None,
         source: "etc/prism.yaml".into(),
     }
 }
@@ -421,8 +423,10 @@ fn selection_is_deterministic() {
     let a = with_needs("  scope: shared\n  durability: none\n", &catalog()).unwrap();
     let b = with_needs("  scope: shared\n  durability: none\n", &catalog()).unwrap();
     assert_eq!(a, b);
-    assert_eq!(
-        CAPABILITIES.map(|c| c.kind),
-        ["memstore", "sqlite", "redis", "postgres"]
-    );
+    let kinds: Vec<&str> = crate::resolver::builtin()
+        .needs_profiles(crate::dal::KEYVALUE)
+        .iter()
+        .map(|c| c.kind)
+        .collect();
+    assert_eq!(kinds, ["memstore", "sqlite", "redis", "postgres"]);
 }

@@ -546,14 +546,15 @@ async fn paths_for(
         .context("no namespace for the library path")?;
     let config = NamespaceConfig::parse(&library_ns.name, &library_ns.yaml(args))?;
     let backend = Resolver::builtin()
-        .open_keyvalue(
+        .open::<dyn KeyValueBackend>(
+            prism_proxy::dal::KEYVALUE,
             kind,
-            OpenContext {
-                namespace: format!("library-{kind}"),
-                data_dir: data.join("library"),
-                clock: Arc::new(SystemClock),
-            },
-            config.backend.options.clone(),
+            OpenContext::new(
+                format!("library-{kind}"),
+                data.join("library"),
+                Arc::new(SystemClock),
+            )
+            .with_options(config.backend.options.clone()),
         )
         .await
         .map_err(anyhow::Error::msg)?;

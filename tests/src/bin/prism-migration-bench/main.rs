@@ -28,7 +28,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use hdrhistogram::Histogram;
-use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesContext};
+use pattern_core::timeseries::TimeSeriesBackend;
 use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
 use prism_proto::timeseries::v1 as tspb;
@@ -294,28 +294,21 @@ impl Calls {
             let data_dir = data.join("direct");
             match args.dal.as_str() {
                 "keyvalue" => {
-                    let ctx = pattern_core::OpenContext {
-                        namespace,
-                        data_dir,
-                        clock,
-                    };
+                    let ctx = pattern_core::OpenContext::new(namespace, data_dir, clock)
+                        .with_options(options);
                     kv.push(
                         resolver
-                            .open_keyvalue(kind, ctx, options)
+                            .open(prism_proxy::dal::KEYVALUE, kind, ctx)
                             .await
                             .map_err(anyhow::Error::msg)?,
                     );
                 }
                 "timeseries" => {
-                    let ctx = TimeSeriesContext {
-                        namespace,
-                        data_dir,
-                        clock,
-                        bucket: pattern_core::timeseries::DEFAULT_BUCKET,
-                    };
+                    let ctx = pattern_core::OpenContext::new(namespace, data_dir, clock)
+                        .with_options(options);
                     ts.push(
                         resolver
-                            .open_timeseries(kind, ctx, options)
+                            .open(prism_proxy::dal::TIMESERIES, kind, ctx)
                             .await
                             .map_err(anyhow::Error::msg)?,
                     );

@@ -34,9 +34,10 @@ mod kv;
 use kv::HostKv;
 
 use super::{Endpoint, MAX_MESSAGE_BYTES, TEST_CLOCK_HEADER};
+use crate::OpenContext;
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::error::BackendError;
-use crate::keyvalue::{KeyValueBackend, KeyValueFactory, OpenContext};
+use crate::keyvalue::{KeyValueBackend, KeyValueFactory};
 
 /// Page budget when a request names none.
 const DEFAULT_PAGE_BYTES: usize = 1 << 20;
@@ -381,12 +382,8 @@ impl Host {
         } else {
             req.data_dir.clone().into()
         };
-        let ctx = OpenContext {
-            namespace: req.namespace.clone(),
-            data_dir,
-            clock,
-        };
-        let backend = self.factory.open(ctx, options).await.map_err(|e| match e {
+        let ctx = OpenContext::new(req.namespace.clone(), data_dir, clock).with_options(options);
+        let backend = self.factory.open(ctx).await.map_err(|e| match e {
             BackendError::Config(m) => Status::invalid_argument(m),
             other => Status::from(other),
         })?;
