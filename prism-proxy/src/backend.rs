@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use pattern_core::grpc::remote::PatternBackend;
 use pattern_core::pubsub::PubSubBackend;
 use pattern_core::timeseries::{TimeSeriesBackend, TimeSeriesSettings};
 use pattern_core::{Backend, BackendError, Capabilities, KeyValueBackend, OpenContext};
@@ -45,6 +46,34 @@ impl DalBackend {
             "the {dal} DAL has no backend holder in this proxy; add it to DalBackend \
              (docs-cms/adding-a-dal.md)"
         ))
+    }
+
+    /// A backend served by a pattern (`mode: process` or `remote`), held
+    /// as the trait of `dal`.
+    pub fn from_pattern(dal: Dal, b: Arc<PatternBackend>) -> Result<DalBackend, String> {
+        if dal == dal::KEYVALUE {
+            return Ok(DalBackend::KeyValue(b));
+        }
+        if dal == dal::TIMESERIES {
+            return Ok(DalBackend::TimeSeries(b));
+        }
+        if dal == dal::PUBSUB {
+            return Ok(DalBackend::PubSub(b));
+        }
+        Err(format!(
+            "the {dal} DAL has no backend holder in this proxy; add it to DalBackend \
+             (docs-cms/adding-a-dal.md)"
+        ))
+    }
+
+    /// The namespace's settings for its DAL as a pattern receives them
+    /// (`InitializeRequest.settings_json`): TimeSeries sends its bucket.
+    pub fn pattern_settings(config: &NamespaceConfig) -> serde_json::Value {
+        if config.dal == dal::TIMESERIES {
+            let bucket = config.timeseries_settings().bucket;
+            return serde_json::json!({ "bucket_secs": bucket.as_secs().max(1) });
+        }
+        serde_json::Value::Null
     }
 
     /// The backend as the supertrait every DAL's backend extends.

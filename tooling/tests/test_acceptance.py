@@ -279,6 +279,27 @@ class MatrixLogic(unittest.TestCase):
         self.assertEqual(m.runs[0].cells["watch"], acc.CELL_PASS)
 
 
+class Plan(unittest.TestCase):
+    def labels(self, *argv):
+        return {acc.run_label(t, b, m) for b, m, _, t, _ in acc.plan(acc.parse_args(list(argv)))}
+
+    def test_every_suite_runs_embedded_and_as_pattern_processes(self):
+        labels = self.labels()
+        for label in ("sqlite/process", "timeseries:memstore/process",
+                      "timeseries:postgres/process", "pubsub:nats/process",
+                      "pubsub:redis/process", "pubsub:kafka/process",
+                      "timeseries:sqlite+kafka/embedded"):
+            self.assertIn(label, labels)
+
+    def test_the_kafka_log_row_has_no_process_mode(self):
+        self.assertNotIn("timeseries:sqlite+kafka/process", self.labels())
+
+    def test_modes_filter_every_suite(self):
+        self.assertTrue(all(l.endswith("/embedded") for l in self.labels("--modes", "embedded")))
+        only = self.labels("--modes", "process", "--suites", "pubsub")
+        self.assertEqual(only, {"pubsub:nats/process", "pubsub:redis/process", "pubsub:kafka/process"})
+
+
 class Parsing(unittest.TestCase):
     def test_test_result_lines(self):
         out = (

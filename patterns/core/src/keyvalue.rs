@@ -18,6 +18,9 @@ use crate::error::BackendError;
 use crate::idempotency::IdempotencyKey;
 use crate::paging::Cursor;
 
+/// The KeyValue DAL's name in namespaces and the pattern protocol.
+pub const DAL: &str = "keyvalue";
+
 /// An item to write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PutItem {

@@ -26,6 +26,9 @@ use async_trait::async_trait;
 
 use crate::error::BackendError;
 
+/// The PubSub DAL's name in namespaces and the pattern protocol.
+pub const DAL: &str = "pubsub";
+
 /// A message to publish.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct OutgoingMessage {

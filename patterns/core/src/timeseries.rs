@@ -19,6 +19,9 @@ use tokio::sync::{mpsc, watch};
 use crate::capabilities::Capabilities;
 use crate::error::BackendError;
 
+/// The TimeSeries DAL's name in namespaces and the pattern protocol.
+pub const DAL: &str = "timeseries";
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {

@@ -7,3 +7,14 @@ mod embedded {
         serde_json::json!({})
     );
 }
+
+mod process {
+    pattern_core::timeseries_acceptance_suite!(
+        mode = "process",
+        pattern_core::acceptance::ProcessFactory::timeseries(
+            pattern_memstore::timeseries::MemTimeSeriesFactory,
+            env!("CARGO_BIN_EXE_prism-pattern-memstore"),
+        ),
+        serde_json::json!({})
+    );
+}

@@ -24,6 +24,17 @@ mod embedded {
     );
 }
 
+mod process {
+    pattern_core::pubsub_acceptance_suite!(
+        mode = "process",
+        pattern_core::acceptance::ProcessFactory::pubsub(
+            pattern_nats::NatsFactory,
+            env!("CARGO_BIN_EXE_prism-pattern-nats"),
+        ),
+        super::options()
+    );
+}
+
 /// The suite's streams expire their messages after an hour but stay; this
 /// removes test streams (`PRISMTEST_acc-...`) of runs that started over an
 /// hour ago, so repeated runs do not pile streams up on the server.

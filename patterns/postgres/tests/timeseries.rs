@@ -33,6 +33,19 @@ mod embedded {
     );
 }
 
+mod process {
+    #[allow(unused_imports)]
+    use super::*;
+    pattern_core::timeseries_acceptance_suite!(
+        mode = "process",
+        pattern_core::acceptance::ProcessFactory::timeseries(
+            pattern_postgres::PostgresTimeSeriesFactory,
+            env!("CARGO_BIN_EXE_prism-pattern-postgres"),
+        ),
+        options()
+    );
+}
+
 async fn sql() -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
         .await

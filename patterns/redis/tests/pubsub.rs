@@ -16,3 +16,14 @@ mod embedded {
         super::options()
     );
 }
+
+mod process {
+    pattern_core::pubsub_acceptance_suite!(
+        mode = "process",
+        pattern_core::acceptance::ProcessFactory::pubsub(
+            pattern_redis::RedisPubSubFactory,
+            env!("CARGO_BIN_EXE_prism-pattern-redis"),
+        ),
+        super::options()
+    );
+}

@@ -8,3 +8,14 @@ mod embedded {
         serde_json::json!({})
     );
 }
+
+mod process {
+    pattern_core::timeseries_acceptance_suite!(
+        mode = "process",
+        pattern_core::acceptance::ProcessFactory::timeseries(
+            pattern_sqlite::SqliteTimeSeriesFactory,
+            env!("CARGO_BIN_EXE_prism-pattern-sqlite"),
+        ),
+        serde_json::json!({})
+    );
+}

@@ -17,6 +17,6 @@ pub const PUBSUB: Dal = Dal(&DalModule {
          subscribers",
     ),
     reusable: false,
-    pattern_modes: false,
+    pattern_modes: true,
     section: Some("pubsub"),
 });

@@ -16,6 +16,6 @@ pub const TIMESERIES: Dal = Dal(&DalModule {
         capability: Some(Capability::Scan),
     },
     reusable: true,
-    pattern_modes: false,
+    pattern_modes: true,
     section: Some("timeseries"),
 });

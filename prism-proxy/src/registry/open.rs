@@ -6,8 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use pattern_core::grpc::Endpoint;
-use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, ProcessBackend};
-use pattern_core::{Clock, KeyValueBackend, OpenContext};
+use pattern_core::grpc::process::{Backoff, PatternProcess, PatternSpec, json_or_empty};
+use pattern_core::grpc::remote::PatternBackend;
+use pattern_core::{Clock, OpenContext};
 use prism_proto::pattern::v1 as lc;
 
 use crate::backend::DalBackend;
@@ -56,7 +57,7 @@ pub(crate) async fn open_backend(
         return Ok((b, None, None));
     }
     let (b, p, e) = open_pattern(config, resolver, data_dir).await?;
-    Ok((DalBackend::KeyValue(b), p, e))
+    Ok((DalBackend::from_pattern(config.dal, b)?, p, e))
 }
 
 /// Opens one namespace's backend as a pattern process (`mode: process`
@@ -67,12 +68,13 @@ async fn open_pattern(
     data_dir: &Path,
 ) -> Result<
     (
-        Arc<dyn KeyValueBackend>,
+        Arc<PatternBackend>,
         Option<Arc<PatternProcess>>,
         Option<String>,
     ),
     String,
 > {
+    let settings = DalBackend::pattern_settings(config);
     let backend = &config.backend;
     let pattern = backend.pattern.clone().unwrap_or_default();
     let start_timeout = pattern
@@ -90,6 +92,7 @@ async fn open_pattern(
             let mut spec = PatternSpec::new(&config.name, &backend.kind, binary);
             spec.dal = config.dal.name().to_string();
             spec.options = backend.options.clone();
+            spec.settings = settings;
             spec.data_dir = data_dir.to_path_buf();
             spec.start_timeout = start_timeout;
             if let Some(max) = pattern.max_restart_backoff_secs {
@@ -99,11 +102,11 @@ async fn open_pattern(
                 };
             }
             let endpoint = Endpoint::Unix(spec.socket.clone()).to_string();
-            let b = ProcessBackend::start(spec)
+            let b = PatternBackend::start(spec)
                 .await
                 .map_err(|e| e.to_string())?;
-            let process = b.process().clone();
-            Ok((Arc::new(b), Some(process), Some(endpoint)))
+            let process = b.process().cloned();
+            Ok((Arc::new(b), process, Some(endpoint)))
         }
         BackendMode::Remote => {
             let address = pattern.address.as_deref().unwrap_or_default();
@@ -112,13 +115,10 @@ async fn open_pattern(
                 namespace: config.name.clone(),
                 dal: config.dal.name().to_string(),
                 backend_kind: backend.kind.clone(),
-                options_json: if backend.options.is_null() {
-                    String::new()
-                } else {
-                    backend.options.to_string()
-                },
+                options_json: json_or_empty(&backend.options),
                 data_dir: data_dir.display().to_string(),
                 proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+                settings_json: json_or_empty(&settings),
             };
             let b = pattern_core::grpc::remote::attach(&endpoint, request, start_timeout)
                 .await

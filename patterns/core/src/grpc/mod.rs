@@ -1,22 +1,25 @@
 //! Pattern processes: a backend served over gRPC outside the proxy.
 //!
-//! * [`host`] turns any [`KeyValueFactory`](crate::KeyValueFactory) into a
+//! * [`host`] turns a backend crate's factories (one per DAL) into a
 //!   pattern process binary: it serves the lifecycle protocol
-//!   (`prism.pattern.v1`) and the KeyValue DAL on a Unix socket or TCP
-//!   address.
-//! * [`remote`] is the other side: a [`KeyValueBackend`](crate::KeyValueBackend)
-//!   that forwards every call to a pattern.
+//!   (`prism.pattern.v1`) and the DAL's data service on a Unix socket or
+//!   TCP address.
+//! * [`remote`] is the other side: a backend of every DAL that forwards
+//!   each call to a pattern.
 //! * [`process`] starts a pattern binary, initializes it, restarts it with
 //!   backoff when it dies and drains it on shutdown.
+//! * [`wire`] converts the TimeSeries and PubSub backend protocol.
 //!
-//! The data plane is the public KeyValue proto, so a pattern may be written
-//! in any language; see `proto/prism/pattern/v1/lifecycle.proto`.
+//! The data planes are plain gRPC (KeyValue: the public API; TimeSeries and
+//! PubSub: `proto/prism/pattern/v1/backends.proto`), so a pattern may be
+//! written in any language; see `proto/prism/pattern/v1/lifecycle.proto`.
 
 pub mod convert;
 pub mod host;
 pub mod process;
 pub mod remote;
 pub mod status;
+pub mod wire;
 
 use std::fmt;
 use std::net::SocketAddr;

@@ -1,8 +1,8 @@
 //! Runs a pattern binary as a child process: starts it on a Unix socket,
 //! initializes it, restarts it with exponential backoff when it dies, and
-//! drains it on shutdown. [`ProcessBackend`] is the KeyValue backend the
-//! proxy routes to; while the process is down its calls fail fast with
-//! UNAVAILABLE instead of waiting.
+//! drains it on shutdown. [`PatternBackend::start`] gives the backend the
+//! proxy routes to, of whichever DAL the pattern serves; while the process
+//! is down its calls fail fast with UNAVAILABLE instead of waiting.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use prism_proto::pattern::v1 as lc;
 use prism_proto::pattern::v1::pattern_lifecycle_client::PatternLifecycleClient;
 use tokio::process::{Child, Command};
@@ -18,14 +17,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tonic::transport::Channel;
 
 use super::Endpoint;
-use super::remote::{RemoteKeyValue, capabilities_from_names, intern_kind};
+use super::remote::{Link, PatternBackend, Route, capabilities_from_names, intern_kind};
 use crate::capabilities::Capabilities;
 use crate::clock::Clock;
 use crate::error::BackendError;
-use crate::idempotency::{Fingerprint, IdempotencyKey};
-use crate::keyvalue::{
-    Item, KeyValueBackend, Mutation, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
-};
+use crate::idempotency::Fingerprint;
 
 /// How long to wait between restarts: doubles after each quick failure,
 /// back to `initial` once a process stayed up for `reset_after`.
@@ -56,6 +52,9 @@ pub struct PatternSpec {
     pub kind: String,
     /// The namespace's backend options.
     pub options: serde_json::Value,
+    /// The namespace's settings for its DAL (TimeSeries:
+    /// `{"bucket_secs": N}`); null: defaults.
+    pub settings: serde_json::Value,
     pub data_dir: PathBuf,
     /// The pattern binary.
     pub binary: PathBuf,
@@ -75,9 +74,10 @@ impl PatternSpec {
     pub fn new(namespace: &str, kind: &str, binary: impl Into<PathBuf>) -> Self {
         PatternSpec {
             namespace: namespace.to_string(),
-            dal: "keyvalue".into(),
+            dal: crate::keyvalue::DAL.into(),
             kind: kind.to_string(),
             options: serde_json::Value::Null,
+            settings: serde_json::Value::Null,
             data_dir: std::env::temp_dir(),
             binary: binary.into(),
             socket: default_socket_path(namespace),
@@ -164,7 +164,7 @@ struct Initialized {
 struct Shared {
     spec: PatternSpec,
     status: watch::Sender<PatternStatus>,
-    backend: RwLock<Option<RemoteKeyValue>>,
+    backend: RwLock<Option<Link>>,
 }
 
 impl Shared {
@@ -172,7 +172,7 @@ impl Shared {
         self.status.send_modify(f);
     }
 
-    fn set_backend(&self, backend: Option<RemoteKeyValue>) {
+    fn set_backend(&self, backend: Option<Link>) {
         *self.backend.write().unwrap_or_else(|e| e.into_inner()) = backend;
     }
 }
@@ -275,9 +275,17 @@ impl PatternProcess {
         BackendError::Unavailable(message)
     }
 
-    /// The backend to forward to, or UNAVAILABLE right away while the
+    /// Serving, or UNAVAILABLE with why not.
+    pub(crate) fn health(&self) -> Result<(), BackendError> {
+        match self.status().state {
+            PatternState::Serving => Ok(()),
+            _ => Err(self.unavailable()),
+        }
+    }
+
+    /// The link to forward to, or UNAVAILABLE right away while the
     /// process is not serving.
-    fn current(&self) -> Result<RemoteKeyValue, BackendError> {
+    pub(crate) fn current(&self) -> Result<Link, BackendError> {
         self.shared
             .backend
             .read()
@@ -287,9 +295,9 @@ impl PatternProcess {
     }
 }
 
-fn remote(spec: &PatternSpec, info: &Initialized) -> RemoteKeyValue {
+fn remote(spec: &PatternSpec, info: &Initialized) -> Link {
     let endpoint = Endpoint::Unix(spec.socket.clone());
-    RemoteKeyValue::new(
+    Link::new(
         &spec.namespace,
         info.kind,
         info.capabilities,
@@ -329,13 +337,10 @@ async fn launch(spec: &PatternSpec) -> Result<(Running, Initialized), BackendErr
         namespace: spec.namespace.clone(),
         dal: spec.dal.clone(),
         backend_kind: spec.kind.clone(),
-        options_json: if spec.options.is_null() {
-            String::new()
-        } else {
-            spec.options.to_string()
-        },
+        options_json: json_or_empty(&spec.options),
         data_dir: spec.data_dir.display().to_string(),
         proxy_version: env!("CARGO_PKG_VERSION").to_string(),
+        settings_json: json_or_empty(&spec.settings),
     };
     let deadline = Instant::now() + spec.start_timeout;
     let mut wait = Duration::from_millis(5);
@@ -588,84 +593,38 @@ async fn stop(shared: &Shared, running: &mut Running, timeout: Duration) -> Stri
     summary
 }
 
-/// The KeyValue backend of a namespace served by a pattern process.
-pub struct ProcessBackend {
-    process: Arc<PatternProcess>,
-    shutdown_timeout: Duration,
+/// A JSON value as the lifecycle protocol carries it: empty for null.
+pub fn json_or_empty(value: &serde_json::Value) -> String {
+    if value.is_null() {
+        String::new()
+    } else {
+        value.to_string()
+    }
 }
 
-impl ProcessBackend {
+/// How long closing a process-mode backend waits for its running calls.
+const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+impl PatternBackend {
     /// Starts the pattern described by `spec` and returns a backend routing
-    /// to it.
-    pub async fn start(spec: PatternSpec) -> Result<ProcessBackend, BackendError> {
-        Ok(ProcessBackend {
-            process: PatternProcess::start(spec).await?,
-            shutdown_timeout: Duration::from_secs(10),
-        })
-    }
-
-    /// The supervised process, for status reporting.
-    pub fn process(&self) -> &Arc<PatternProcess> {
-        &self.process
-    }
-}
-
-#[async_trait]
-impl crate::Backend for ProcessBackend {
-    fn kind(&self) -> &'static str {
-        self.process.info.kind
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.process.info.capabilities
-    }
-
-    async fn health(&self) -> Result<(), BackendError> {
-        match self.process.status().state {
-            PatternState::Serving => Ok(()),
-            _ => Err(self.process.unavailable()),
+    /// to it (of the DAL `spec.dal`).
+    pub async fn start(spec: PatternSpec) -> Result<PatternBackend, BackendError> {
+        let dal = spec.dal.clone();
+        let timeout = spec.start_timeout;
+        let process = PatternProcess::start(spec).await?;
+        let (kind, capabilities) = (process.info.kind, process.info.capabilities);
+        let backend = PatternBackend::new(
+            Route::Process {
+                process,
+                shutdown_timeout: SHUTDOWN_TIMEOUT,
+            },
+            kind,
+            capabilities,
+        );
+        if let Err(e) = backend.prepare(&dal, timeout).await {
+            let _ = crate::Backend::close(&backend).await;
+            return Err(e);
         }
-    }
-
-    async fn close(&self) -> Result<(), BackendError> {
-        self.process.shutdown(self.shutdown_timeout).await;
-        Ok(())
-    }
-}
-
-#[async_trait]
-impl KeyValueBackend for ProcessBackend {
-    async fn put(
-        &self,
-        id: &str,
-        items: Vec<PutItem>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<WriteOutcome, BackendError> {
-        self.process.current()?.put(id, items, idempotency).await
-    }
-
-    async fn get(
-        &self,
-        id: &str,
-        selection: &Selection,
-        page: PageRequest,
-    ) -> Result<Page<Item>, BackendError> {
-        self.process.current()?.get(id, selection, page).await
-    }
-
-    async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {
-        self.process.current()?.delete(id, selection).await
-    }
-
-    async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
-        self.process.current()?.scan(page).await
-    }
-
-    async fn mutate(
-        &self,
-        mutations: Vec<Mutation>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<WriteOutcome, BackendError> {
-        self.process.current()?.mutate(mutations, idempotency).await
+        Ok(backend)
     }
 }

@@ -1,6 +1,11 @@
-//! `prism-pattern-postgres`: the postgres KeyValue backend as a Prism pattern
-//! process (see `pattern_core::grpc::host`).
+//! `prism-pattern-postgres`: the postgres backends (KeyValue, TimeSeries) as a Prism pattern process
+//! (see `pattern_core::grpc::host`).
+
+use pattern_core::grpc::host::{self, Hosted};
 
 fn main() -> std::process::ExitCode {
-    pattern_core::grpc::host::main(pattern_postgres::PostgresFactory)
+    host::main([
+        Hosted::keyvalue(pattern_postgres::PostgresFactory),
+        Hosted::timeseries(pattern_postgres::PostgresTimeSeriesFactory),
+    ])
 }

@@ -1,6 +1,11 @@
-//! `prism-pattern-redis`: the redis KeyValue backend as a Prism pattern
-//! process (see `pattern_core::grpc::host`).
+//! `prism-pattern-redis`: the redis backends (KeyValue, PubSub) as a Prism pattern process
+//! (see `pattern_core::grpc::host`).
+
+use pattern_core::grpc::host::{self, Hosted};
 
 fn main() -> std::process::ExitCode {
-    pattern_core::grpc::host::main(pattern_redis::RedisFactory)
+    host::main([
+        Hosted::keyvalue(pattern_redis::RedisFactory),
+        Hosted::pubsub(pattern_redis::RedisPubSubFactory),
+    ])
 }

@@ -11,7 +11,7 @@ use super::{DEFAULT_PAGE_BYTES, Host};
 use crate::error::BackendError;
 use crate::grpc::convert;
 use crate::idempotency::IdempotencyKey;
-use crate::keyvalue::{Mutation, PageRequest, Selection};
+use crate::keyvalue::{KeyValueBackend, Mutation, PageRequest, Selection};
 use crate::paging::{Cursor, request_fingerprint};
 
 pub(super) struct HostKv(pub(super) Arc<Host>);
@@ -77,7 +77,11 @@ impl KeyValueService for HostKv {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let (backend, _guard) = self.0.enter_as::<dyn KeyValueBackend, _>(
+            &request,
+            &request.get_ref().namespace,
+            crate::keyvalue::DAL,
+        )?;
         let req = request.into_inner();
         self.0
             .run(async move {
@@ -85,7 +89,7 @@ impl KeyValueService for HostKv {
                 let items = put_items("items", req.items)?;
                 let idempotency = token(req.idempotency_token)
                     .map(|t| IdempotencyKey::for_put(t, &req.id, &items));
-                let out = loaded.backend.put(&req.id, items, idempotency).await?;
+                let out = backend.put(&req.id, items, idempotency).await?;
                 Ok(pb::PutResponse {
                     versions: out.versions(),
                     replayed: out.replayed,
@@ -98,7 +102,11 @@ impl KeyValueService for HostKv {
         &self,
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
-        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let (backend, _guard) = self.0.enter_as::<dyn KeyValueBackend, _>(
+            &request,
+            &request.get_ref().namespace,
+            crate::keyvalue::DAL,
+        )?;
         let req = request.into_inner();
         self.0
             .run(async move {
@@ -106,10 +114,7 @@ impl KeyValueService for HostKv {
                 let selection = convert::selection(req.selection);
                 let fingerprint = request_fingerprint(&req.namespace, "Get", &req.id, &selection);
                 let page_request = page(req.page_size_bytes, &req.page_token, fingerprint)?;
-                let page = loaded
-                    .backend
-                    .get(&req.id, &selection, page_request)
-                    .await?;
+                let page = backend.get(&req.id, &selection, page_request).await?;
                 Ok(pb::GetResponse {
                     items: page.items.into_iter().map(convert::item).collect(),
                     next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
@@ -122,13 +127,17 @@ impl KeyValueService for HostKv {
         &self,
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
-        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let (backend, _guard) = self.0.enter_as::<dyn KeyValueBackend, _>(
+            &request,
+            &request.get_ref().namespace,
+            crate::keyvalue::DAL,
+        )?;
         let req = request.into_inner();
         self.0
             .run(async move {
                 non_empty_id("id", &req.id)?;
                 let selection = convert::selection(req.selection);
-                let deleted = loaded.backend.delete(&req.id, &selection).await?;
+                let deleted = backend.delete(&req.id, &selection).await?;
                 Ok(pb::DeleteResponse { deleted })
             })
             .await
@@ -138,13 +147,17 @@ impl KeyValueService for HostKv {
         &self,
         request: Request<pb::ScanRequest>,
     ) -> Result<Response<pb::ScanResponse>, Status> {
-        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let (backend, _guard) = self.0.enter_as::<dyn KeyValueBackend, _>(
+            &request,
+            &request.get_ref().namespace,
+            crate::keyvalue::DAL,
+        )?;
         let req = request.into_inner();
         self.0
             .run(async move {
                 let fingerprint = request_fingerprint(&req.namespace, "Scan", "", &Selection::All);
                 let page_request = page(req.page_size_bytes, &req.page_token, fingerprint)?;
-                let page = loaded.backend.scan(page_request).await?;
+                let page = backend.scan(page_request).await?;
                 Ok(pb::ScanResponse {
                     records: convert::records(page.items),
                     next_page_token: page.next.map(|c| c.encode(fingerprint)).unwrap_or_default(),
@@ -157,7 +170,11 @@ impl KeyValueService for HostKv {
         &self,
         request: Request<pb::MutateRequest>,
     ) -> Result<Response<pb::MutateResponse>, Status> {
-        let (loaded, _guard) = self.0.enter(&request, &request.get_ref().namespace)?;
+        let (backend, _guard) = self.0.enter_as::<dyn KeyValueBackend, _>(
+            &request,
+            &request.get_ref().namespace,
+            crate::keyvalue::DAL,
+        )?;
         let req = request.into_inner();
         self.0
             .run(async move {
@@ -186,7 +203,7 @@ impl KeyValueService for HostKv {
                 }
                 let idempotency =
                     token(req.idempotency_token).map(|t| IdempotencyKey::for_mutate(t, &mutations));
-                let out = loaded.backend.mutate(mutations, idempotency).await?;
+                let out = backend.mutate(mutations, idempotency).await?;
                 Ok(pb::MutateResponse {
                     results: out.outcomes.into_iter().map(convert::outcome).collect(),
                     replayed: out.replayed,

@@ -1,12 +1,19 @@
-//! The generic pattern host: serves any KeyValue backend as a pattern
-//! process, speaking the lifecycle protocol and the KeyValue DAL on one
-//! endpoint.
+//! The generic pattern host: serves a backend crate's factories as a
+//! pattern process, speaking the lifecycle protocol and the data service
+//! of the DAL it is initialized for (KeyValue: the public API; TimeSeries
+//! and PubSub: the backend protocol of `prism/pattern/v1/backends.proto`)
+//! on one endpoint.
 //!
-//! A backend crate becomes a pattern binary with a two-line `main`:
+//! A backend crate becomes a pattern binary with a short `main`, one line
+//! per DAL it serves:
 //!
 //! ```ignore
 //! fn main() -> std::process::ExitCode {
-//!     pattern_core::grpc::host::main(my_backend::MyFactory)
+//!     use pattern_core::grpc::host::{self, Hosted};
+//!     host::main([
+//!         Hosted::keyvalue(my_backend::MyFactory),
+//!         Hosted::timeseries(my_backend::MyTimeSeriesFactory),
+//!     ])
 //! }
 //! ```
 //!
@@ -15,7 +22,9 @@
 //! pattern never outlives a proxy killed with SIGKILL); `--test-clock` (tests
 //! only: take the time from each call's [`TEST_CLOCK_HEADER`]).
 
+use std::any::Any;
 use std::future::Future;
+use std::pin::Pin;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -26,18 +35,26 @@ use prism_proto::pattern::v1 as lc;
 use prism_proto::pattern::v1::pattern_lifecycle_server::{
     PatternLifecycle, PatternLifecycleServer,
 };
+use prism_proto::pattern::v1::pub_sub_backend_server::PubSubBackendServer;
+use prism_proto::pattern::v1::time_series_backend_server::TimeSeriesBackendServer;
 use tokio::sync::{Notify, oneshot, watch};
 use tonic::{Request, Response, Status};
 
 mod kv;
+mod pubsub;
+mod timeseries;
 
 use kv::HostKv;
+use pubsub::HostPubSub;
+use timeseries::HostTimeSeries;
 
 use super::{Endpoint, MAX_MESSAGE_BYTES, TEST_CLOCK_HEADER};
-use crate::OpenContext;
 use crate::clock::{Clock, ManualClock, SystemClock};
 use crate::error::BackendError;
 use crate::keyvalue::{KeyValueBackend, KeyValueFactory};
+use crate::pubsub::{PubSubBackend, PubSubFactory};
+use crate::timeseries::{TimeSeriesBackend, TimeSeriesFactory, TimeSeriesSettings};
+use crate::{Backend, Factory, OpenContext};
 
 /// Page budget when a request names none.
 const DEFAULT_PAGE_BYTES: usize = 1 << 20;
@@ -104,18 +121,25 @@ fn usage(program: &str, kind: &str) -> String {
 /// (stderr; `PRISM_LOG` or `RUST_LOG` filter, default `info`) and serves
 /// until stopped, SIGTERM, or (with `--exit-on-stdin-eof`) the parent's
 /// exit.
-pub fn main(factory: impl KeyValueFactory) -> ExitCode {
+pub fn main(served: impl IntoIterator<Item = Hosted>) -> ExitCode {
+    let served = match Served::new(served) {
+        Ok(served) => Arc::new(served),
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let mut args = std::env::args();
     let program = args.next().unwrap_or_else(|| "prism-pattern".into());
     let args: Vec<String> = args.collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{}", usage(&program, factory.kind()));
+        println!("{}", usage(&program, served.kind()));
         return ExitCode::SUCCESS;
     }
     let options = match HostOptions::parse(args) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", usage(&program, factory.kind()));
+            eprintln!("error: {e}\n\n{}", usage(&program, served.kind()));
             return ExitCode::from(2);
         }
     };
@@ -134,7 +158,7 @@ pub fn main(factory: impl KeyValueFactory) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let served = runtime.block_on(serve(Arc::new(factory), options, std::future::pending()));
+    let served = runtime.block_on(serve(served, options, std::future::pending()));
     // The stdin watcher is a blocking read that cannot be cancelled; do not
     // let it hold the exit.
     runtime.shutdown_timeout(Duration::from_millis(200));
@@ -152,19 +176,27 @@ pub fn main(factory: impl KeyValueFactory) -> ExitCode {
 /// `shutdown` completes. The backend is drained and closed before this
 /// returns.
 pub async fn serve(
-    factory: Arc<dyn KeyValueFactory>,
+    served: Arc<Served>,
     options: HostOptions,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), String> {
     let (stop_tx, stop_rx) = oneshot::channel();
-    let host = Arc::new(Host::new(factory, options.test_clock, stop_tx));
+    let host = Arc::new(Host::new(served, options.test_clock, stop_tx));
     let lifecycle = PatternLifecycleServer::new(Lifecycle(host.clone()));
     let kv = KeyValueServiceServer::new(HostKv(host.clone()))
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let timeseries = TimeSeriesBackendServer::new(HostTimeSeries(host.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let pubsub = PubSubBackendServer::new(HostPubSub(host.clone()))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES);
     let router = tonic::transport::Server::builder()
         .add_service(lifecycle)
-        .add_service(kv);
+        .add_service(kv)
+        .add_service(timeseries)
+        .add_service(pubsub);
 
     let exit_on_eof = options.exit_on_stdin_eof;
     // How long the server may wait for its connections to close once told
@@ -200,7 +232,7 @@ pub async fn serve(
     let served = match &options.endpoint {
         Endpoint::Unix(path) => {
             let listener = bind_unix(path)?;
-            tracing::info!(kind = host.factory.kind(), socket = %path.display(), "pattern listening");
+            tracing::info!(kind = host.served.kind(), socket = %path.display(), "pattern listening");
             let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
             let result = tokio::select! {
                 r = router.serve_with_incoming_shutdown(incoming, stopping) => r,
@@ -213,7 +245,7 @@ pub async fn serve(
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-            tracing::info!(kind = host.factory.kind(), addr = %addr, "pattern listening");
+            tracing::info!(kind = host.served.kind(), addr = %addr, "pattern listening");
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
             tokio::select! {
                 r = router.serve_with_incoming_shutdown(incoming, stopping) => r,
@@ -273,15 +305,153 @@ async fn stdin_closed(enabled: bool) {
     }
 }
 
+/// One DAL a pattern binary serves: its factory, type-erased so one host
+/// serves any DAL. Made by [`Hosted::keyvalue`], [`Hosted::timeseries`] or
+/// [`Hosted::pubsub`].
+pub struct Hosted {
+    dal: &'static str,
+    kind: &'static str,
+    check_options: Box<OptionsCheck>,
+    open: Box<dyn Fn(OpenContext) -> OpenFuture + Send + Sync>,
+    /// Applies the namespace's DAL settings (`settings_json`) to the
+    /// open context.
+    settings: fn(&serde_json::Value, OpenContext) -> Result<OpenContext, String>,
+}
+
+/// An opened backend: as the common supertrait, and as the DAL's own
+/// trait object (`Arc<dyn KeyValueBackend>`, ...) behind `Any`.
+type Opened = (Arc<dyn Backend>, Box<dyn Any + Send + Sync>);
+type OptionsCheck = dyn Fn(&serde_json::Value) -> Result<(), BackendError> + Send + Sync;
+type OpenFuture = Pin<Box<dyn Future<Output = Result<Opened, BackendError>> + Send>>;
+
+impl Hosted {
+    fn new<B: ?Sized + Backend + 'static>(
+        dal: &'static str,
+        factory: Arc<dyn Factory<Backend = B>>,
+        upcast: fn(Arc<B>) -> Arc<dyn Backend>,
+        settings: fn(&serde_json::Value, OpenContext) -> Result<OpenContext, String>,
+    ) -> Hosted {
+        let checker = factory.clone();
+        Hosted {
+            dal,
+            kind: factory.kind(),
+            check_options: Box::new(move |options| checker.check_options(options)),
+            open: Box::new(move |ctx| {
+                let factory = factory.clone();
+                Box::pin(async move {
+                    let backend = factory.open(ctx).await?;
+                    let common = upcast(backend.clone());
+                    Ok((common, Box::new(backend) as Box<dyn Any + Send + Sync>))
+                })
+            }),
+            settings,
+        }
+    }
+
+    /// Serves KeyValue namespaces with `factory`.
+    pub fn keyvalue(factory: impl KeyValueFactory) -> Hosted {
+        let factory: Arc<dyn Factory<Backend = dyn KeyValueBackend>> = Arc::new(factory);
+        Hosted::new(crate::keyvalue::DAL, factory, |b| b, no_settings)
+    }
+
+    /// Serves TimeSeries namespaces with `factory`; their bucket comes in
+    /// `settings_json` as `{"bucket_secs": N}`.
+    pub fn timeseries(factory: impl TimeSeriesFactory) -> Hosted {
+        let factory: Arc<dyn Factory<Backend = dyn TimeSeriesBackend>> = Arc::new(factory);
+        Hosted::new(crate::timeseries::DAL, factory, |b| b, timeseries_settings)
+    }
+
+    /// Serves PubSub namespaces with `factory`.
+    pub fn pubsub(factory: impl PubSubFactory) -> Hosted {
+        let factory: Arc<dyn Factory<Backend = dyn PubSubBackend>> = Arc::new(factory);
+        Hosted::new(crate::pubsub::DAL, factory, |b| b, no_settings)
+    }
+}
+
+fn no_settings(_: &serde_json::Value, ctx: OpenContext) -> Result<OpenContext, String> {
+    Ok(ctx)
+}
+
+fn timeseries_settings(
+    settings: &serde_json::Value,
+    ctx: OpenContext,
+) -> Result<OpenContext, String> {
+    let Some(secs) = settings.get("bucket_secs") else {
+        return Ok(ctx);
+    };
+    let secs = secs
+        .as_u64()
+        .filter(|s| *s > 0)
+        .ok_or("settings_json.bucket_secs must be a positive whole number of seconds")?;
+    Ok(ctx.with_settings(TimeSeriesSettings {
+        bucket: Duration::from_secs(secs),
+    }))
+}
+
+/// Every DAL one pattern binary serves, all of one backend kind.
+pub struct Served(Vec<Hosted>);
+
+impl Served {
+    /// Checks that `hosted` is not empty, names one kind, and each DAL once.
+    pub fn new(hosted: impl IntoIterator<Item = Hosted>) -> Result<Served, String> {
+        let hosted: Vec<Hosted> = hosted.into_iter().collect();
+        let Some(first) = hosted.first() else {
+            return Err("a pattern binary must serve at least one DAL".into());
+        };
+        for (i, h) in hosted.iter().enumerate() {
+            if h.kind != first.kind {
+                return Err(format!(
+                    "a pattern binary serves one backend kind; got '{}' and '{}'",
+                    first.kind, h.kind
+                ));
+            }
+            if hosted[..i].iter().any(|o| o.dal == h.dal) {
+                return Err(format!("the {} DAL is registered twice", h.dal));
+            }
+        }
+        Ok(Served(hosted))
+    }
+
+    /// The backend kind served.
+    pub fn kind(&self) -> &'static str {
+        self.0[0].kind
+    }
+
+    /// The DALs served, for messages.
+    fn dals(&self) -> String {
+        self.0.iter().map(|h| h.dal).collect::<Vec<_>>().join(", ")
+    }
+
+    fn get(&self, dal: &str) -> Option<&Hosted> {
+        self.0.iter().find(|h| h.dal == dal)
+    }
+}
+
 /// What Initialize set up.
 struct Loaded {
     request: lc::InitializeRequest,
     response: lc::InitializeResponse,
-    backend: Arc<dyn KeyValueBackend>,
+    backend: Arc<dyn Backend>,
+    /// The DAL's trait object, `Arc<dyn KeyValueBackend>` and so on.
+    typed: Box<dyn Any + Send + Sync>,
+}
+
+impl Loaded {
+    /// The backend as `B` (`dyn KeyValueBackend`, ...), or
+    /// FAILED_PRECONDITION when the pattern was initialized for another
+    /// DAL.
+    fn as_dal<B: ?Sized + 'static>(&self, dal: &str) -> Result<Arc<B>, Status> {
+        self.typed.downcast_ref::<Arc<B>>().cloned().ok_or_else(|| {
+            Status::failed_precondition(format!(
+                "this pattern was initialized for the {} DAL, not {dal}",
+                self.request.dal
+            ))
+        })
+    }
 }
 
 struct Host {
-    factory: Arc<dyn KeyValueFactory>,
+    served: Arc<Served>,
     test_clock: Option<Arc<ManualClock>>,
     loaded: tokio::sync::Mutex<Option<Arc<Loaded>>>,
     /// The backend once initialized; read without locking by data calls.
@@ -293,6 +463,8 @@ struct Host {
     completed: AtomicU64,
     idle: Notify,
     abort: watch::Sender<bool>,
+    /// True once a drain began: long-lived streams end.
+    drain_started: watch::Sender<bool>,
     stop: std::sync::Mutex<Option<oneshot::Sender<()>>>,
 }
 
@@ -309,9 +481,9 @@ impl Drop for CallGuard<'_> {
 }
 
 impl Host {
-    fn new(factory: Arc<dyn KeyValueFactory>, test_clock: bool, stop: oneshot::Sender<()>) -> Self {
+    fn new(served: Arc<Served>, test_clock: bool, stop: oneshot::Sender<()>) -> Self {
         Host {
-            factory,
+            served,
             test_clock: test_clock.then(|| Arc::new(ManualClock::starting_now())),
             loaded: tokio::sync::Mutex::new(None),
             backend: std::sync::OnceLock::new(),
@@ -322,6 +494,7 @@ impl Host {
             completed: AtomicU64::new(0),
             idle: Notify::new(),
             abort: watch::channel(false).0,
+            drain_started: watch::channel(false).0,
             stop: std::sync::Mutex::new(Some(stop)),
         }
     }
@@ -349,13 +522,14 @@ impl Host {
         if req.namespace.is_empty() {
             return Err(Status::invalid_argument("namespace must not be empty"));
         }
-        if req.dal != "keyvalue" {
+        let Some(hosted) = self.served.get(&req.dal) else {
             return Err(Status::invalid_argument(format!(
-                "dal '{}' is not served by this pattern; it serves: keyvalue",
-                req.dal
+                "dal '{}' is not served by this pattern; it serves: {}",
+                req.dal,
+                self.served.dals()
             )));
-        }
-        let kind = self.factory.kind();
+        };
+        let kind = hosted.kind;
         if !req.backend_kind.is_empty() && req.backend_kind != kind {
             return Err(Status::invalid_argument(format!(
                 "this pattern serves backend kind '{kind}', not '{}'; point the namespace at \
@@ -370,9 +544,14 @@ impl Host {
                 Status::invalid_argument(format!("options_json is not valid JSON: {e}"))
             })?
         };
-        self.factory
-            .check_options(&options)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        (hosted.check_options)(&options).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let settings: serde_json::Value = if req.settings_json.trim().is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&req.settings_json).map_err(|e| {
+                Status::invalid_argument(format!("settings_json is not valid JSON: {e}"))
+            })?
+        };
         let clock: Arc<dyn Clock> = match &self.test_clock {
             Some(clock) => clock.clone(),
             None => Arc::new(SystemClock),
@@ -383,7 +562,8 @@ impl Host {
             req.data_dir.clone().into()
         };
         let ctx = OpenContext::new(req.namespace.clone(), data_dir, clock).with_options(options);
-        let backend = self.factory.open(ctx).await.map_err(|e| match e {
+        let ctx = (hosted.settings)(&settings, ctx).map_err(Status::invalid_argument)?;
+        let (backend, typed) = (hosted.open)(ctx).await.map_err(|e| match e {
             BackendError::Config(m) => Status::invalid_argument(m),
             other => Status::from(other),
         })?;
@@ -391,7 +571,7 @@ impl Host {
             pattern_name: format!("prism-pattern-{kind}"),
             pattern_version: env!("CARGO_PKG_VERSION").to_string(),
             dals: vec![lc::DalCapabilities {
-                dal: "keyvalue".into(),
+                dal: hosted.dal.into(),
                 backend_kind: kind.to_string(),
                 capabilities: backend
                     .capabilities()
@@ -406,6 +586,7 @@ impl Host {
             request: req,
             response: response.clone(),
             backend,
+            typed,
         });
         let _ = self.backend.set(entry.clone());
         *loaded = Some(entry);
@@ -456,6 +637,22 @@ impl Host {
         Ok((loaded.clone(), guard))
     }
 
+    /// Turns true when a drain begins.
+    fn draining_signal(&self) -> watch::Receiver<bool> {
+        self.drain_started.subscribe()
+    }
+
+    /// [`Host::enter`] for a call of `dal`, whose backend trait is `B`.
+    fn enter_as<B: ?Sized + 'static, T>(
+        &self,
+        request: &Request<T>,
+        namespace: &str,
+        dal: &str,
+    ) -> Result<(Arc<B>, CallGuard<'_>), Status> {
+        let (loaded, guard) = self.enter(request, namespace)?;
+        Ok((loaded.as_dal::<B>(dal)?, guard))
+    }
+
     /// Runs a data call body, cancelled if a drain times out.
     async fn run<T>(
         &self,
@@ -477,6 +674,7 @@ impl Host {
             return done.clone();
         }
         self.draining.store(true, Ordering::SeqCst);
+        self.drain_started.send_replace(true);
         let before = self.completed.load(Ordering::SeqCst);
         let deadline = tokio::time::Instant::now() + timeout;
         loop {

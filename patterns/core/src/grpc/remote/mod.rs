@@ -1,28 +1,35 @@
-//! A KeyValue backend that forwards every call to a pattern over gRPC.
+//! The proxy's side of a pattern: a backend of any DAL that forwards every
+//! call over gRPC, to a pattern someone else runs ([`attach`], `mode:
+//! remote`) or to a supervised child process
+//! ([`PatternBackend::start`](super::process), `mode: process`).
+//!
+//! [`PatternBackend`] implements every DAL's backend trait; the proxy
+//! holds it as the one its namespace's DAL needs (KeyValue in [`kv`],
+//! TimeSeries in [`timeseries`], PubSub in [`pubsub`]). A call to a DAL the
+//! pattern does not serve fails with the pattern's own error.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use prism_proto::keyvalue::v1 as pb;
-use prism_proto::keyvalue::v1::key_value_service_client::KeyValueServiceClient;
 use prism_proto::pattern::v1 as lc;
 use prism_proto::pattern::v1::pattern_lifecycle_client::PatternLifecycleClient;
+use tokio::sync::watch;
 use tonic::transport::Channel;
 
+use super::process::PatternProcess;
 use super::status::is_not_started;
-use super::{Endpoint, MAX_MESSAGE_BYTES, TEST_CLOCK_HEADER, convert};
+use super::{Endpoint, TEST_CLOCK_HEADER};
 use crate::capabilities::{Capabilities, Capability};
 use crate::clock::Clock;
 use crate::error::BackendError;
-use crate::idempotency::IdempotencyKey;
-use crate::keyvalue::{
-    Item, KeyValueBackend, Mutation, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
-};
-use crate::paging::{Cursor, request_fingerprint};
+
+mod kv;
+mod pubsub;
+mod timeseries;
 
 /// A backend kind named by a pattern, as a `&'static str` (the trait's
 /// `kind` returns one). Kinds are few and fixed, so each is stored once.
@@ -72,14 +79,16 @@ pub fn status_error(endpoint: &str, status: tonic::Status) -> BackendError {
     }
 }
 
-/// Forwards KeyValue calls to a pattern serving one namespace.
+/// One connection to a pattern serving one namespace: the channel, what
+/// the pattern said it is, and how to initialize it again if it restarted.
+/// Cheap to clone.
 #[derive(Clone)]
-pub struct RemoteKeyValue {
+pub struct Link {
     namespace: String,
     kind: &'static str,
     capabilities: Capabilities,
     endpoint: String,
-    client: KeyValueServiceClient<Channel>,
+    channel: Channel,
     test_clock: Option<Arc<dyn Clock>>,
     reattach: Option<Arc<Reattach>>,
 }
@@ -114,7 +123,7 @@ pub async fn attach(
     endpoint: &Endpoint,
     request: lc::InitializeRequest,
     timeout: Duration,
-) -> Result<RemoteKeyValue, BackendError> {
+) -> Result<PatternBackend, BackendError> {
     let channel = endpoint.channel(Duration::from_secs(2));
     let reattach = Reattach {
         lifecycle: PatternLifecycleClient::new(channel.clone()),
@@ -157,7 +166,7 @@ pub async fn attach(
                 reattach.request.dal
             ))
         })?;
-    let mut backend = RemoteKeyValue::new(
+    let mut link = Link::new(
         &reattach.request.namespace,
         &dal.backend_kind,
         capabilities_from_names(&dal.capabilities),
@@ -165,12 +174,22 @@ pub async fn attach(
         channel,
         None,
     );
-    backend.reattach = Some(Arc::new(reattach));
+    link.reattach = Some(Arc::new(reattach));
+    let dal = link_dal(&link);
+    let backend = PatternBackend::over(link);
+    backend.prepare(&dal, timeout).await?;
     Ok(backend)
 }
 
-impl RemoteKeyValue {
-    /// A backend for `namespace` over `channel`. `kind` and `capabilities`
+fn link_dal(link: &Link) -> String {
+    link.reattach
+        .as_ref()
+        .map(|r| r.request.dal.clone())
+        .unwrap_or_default()
+}
+
+impl Link {
+    /// A link for `namespace` over `channel`. `kind` and `capabilities`
     /// are what the pattern's Initialize answered; `endpoint` names the
     /// pattern in errors. With `test_clock`, every call carries that
     /// clock's time for a pattern started with `--test-clock`.
@@ -182,14 +201,12 @@ impl RemoteKeyValue {
         channel: Channel,
         test_clock: Option<Arc<dyn Clock>>,
     ) -> Self {
-        RemoteKeyValue {
+        Link {
             namespace: namespace.to_string(),
             kind: intern_kind(kind),
             capabilities,
             endpoint: endpoint.to_string(),
-            client: KeyValueServiceClient::new(channel)
-                .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            channel,
             test_clock,
             reattach: None,
         }
@@ -197,22 +214,24 @@ impl RemoteKeyValue {
 
     /// Sends one call; if a remote pattern answers that it is not
     /// initialized (it restarted), initializes it and sends the call again.
-    async fn call<Req, Resp, Fut>(
+    async fn call<C, Req, Resp, Fut>(
         &self,
+        client: C,
         message: Req,
-        send: impl Fn(KeyValueServiceClient<Channel>, tonic::Request<Req>) -> Fut,
+        send: impl Fn(C, tonic::Request<Req>) -> Fut,
     ) -> Result<Resp, BackendError>
     where
+        C: Clone,
         Req: Clone,
         Fut: Future<Output = Result<tonic::Response<Resp>, tonic::Status>>,
     {
-        let mut result = send(self.client.clone(), self.request(message.clone())).await;
+        let mut result = send(client.clone(), self.request(message.clone())).await;
         if let (Err(status), Some(reattach)) = (&result, &self.reattach)
             && is_not_started(status)
         {
             tracing::info!(endpoint = %self.endpoint, "remote pattern restarted; initializing it again");
             result = match reattach.initialize().await {
-                Ok(_) => send(self.client.clone(), self.request(message)).await,
+                Ok(_) => send(client, self.request(message)).await,
                 Err(e) => Err(e),
             };
         }
@@ -243,62 +262,15 @@ impl RemoteKeyValue {
         status_error(&self.endpoint, status)
     }
 
-    fn page_token(&self, cursor: &Option<Cursor>, fingerprint: u64) -> String {
-        cursor
-            .as_ref()
-            .map(|c| c.encode(fingerprint))
-            .unwrap_or_default()
+    /// The error of a pattern answer that breaks the protocol.
+    fn broken(&self, what: &str) -> BackendError {
+        BackendError::Internal(format!("pattern at {} {what}", self.endpoint))
     }
 
-    fn page_size(budget: usize) -> u32 {
-        budget.clamp(1, u32::MAX as usize) as u32
-    }
-
-    fn next_cursor(&self, token: &str, fingerprint: u64) -> Result<Option<Cursor>, BackendError> {
-        if token.is_empty() {
-            return Ok(None);
-        }
-        Cursor::decode(token, fingerprint).map(Some).map_err(|e| {
-            BackendError::Internal(format!(
-                "pattern at {} returned a page token this proxy cannot read: {e}",
-                self.endpoint
-            ))
-        })
-    }
-
-    fn write_outcome(
-        &self,
-        results: Vec<pb::MutationResult>,
-        replayed: bool,
-    ) -> Result<WriteOutcome, BackendError> {
-        let outcomes = results
-            .into_iter()
-            .map(convert::outcome_from_pb)
-            .collect::<Option<Vec<_>>>()
-            .ok_or_else(|| {
-                BackendError::Internal(format!(
-                    "pattern at {} returned an empty mutation result",
-                    self.endpoint
-                ))
-            })?;
-        Ok(WriteOutcome { outcomes, replayed })
-    }
-}
-
-#[async_trait]
-impl crate::Backend for RemoteKeyValue {
-    fn kind(&self) -> &'static str {
-        self.kind
-    }
-
-    fn capabilities(&self) -> Capabilities {
-        self.capabilities
-    }
-
+    /// A round trip to the pattern: its lifecycle health answer. Without
+    /// a lifecycle client (the link to a supervised process) the
+    /// supervisor watches health.
     async fn health(&self) -> Result<(), BackendError> {
-        // A round trip to the pattern: its lifecycle health answer. Without
-        // a lifecycle client (the forwarding half of a supervised process)
-        // the supervisor watches health.
         let Some(reattach) = &self.reattach else {
             return Ok(());
         };
@@ -326,98 +298,128 @@ impl crate::Backend for RemoteKeyValue {
     }
 }
 
+/// Where a [`PatternBackend`]'s calls go.
+#[derive(Clone)]
+pub(crate) enum Route {
+    /// A pattern someone else runs, over one link.
+    Remote(Link),
+    /// A supervised child process: the link to the process running now.
+    Process {
+        process: Arc<PatternProcess>,
+        shutdown_timeout: Duration,
+    },
+}
+
+impl Route {
+    fn link(&self) -> Result<Link, BackendError> {
+        match self {
+            Route::Remote(link) => Ok(link.clone()),
+            Route::Process { process, .. } => process.current(),
+        }
+    }
+}
+
+/// A namespace's backend served by a pattern, of whichever DAL it serves.
+/// While a supervised process is down, calls fail at once with
+/// UNAVAILABLE instead of waiting.
+pub struct PatternBackend {
+    route: Route,
+    kind: &'static str,
+    capabilities: Capabilities,
+    /// TimeSeries: the pattern's highest visible sequence, fed by a
+    /// `WatchSequence` stream started on first use.
+    sequence: OnceLock<watch::Sender<u64>>,
+    watcher: Mutex<Option<tokio::task::AbortHandle>>,
+}
+
+impl PatternBackend {
+    pub(crate) fn new(route: Route, kind: &'static str, capabilities: Capabilities) -> Self {
+        PatternBackend {
+            route,
+            kind,
+            capabilities,
+            sequence: OnceLock::new(),
+            watcher: Mutex::new(None),
+        }
+    }
+
+    /// A backend over one fixed link (tests, and `attach`).
+    pub fn over(link: Link) -> Self {
+        let (kind, capabilities) = (link.kind, link.capabilities);
+        PatternBackend::new(Route::Remote(link), kind, capabilities)
+    }
+
+    /// The supervised process, in `process` mode.
+    pub fn process(&self) -> Option<&Arc<PatternProcess>> {
+        match &self.route {
+            Route::Process { process, .. } => Some(process),
+            Route::Remote(_) => None,
+        }
+    }
+
+    /// Gets ready to serve `dal` once the pattern is up: a TimeSeries
+    /// pattern's sequence is followed from the start.
+    pub(crate) async fn prepare(&self, dal: &str, timeout: Duration) -> Result<(), BackendError> {
+        if dal == crate::timeseries::DAL {
+            self.follow_sequence(timeout).await?;
+        }
+        Ok(())
+    }
+
+    /// The link to send a call on, or UNAVAILABLE at once while a
+    /// supervised process is not serving.
+    fn link(&self) -> Result<Link, BackendError> {
+        self.route.link()
+    }
+}
+
+impl Drop for PatternBackend {
+    fn drop(&mut self) {
+        if let Some(watcher) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            watcher.abort();
+        }
+    }
+}
+
 #[async_trait]
-impl KeyValueBackend for RemoteKeyValue {
-    async fn put(
-        &self,
-        id: &str,
-        items: Vec<PutItem>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<WriteOutcome, BackendError> {
-        let request = pb::PutRequest {
-            namespace: self.namespace.clone(),
-            id: id.to_string(),
-            items: items.iter().map(convert::put_item_to_pb).collect(),
-            idempotency_token: idempotency.map(|k| k.token).unwrap_or_default(),
-        };
-        let reply = self
-            .call(request, |mut c, r| async move { c.put(r).await })
-            .await?;
-        Ok(WriteOutcome {
-            outcomes: reply
-                .versions
-                .into_iter()
-                .map(crate::keyvalue::MutationOutcome::Version)
-                .collect(),
-            replayed: reply.replayed,
-        })
+impl crate::Backend for PatternBackend {
+    fn kind(&self) -> &'static str {
+        self.kind
     }
 
-    async fn get(
-        &self,
-        id: &str,
-        selection: &Selection,
-        page: PageRequest,
-    ) -> Result<Page<Item>, BackendError> {
-        let fingerprint = request_fingerprint(&self.namespace, "Get", id, selection);
-        let request = pb::GetRequest {
-            namespace: self.namespace.clone(),
-            id: id.to_string(),
-            selection: Some(convert::selection_to_pb(selection)),
-            page_size_bytes: Self::page_size(page.budget_bytes),
-            page_token: self.page_token(&page.cursor, fingerprint),
-        };
-        let reply = self
-            .call(request, |mut c, r| async move { c.get(r).await })
-            .await?;
-        Ok(Page {
-            items: reply.items.into_iter().map(convert::item_from_pb).collect(),
-            next: self.next_cursor(&reply.next_page_token, fingerprint)?,
-        })
+    fn capabilities(&self) -> Capabilities {
+        self.capabilities
     }
 
-    async fn delete(&self, id: &str, selection: &Selection) -> Result<u64, BackendError> {
-        let request = pb::DeleteRequest {
-            namespace: self.namespace.clone(),
-            id: id.to_string(),
-            selection: Some(convert::selection_to_pb(selection)),
-        };
-        let reply = self
-            .call(request, |mut c, r| async move { c.delete(r).await })
-            .await?;
-        Ok(reply.deleted)
+    async fn health(&self) -> Result<(), BackendError> {
+        match &self.route {
+            Route::Remote(link) => link.health().await,
+            Route::Process { process, .. } => process.health(),
+        }
     }
 
-    async fn scan(&self, page: PageRequest) -> Result<Page<ScanEntry>, BackendError> {
-        let fingerprint = request_fingerprint(&self.namespace, "Scan", "", &Selection::All);
-        let request = pb::ScanRequest {
-            namespace: self.namespace.clone(),
-            page_size_bytes: Self::page_size(page.budget_bytes),
-            page_token: self.page_token(&page.cursor, fingerprint),
-        };
-        let reply = self
-            .call(request, |mut c, r| async move { c.scan(r).await })
-            .await?;
-        Ok(Page {
-            items: convert::entries_from_records(reply.records),
-            next: self.next_cursor(&reply.next_page_token, fingerprint)?,
-        })
-    }
-
-    async fn mutate(
-        &self,
-        mutations: Vec<Mutation>,
-        idempotency: Option<IdempotencyKey>,
-    ) -> Result<WriteOutcome, BackendError> {
-        let request = pb::MutateRequest {
-            namespace: self.namespace.clone(),
-            mutations: mutations.iter().map(convert::mutation_to_pb).collect(),
-            idempotency_token: idempotency.map(|k| k.token).unwrap_or_default(),
-        };
-        let reply = self
-            .call(request, |mut c, r| async move { c.mutate(r).await })
-            .await?;
-        self.write_outcome(reply.results, reply.replayed)
+    async fn close(&self) -> Result<(), BackendError> {
+        if let Some(watcher) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            watcher.abort();
+        }
+        if let Route::Process {
+            process,
+            shutdown_timeout,
+        } = &self.route
+        {
+            process.shutdown(*shutdown_timeout).await;
+        }
+        Ok(())
     }
 }
 
@@ -425,10 +427,10 @@ impl KeyValueBackend for RemoteKeyValue {
 mod tests {
     use super::*;
 
-    fn backend() -> RemoteKeyValue {
+    fn backend() -> Link {
         // Never connected: only the requests it builds are looked at.
         let channel = tonic::transport::Endpoint::from_static("http://127.0.0.1:9").connect_lazy();
-        RemoteKeyValue::new(
+        Link::new(
             "orders",
             "memstore",
             Capabilities::default(),

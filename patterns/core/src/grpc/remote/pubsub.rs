@@ -1,0 +1,116 @@
+//! PubSub over a pattern: one RPC of `prism.pattern.v1.PubSubBackend` per
+//! trait operation. A pull waits in the pattern; its gRPC deadline is the
+//! pull's wait plus the call's own time left, so the proxy never gives up
+//! on a pull the pattern is still allowed to hold.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use prism_proto::pattern::v1 as wire;
+use prism_proto::pattern::v1::pub_sub_backend_client::PubSubBackendClient;
+use tonic::transport::Channel;
+
+use super::{Link, PatternBackend};
+use crate::error::BackendError;
+use crate::grpc::{MAX_MESSAGE_BYTES, wire as conv};
+use crate::pubsub::{Delivery, OutgoingMessage, PubSubBackend, Subscription};
+
+fn client(link: &Link) -> PubSubBackendClient<Channel> {
+    PubSubBackendClient::new(link.channel.clone())
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(MAX_MESSAGE_BYTES)
+}
+
+fn acks(link: &Link, topic: &str, group: &str, ack_ids: &[String]) -> wire::PsAckRequest {
+    wire::PsAckRequest {
+        namespace: link.namespace.clone(),
+        topic: topic.to_string(),
+        group: group.to_string(),
+        ack_ids: ack_ids.to_vec(),
+    }
+}
+
+#[async_trait]
+impl PubSubBackend for PatternBackend {
+    async fn publish(
+        &self,
+        topic: &str,
+        messages: Vec<OutgoingMessage>,
+    ) -> Result<Vec<String>, BackendError> {
+        let link = self.link()?;
+        let request = wire::PsPublishRequest {
+            namespace: link.namespace.clone(),
+            topic: topic.to_string(),
+            messages: messages.iter().map(conv::message_to_wire).collect(),
+        };
+        let reply = link
+            .call(client(&link), request, |mut c, r| async move {
+                c.publish(r).await
+            })
+            .await?;
+        if reply.message_ids.len() != messages.len() {
+            return Err(link.broken(&format!(
+                "answered {} message ids for {} published messages",
+                reply.message_ids.len(),
+                messages.len()
+            )));
+        }
+        Ok(reply.message_ids)
+    }
+
+    async fn pull(
+        &self,
+        sub: &Subscription,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, BackendError> {
+        let link = self.link()?;
+        let request = conv::pull_to_wire(&link.namespace, sub, max, wait);
+        let reply = link
+            .call(client(&link), request, |mut c, mut r| async move {
+                // The pull may hold for `wait` by design: allow it that
+                // long on top of any deadline the call carries.
+                let allowed = r.metadata().get("grpc-timeout").is_some();
+                if !allowed {
+                    r.set_timeout(wait + PULL_SLACK);
+                }
+                c.pull(r).await
+            })
+            .await?;
+        Ok(reply.deliveries.into_iter().map(conv::delivery).collect())
+    }
+
+    async fn ack(&self, topic: &str, group: &str, ack_ids: &[String]) -> Result<u32, BackendError> {
+        let link = self.link()?;
+        let request = acks(&link, topic, group, ack_ids);
+        let reply = link
+            .call(
+                client(&link),
+                request,
+                |mut c, r| async move { c.ack(r).await },
+            )
+            .await?;
+        Ok(reply.count)
+    }
+
+    async fn nack(
+        &self,
+        topic: &str,
+        group: &str,
+        ack_ids: &[String],
+    ) -> Result<u32, BackendError> {
+        let link = self.link()?;
+        let request = acks(&link, topic, group, ack_ids);
+        let reply = link
+            .call(
+                client(&link),
+                request,
+                |mut c, r| async move { c.nack(r).await },
+            )
+            .await?;
+        Ok(reply.count)
+    }
+}
+
+/// How much longer than its wait a pull without a deadline may take.
+const PULL_SLACK: Duration = Duration::from_secs(10);
