@@ -344,7 +344,7 @@ async fn needs_place_timeseries_and_pubsub_namespaces_on_their_own_kinds() {
             .map(|r| r["kind"].as_str().unwrap())
             .collect();
         assert!(
-            !rejected.iter().any(|k| *k == "sqlite") || suffix.starts_with("ts"),
+            !rejected.contains(&"sqlite") || suffix.starts_with("ts"),
             "{name}: a PubSub namespace is placed among PubSub kinds only: {rejected:?}"
         );
     }

@@ -20,9 +20,9 @@ use crate::clock::Clock;
 use crate::error::BackendError;
 use crate::idempotency::IdempotencyKey;
 use crate::keyvalue::{
-    Item, KeyValueBackend, Mutation, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
+    Cursor, Item, KeyValueBackend, Mutation, Page, PageRequest, PutItem, ScanEntry, Selection,
+    WriteOutcome, request_fingerprint,
 };
-use crate::paging::{Cursor, request_fingerprint};
 
 /// A backend kind named by a pattern, as a `&'static str` (the trait's
 /// `kind` returns one). Kinds are few and fixed, so each is stored once.

@@ -11,8 +11,7 @@ use super::{DEFAULT_PAGE_BYTES, Host};
 use crate::error::BackendError;
 use crate::grpc::convert;
 use crate::idempotency::IdempotencyKey;
-use crate::keyvalue::{Mutation, PageRequest, Selection};
-use crate::paging::{Cursor, request_fingerprint};
+use crate::keyvalue::{Cursor, Mutation, PageRequest, Selection, request_fingerprint};
 
 pub(super) struct HostKv(pub(super) Arc<Host>);
 

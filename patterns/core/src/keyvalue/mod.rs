@@ -16,7 +16,12 @@ use async_trait::async_trait;
 use crate::backend::{Backend, Factory};
 use crate::error::BackendError;
 use crate::idempotency::IdempotencyKey;
-use crate::paging::Cursor;
+
+mod cursor;
+mod fingerprints;
+
+pub use cursor::{Cursor, fill_page, request_fingerprint};
+pub use fingerprints::{decode_outcomes, encode_outcomes};
 
 /// An item to write.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,6 +19,10 @@ use tokio::sync::{mpsc, watch};
 use crate::capabilities::Capabilities;
 use crate::error::BackendError;
 
+mod cursor;
+
+pub use cursor::{ReadCursor, read_fingerprint};
+
 /// One event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Event {
