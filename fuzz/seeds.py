@@ -5,7 +5,8 @@ Run from anywhere: `python3 fuzz/seeds.py`. Only the standard library is
 used. Namespace YAMLs come from examples/config/, prism-proxy/defaults/ and
 the configuration reference; the rest is built here. JWTs are signed with a
 key made for this run and thrown away (nothing secret is written), page
-tokens are encoded as the server encodes them (patterns/core/src/paging.rs).
+tokens are encoded as the server encodes them (patterns/core/src/paging.rs,
+keyvalue/cursor.rs and timeseries/cursor.rs).
 Each run rewrites the corpus (the JWT signatures change every run).
 """
 
@@ -296,7 +297,7 @@ def struct_pack(fmt, value):
     return struct.pack(fmt, value)
 
 
-# --- page tokens (patterns/core/src/paging.rs) ------------------------------
+# --- page tokens (pattern-core paging.rs, {keyvalue,timeseries}/cursor.rs) ---
 
 OFFSET = 0xCBF29CE484222325
 PRIME = 0x100000001B3
@@ -329,17 +330,37 @@ def request_fingerprint(namespace, rpc, id_, selection="all"):
     return fp.h
 
 
+def read_fingerprint(namespace, query):
+    fp = Fingerprint("timeseries.read.page")
+    fp.str(namespace)
+    fp.str(query)
+    return fp.h
+
+
 def checksum(body):
     fp = Fingerprint("token")
     fp.bytes(body)
     return (fp.h ^ (fp.h >> 32)) & 0xFFFFFFFF
 
 
-def page_token(request, after_id, after_key, snapshot=0):
-    body = bytes([1]) + struct.pack("<QQ", request, snapshot)
-    body += struct.pack("<I", len(after_id)) + after_id
-    body += struct.pack("<I", len(after_key)) + after_key
+def chunk(data):
+    return struct.pack("<I", len(data)) + data
+
+
+def frame(request, body):
+    body = bytes([1]) + struct.pack("<Q", request) + body
     return (body + struct.pack("<I", checksum(body))).hex()
+
+
+def page_token(request, after_id, after_key, snapshot=0):
+    # A KeyValue cursor.
+    return frame(request, struct.pack("<Q", snapshot) + chunk(after_id) + chunk(after_key))
+
+
+def read_token(request, after_time_us, after_event_id):
+    # A TimeSeries Read cursor.
+    body = chunk(b"ts.read") + struct.pack("<q", after_time_us) + chunk(after_event_id)
+    return frame(request, body)
 
 
 def page_tokens():
@@ -352,6 +373,13 @@ def page_tokens():
         page_token(request, b"caf\xc3\xa9", b"k", snapshot=(1 << 64) - 1),
         page_token(request_fingerprint("orders", "keyvalue.Get", "user-1"), b"", b"a"),
         page_token(request, b"series-1", struct.pack(">q", 1796558400000)),
+    ]
+    # The fuzz target's Read: series-1 in orders.
+    read = read_fingerprint("orders", "series-1")
+    tokens += [
+        read_token(read, 1796558400000000, b"e-1"),
+        read_token(read, -1, b""),
+        read_token(request, 0, b"evt"),
     ]
     tokens.append(tokens[0].upper())
     tokens.append(tokens[0][:-2])

@@ -1,11 +1,11 @@
-//! Idempotency tokens: a retried write carrying the same token is applied
-//! once. Backends store, per token, a fingerprint of the request and its
-//! outcome; a retry with the same fingerprint replays the outcome, a reuse
-//! with a different fingerprint is refused.
+//! Idempotency tokens and request fingerprints: a retried write carrying
+//! the same token is applied once. Backends store, per token, a
+//! fingerprint of the request and its outcome; a retry with the same
+//! fingerprint replays the outcome, a reuse with a different fingerprint
+//! is refused. Nothing here knows a DAL: each DAL fingerprints its own
+//! requests (KeyValue's in [`crate::keyvalue`]).
 
 use std::time::Duration;
-
-use crate::keyvalue::{Mutation, MutationOutcome, PutItem, Selection};
 
 /// How long a backend remembers an idempotency token.
 pub const IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(24 * 60 * 60);
@@ -17,42 +17,6 @@ pub struct IdempotencyKey {
     pub token: String,
     /// [`Fingerprint`] of the request.
     pub fingerprint: u64,
-}
-
-impl IdempotencyKey {
-    /// The key of a Put of `items` under `id`.
-    pub fn for_put(token: String, id: &str, items: &[PutItem]) -> Self {
-        let mut fp = Fingerprint::new("put");
-        fp.str(id);
-        fp.put_items(items);
-        IdempotencyKey {
-            token,
-            fingerprint: fp.finish(),
-        }
-    }
-
-    /// The key of a Mutate of `mutations`.
-    pub fn for_mutate(token: String, mutations: &[Mutation]) -> Self {
-        let mut fp = Fingerprint::new("mutate");
-        for m in mutations {
-            match m {
-                Mutation::Put { id, item } => {
-                    fp.str("p");
-                    fp.str(id);
-                    fp.put_items(std::slice::from_ref(item));
-                }
-                Mutation::Delete { id, selection } => {
-                    fp.str("d");
-                    fp.str(id);
-                    fp.selection(selection);
-                }
-            }
-        }
-        IdempotencyKey {
-            token,
-            fingerprint: fp.finish(),
-        }
-    }
 }
 
 /// A stable 64-bit FNV-1a hash over length-prefixed fields. Stable across
@@ -95,107 +59,27 @@ impl Fingerprint {
         self.raw(&n.to_le_bytes());
     }
 
-    fn put_items(&mut self, items: &[PutItem]) {
-        self.u64(items.len() as u64);
-        for item in items {
-            self.bytes(&item.key);
-            self.bytes(&item.value);
-            self.u64(item.ttl.map_or(u64::MAX, |t| t.as_millis() as u64));
-            self.u64(item.expected_version.map_or(u64::MAX, |v| v));
-        }
-    }
-
-    /// Adds a key selection.
-    pub fn selection(&mut self, selection: &Selection) {
-        match selection {
-            Selection::All => self.str("all"),
-            Selection::Keys(keys) => {
-                self.str("keys");
-                self.u64(keys.len() as u64);
-                for k in keys {
-                    self.bytes(k);
-                }
-            }
-            Selection::Range { start, end } => {
-                self.str("range");
-                self.bytes(start);
-                match end {
-                    Some(end) => self.bytes(end),
-                    None => self.str("unbounded"),
-                }
-            }
-            Selection::Prefix(prefix) => {
-                self.str("prefix");
-                self.bytes(prefix);
-            }
-        }
-    }
-
     /// The hash.
     pub fn finish(&self) -> u64 {
         self.0
     }
 }
 
-/// Encodes outcomes for storage: `v12,d3,...` (v = version, d = deleted).
-pub fn encode_outcomes(outcomes: &[MutationOutcome]) -> String {
-    outcomes
-        .iter()
-        .map(|o| match o {
-            MutationOutcome::Version(v) => format!("v{v}"),
-            MutationOutcome::Deleted(n) => format!("d{n}"),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// Decodes what [`encode_outcomes`] wrote; `None` if it is corrupt.
-pub fn decode_outcomes(s: &str) -> Option<Vec<MutationOutcome>> {
-    if s.is_empty() {
-        return Some(Vec::new());
-    }
-    s.split(',')
-        .map(|part| {
-            let (tag, n) = part.split_at_checked(1)?;
-            let n: u64 = n.parse().ok()?;
-            match tag {
-                "v" => Some(MutationOutcome::Version(n)),
-                "d" => Some(MutationOutcome::Deleted(n)),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn item(key: &str, value: &str) -> PutItem {
-        PutItem::new(key.as_bytes().to_vec(), value.as_bytes().to_vec())
-    }
-
     #[test]
-    fn same_request_same_fingerprint() {
-        let a = IdempotencyKey::for_put("t".into(), "id", &[item("k", "v")]);
-        let b = IdempotencyKey::for_put("t".into(), "id", &[item("k", "v")]);
-        assert_eq!(a, b);
-    }
-
-    #[test]
-    fn different_request_different_fingerprint() {
-        let a = IdempotencyKey::for_put("t".into(), "id", &[item("k", "v")]);
-        let b = IdempotencyKey::for_put("t".into(), "id", &[item("k", "w")]);
-        let c = IdempotencyKey::for_put("t".into(), "id", &[item("kv", "")]);
-        assert_ne!(a.fingerprint, b.fingerprint);
-        assert_ne!(a.fingerprint, c.fingerprint);
-    }
-
-    #[test]
-    fn outcomes_roundtrip() {
-        let outcomes = vec![MutationOutcome::Version(7), MutationOutcome::Deleted(0)];
-        assert_eq!(decode_outcomes(&encode_outcomes(&outcomes)), Some(outcomes));
-        assert_eq!(decode_outcomes(""), Some(vec![]));
-        assert_eq!(decode_outcomes("x1"), None);
+    fn fields_are_length_prefixed_and_domains_apart() {
+        let hash = |domain: &str, parts: &[&str]| {
+            let mut fp = Fingerprint::new(domain);
+            for p in parts {
+                fp.str(p);
+            }
+            fp.finish()
+        };
+        assert_eq!(hash("d", &["ab", "c"]), hash("d", &["ab", "c"]));
+        assert_ne!(hash("d", &["ab", "c"]), hash("d", &["a", "bc"]));
+        assert_ne!(hash("d", &["x"]), hash("e", &["x"]));
     }
 }

@@ -4,8 +4,9 @@
 //! This crate defines, per DAL, the one async trait every backend implements
 //! and the capabilities it declares, the factory through which the proxy's
 //! resolver opens a backend from configuration, the shared pieces every
-//! backend needs (paging cursors, idempotency fingerprints, a clock), and —
-//! behind the `acceptance` feature — the acceptance suite every backend runs.
+//! backend needs (page tokens, request fingerprints, a clock; each DAL's
+//! page cursor lives in its DAL's module), and — behind the `acceptance`
+//! feature — the acceptance suite every backend runs.
 
 #![forbid(unsafe_code)]
 
@@ -27,6 +28,8 @@ pub mod timeseries;
 pub mod acceptance;
 #[cfg(feature = "grpc")]
 pub mod grpc;
+#[cfg(any(test, feature = "module-graph"))]
+pub mod module_graph;
 
 pub use backend::{Backend, Factory, OpenContext};
 pub use capabilities::{Capabilities, Capability};
@@ -34,7 +37,6 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::{BackendError, bounded, display_key, quote, status};
 pub use idempotency::{Fingerprint, IdempotencyKey};
 pub use keyvalue::{
-    Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, Page, PageRequest, PutItem,
-    ScanEntry, Selection, WriteOutcome,
+    Cursor, Item, KeyValueBackend, KeyValueFactory, Mutation, MutationOutcome, Page, PageRequest,
+    PutItem, ScanEntry, Selection, WriteOutcome,
 };
-pub use paging::Cursor;

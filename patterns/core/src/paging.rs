@@ -1,92 +1,76 @@
-//! Paging by byte budget, with opaque page tokens.
+//! Paging by byte budget, with opaque page tokens; nothing here knows a
+//! DAL.
 //!
-//! A backend returns a [`Cursor`] with a page that is not the last; the proxy
-//! encodes it into the `next_page_token` string and decodes the token of the
-//! next request back into a cursor. A token is bound to the request it came
-//! from (by a fingerprint of namespace, id and selection), checksummed, and
-//! versioned, so a corrupted token or one reused on another request is
-//! refused with a clear error instead of returning the wrong data.
+//! A page token is a DAL's cursor bytes, framed: a format version, the
+//! fingerprint of the request it continues, the body, and a checksum, in
+//! hex. So a corrupted token, or one reused on another request, is refused
+//! with a clear error instead of returning the wrong data. Each DAL owns
+//! its cursor type and its body (KeyValue's
+//! [`crate::keyvalue::Cursor`], TimeSeries'
+//! [`crate::timeseries::ReadCursor`]).
 
 use crate::error::BackendError;
 use crate::idempotency::Fingerprint;
-use crate::keyvalue::{Page, Selection};
 
 const TOKEN_VERSION: u8 = 1;
 
-/// Where the next page starts: strictly after (`after_id`, `after_key`).
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Cursor {
-    /// The last id returned (Scan); empty for Get.
-    pub after_id: String,
-    /// The last key returned.
-    pub after_key: Vec<u8>,
-    /// The snapshot version the first page read, for backends with
-    /// snapshot reads; 0 otherwise.
-    pub snapshot: u64,
+/// The error of a token that is not what it claims to be.
+pub fn invalid(why: &str) -> BackendError {
+    BackendError::InvalidPageToken(why.to_string())
 }
 
-impl Cursor {
-    /// Encodes the cursor as an opaque token bound to `request`, a
-    /// fingerprint of the request it continues.
-    pub fn encode(&self, request: u64) -> String {
-        let mut buf = Vec::with_capacity(32 + self.after_id.len() + self.after_key.len());
-        buf.push(TOKEN_VERSION);
-        buf.extend_from_slice(&request.to_le_bytes());
-        buf.extend_from_slice(&self.snapshot.to_le_bytes());
-        buf.extend_from_slice(&(self.after_id.len() as u32).to_le_bytes());
-        buf.extend_from_slice(self.after_id.as_bytes());
-        buf.extend_from_slice(&(self.after_key.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&self.after_key);
-        let sum = checksum(&buf);
-        buf.extend_from_slice(&sum.to_le_bytes());
-        hex_encode(&buf)
-    }
-
-    /// Decodes a token made by [`Cursor::encode`] for the same `request`.
-    pub fn decode(token: &str, request: u64) -> Result<Cursor, BackendError> {
-        let bad = |why: &str| BackendError::InvalidPageToken(why.to_string());
-        let buf = hex_decode(token).ok_or_else(|| bad("it is not a token this server issued"))?;
-        if buf.len() < 1 + 8 + 8 + 4 + 4 + 4 {
-            return Err(bad("it is truncated"));
-        }
-        let (body, sum) = buf.split_at(buf.len() - 4);
-        if checksum(body).to_le_bytes() != sum {
-            return Err(bad("its checksum does not match (was it modified?)"));
-        }
-        let mut r = Reader { buf: body, pos: 0 };
-        if r.u8() != Some(TOKEN_VERSION) {
-            return Err(bad("it was issued by an incompatible server version"));
-        }
-        if r.u64() != Some(request) {
-            return Err(bad(
-                "it belongs to a different request (namespace, id or selection)",
-            ));
-        }
-        let snapshot = r.u64().ok_or_else(|| bad("it is truncated"))?;
-        let after_id = r.chunk().ok_or_else(|| bad("it is truncated"))?;
-        let after_id =
-            String::from_utf8(after_id.to_vec()).map_err(|_| bad("it holds an invalid id"))?;
-        let after_key = r.chunk().ok_or_else(|| bad("it is truncated"))?.to_vec();
-        if r.pos != body.len() {
-            return Err(bad("it has trailing bytes"));
-        }
-        Ok(Cursor {
-            after_id,
-            after_key,
-            snapshot,
-        })
-    }
+/// Frames `body` as a token bound to `request`, a fingerprint of the
+/// request it continues.
+pub fn encode_token(request: u64, body: &[u8]) -> String {
+    let mut buf = Vec::with_capacity(1 + 8 + body.len() + 4);
+    buf.push(TOKEN_VERSION);
+    buf.extend_from_slice(&request.to_le_bytes());
+    buf.extend_from_slice(body);
+    let sum = checksum(&buf);
+    buf.extend_from_slice(&sum.to_le_bytes());
+    hex_encode(&buf)
 }
 
-/// The fingerprint a page token is bound to: the request's namespace, RPC,
-/// id and selection, but not the page size (which may change between pages).
-pub fn request_fingerprint(namespace: &str, rpc: &str, id: &str, selection: &Selection) -> u64 {
-    let mut fp = Fingerprint::new("page");
-    fp.str(namespace);
-    fp.str(rpc);
-    fp.str(id);
-    fp.selection(selection);
-    fp.finish()
+/// The body of a token made by [`encode_token`] for the same `request`;
+/// the body must be at least `min_body` bytes long.
+pub fn decode_token(token: &str, request: u64, min_body: usize) -> Result<Vec<u8>, BackendError> {
+    let buf = hex_decode(token).ok_or_else(|| invalid("it is not a token this server issued"))?;
+    if buf.len() < 1 + 8 + min_body + 4 {
+        return Err(invalid("it is truncated"));
+    }
+    let (framed, sum) = buf.split_at(buf.len() - 4);
+    if checksum(framed).to_le_bytes() != sum {
+        return Err(invalid("its checksum does not match (was it modified?)"));
+    }
+    let mut r = TokenReader::new(framed);
+    if r.u8() != Some(TOKEN_VERSION) {
+        return Err(invalid("it was issued by an incompatible server version"));
+    }
+    if r.u64() != Some(request) {
+        return Err(invalid(
+            "it belongs to a different request (namespace, id or selection)",
+        ));
+    }
+    Ok(framed[r.pos..].to_vec())
+}
+
+/// Writes a token body: numbers little-endian, byte strings
+/// length-prefixed.
+#[derive(Debug, Default)]
+pub struct TokenWriter(pub Vec<u8>);
+
+impl TokenWriter {
+    /// Adds a number.
+    pub fn u64(&mut self, n: u64) {
+        self.0.extend_from_slice(&n.to_le_bytes());
+    }
+
+    /// Adds a byte string.
+    pub fn chunk(&mut self, bytes: &[u8]) {
+        self.0
+            .extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        self.0.extend_from_slice(bytes);
+    }
 }
 
 /// Fills a page from `entries` (in order, each possibly an error) up to
@@ -94,23 +78,23 @@ pub fn request_fingerprint(namespace: &str, rpc: &str, id: &str, selection: &Sel
 /// not fit and returns the cursor after the last entry taken (`cursor_of`);
 /// returns no cursor when `entries` ran out. Reads at most one entry past
 /// the page.
-pub fn fill_page<T, E>(
+pub fn fill_page<T, C, E>(
     entries: impl IntoIterator<Item = Result<T, E>>,
     budget: usize,
     size: impl Fn(&T) -> usize,
-    cursor_of: impl Fn(&T) -> Cursor,
-) -> Result<Page<T>, E> {
+    cursor_of: impl Fn(&T) -> C,
+) -> Result<(Vec<T>, Option<C>), E> {
     let mut fill = PageFill::new(budget);
     let mut items = Vec::new();
     for entry in entries {
         let entry = entry?;
         if !fill.admit(size(&entry)) {
             let next = items.last().map(&cursor_of);
-            return Ok(Page { items, next });
+            return Ok((items, next));
         }
         items.push(entry);
     }
-    Ok(Page { items, next: None })
+    Ok((items, None))
 }
 
 /// A page being filled up to a byte budget. The first item is always
@@ -143,26 +127,40 @@ impl PageFill {
     }
 }
 
-struct Reader<'a> {
+/// Reads a token body back.
+pub struct TokenReader<'a> {
     buf: &'a [u8],
     pos: usize,
 }
 
-impl<'a> Reader<'a> {
+impl<'a> TokenReader<'a> {
+    /// Reads `buf` from its start.
+    pub fn new(buf: &'a [u8]) -> Self {
+        TokenReader { buf, pos: 0 }
+    }
+
+    /// Whether every byte was read.
+    pub fn is_done(&self) -> bool {
+        self.pos == self.buf.len()
+    }
+
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
         let end = self.pos.checked_add(n)?;
         let out = self.buf.get(self.pos..end)?;
         self.pos = end;
         Some(out)
     }
-    fn u8(&mut self) -> Option<u8> {
+    /// A byte.
+    pub fn u8(&mut self) -> Option<u8> {
         self.take(1).map(|b| b[0])
     }
-    fn u64(&mut self) -> Option<u64> {
+    /// A number.
+    pub fn u64(&mut self) -> Option<u64> {
         self.take(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
-    fn chunk(&mut self) -> Option<&'a [u8]> {
+    /// A byte string.
+    pub fn chunk(&mut self) -> Option<&'a [u8]> {
         let len = u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes"));
         self.take(len as usize)
     }
@@ -201,21 +199,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cursor_roundtrips() {
-        let c = Cursor {
-            after_id: "user-1".into(),
-            after_key: vec![0, 1, 255],
-            snapshot: 42,
-        };
-        let token = c.encode(7);
-        assert_eq!(Cursor::decode(&token, 7).unwrap(), c);
+    fn bodies_roundtrip_and_bind_to_their_request() {
+        let mut w = TokenWriter::default();
+        w.u64(42);
+        w.chunk(b"abc");
+        let token = encode_token(7, &w.0);
+        let body = decode_token(&token, 7, 0).unwrap();
+        let mut r = TokenReader::new(&body);
+        assert_eq!((r.u64(), r.chunk()), (Some(42), Some(&b"abc"[..])));
+        assert!(r.is_done());
+        let err = decode_token(&token, 8, 0).unwrap_err();
+        assert!(err.to_string().contains("different request"), "{err}");
     }
 
     #[test]
     fn malformed_tokens_are_refused() {
-        let token = Cursor::default().encode(7);
+        let token = encode_token(7, &[0; 16]);
         for bad in ["zz", "abc", "", &token[..token.len() - 2]] {
-            let err = Cursor::decode(bad, 7).unwrap_err();
+            let err = decode_token(bad, 7, 16).unwrap_err();
             assert!(
                 matches!(err, BackendError::InvalidPageToken(_)),
                 "{bad}: {err}"
@@ -224,14 +225,7 @@ mod tests {
         let mut flipped = token.clone().into_bytes();
         flipped[4] = if flipped[4] == b'0' { b'1' } else { b'0' };
         let flipped = String::from_utf8(flipped).unwrap();
-        assert!(Cursor::decode(&flipped, 7).is_err());
-    }
-
-    #[test]
-    fn token_of_another_request_is_refused() {
-        let token = Cursor::default().encode(7);
-        let err = Cursor::decode(&token, 8).unwrap_err();
-        assert!(err.to_string().contains("different request"), "{err}");
+        assert!(decode_token(&flipped, 7, 16).is_err());
     }
 
     #[test]

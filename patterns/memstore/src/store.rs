@@ -19,8 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use crossbeam_skiplist::{SkipMap, SkipSet};
 use pattern_core::idempotency::IDEMPOTENCY_WINDOW;
-use pattern_core::keyvalue::KeySet;
-use pattern_core::paging::fill_page;
+use pattern_core::keyvalue::{KeySet, fill_page};
 use pattern_core::{
     BackendError, Clock, Cursor, IdempotencyKey, Item, Mutation, MutationOutcome, Page,
     PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,

@@ -1,7 +1,7 @@
 //! The SQL behind each KeyValue operation.
 
-use pattern_core::idempotency::{IDEMPOTENCY_WINDOW, decode_outcomes, encode_outcomes};
-use pattern_core::keyvalue::KeySet;
+use pattern_core::idempotency::IDEMPOTENCY_WINDOW;
+use pattern_core::keyvalue::{KeySet, decode_outcomes, encode_outcomes};
 use pattern_core::paging::PageFill;
 use pattern_core::{
     BackendError, Cursor, IdempotencyKey, Item, Mutation, MutationOutcome, Page, PageRequest,

@@ -1,7 +1,7 @@
 //! Each KeyValue operation as a call of one of the scripts.
 
-use pattern_core::idempotency::{IDEMPOTENCY_WINDOW, decode_outcomes};
-use pattern_core::keyvalue::KeySet;
+use pattern_core::idempotency::IDEMPOTENCY_WINDOW;
+use pattern_core::keyvalue::{KeySet, decode_outcomes};
 use pattern_core::{
     BackendError, Cursor, IdempotencyKey, Item, Mutation, Page, PageRequest, ScanEntry, Selection,
     WriteOutcome,

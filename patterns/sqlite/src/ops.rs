@@ -2,9 +2,8 @@
 //! these on tokio's blocking pool. Writes run inside one IMMEDIATE
 //! transaction per call, so each call is atomic and durable on commit.
 
-use pattern_core::idempotency::{IDEMPOTENCY_WINDOW, decode_outcomes, encode_outcomes};
-use pattern_core::keyvalue::KeySet;
-use pattern_core::paging;
+use pattern_core::idempotency::IDEMPOTENCY_WINDOW;
+use pattern_core::keyvalue::{self, KeySet, decode_outcomes, encode_outcomes};
 use pattern_core::{
     BackendError, Cursor, IdempotencyKey, Item, Mutation, MutationOutcome, Page, PageRequest,
     PutItem, ScanEntry, Selection, WriteOutcome,
@@ -243,7 +242,7 @@ fn fill_page<T>(
     size: impl Fn(&T) -> usize,
     cursor_of: impl Fn(&T) -> Cursor,
 ) -> Result<Page<T>, BackendError> {
-    paging::fill_page(rows.map(|r| r.map_err(sql_err)), budget, size, cursor_of)
+    keyvalue::fill_page(rows.map(|r| r.map_err(sql_err)), budget, size, cursor_of)
 }
 
 fn get_cursor(item: &Item) -> Cursor {

@@ -8,7 +8,7 @@ pub(crate) mod validate;
 use std::sync::Arc;
 
 use pattern_core::grpc::convert;
-use pattern_core::paging::request_fingerprint;
+use pattern_core::keyvalue::request_fingerprint;
 use pattern_core::{Capability, Cursor, IdempotencyKey, Mutation, PageRequest, Selection};
 use prism_proto::keyvalue::v1 as pb;
 use prism_proto::keyvalue::v1::key_value_service_server::KeyValueService;

@@ -11,9 +11,7 @@ pub use validate::timestamp;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use pattern_core::Selection;
-use pattern_core::paging::{Cursor, request_fingerprint};
-use pattern_core::timeseries::{self as ts, TailItem, TailQuery, TailStart};
+use pattern_core::timeseries::{self as ts, ReadCursor, TailItem, TailQuery, TailStart};
 use prism_proto::timeseries::v1 as pb;
 use prism_proto::timeseries::v1::time_series_service_server::TimeSeriesService;
 use tonic::{Request, Response, Status};
@@ -112,18 +110,17 @@ impl StreamItem for pb::TailResponse {
 /// tags and order.
 fn read_fingerprint(req: &pb::ReadRequest, start: Option<i64>, end: Option<i64>) -> u64 {
     let tags: BTreeMap<_, _> = req.tags.iter().collect();
-    let what = format!(
+    let query = format!(
         "{}\u{0}{start:?}\u{0}{end:?}\u{0}{}\u{0}{tags:?}",
         req.series_id, req.order
     );
-    request_fingerprint(&req.namespace, "timeseries.Read", &what, &Selection::All)
+    ts::read_fingerprint(&req.namespace, &query)
 }
 
-fn encode_token(after: (i64, String), fingerprint: u64) -> String {
-    Cursor {
-        after_id: after.1,
-        after_key: after.0.to_be_bytes().to_vec(),
-        snapshot: 0,
+fn encode_token((after_time_us, after_event_id): (i64, String), fingerprint: u64) -> String {
+    ReadCursor {
+        after_time_us,
+        after_event_id,
     }
     .encode(fingerprint)
 }
@@ -132,14 +129,8 @@ fn decode_token(token: &str, fingerprint: u64) -> Result<Option<(i64, String)>, 
     if token.is_empty() {
         return Ok(None);
     }
-    let cursor = Cursor::decode(token, fingerprint)?;
-    let time: [u8; 8] = cursor.after_key.as_slice().try_into().map_err(|_| {
-        ProxyError::invalid(
-            "invalid page_token: it was not issued by a TimeSeries Read; pass the \
-             next_page_token of the previous page unchanged",
-        )
-    })?;
-    Ok(Some((i64::from_be_bytes(time), cursor.after_id)))
+    let cursor = ReadCursor::decode(token, fingerprint)?;
+    Ok(Some((cursor.after_time_us, cursor.after_event_id)))
 }
 
 fn stored(event: ts::StoredEvent) -> pb::StoredEvent {

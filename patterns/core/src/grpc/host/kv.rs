@@ -11,8 +11,9 @@ use super::{DEFAULT_PAGE_BYTES, Host};
 use crate::error::BackendError;
 use crate::grpc::convert;
 use crate::idempotency::IdempotencyKey;
-use crate::keyvalue::{KeyValueBackend, Mutation, PageRequest, Selection};
-use crate::paging::{Cursor, request_fingerprint};
+use crate::keyvalue::{
+    Cursor, KeyValueBackend, Mutation, PageRequest, Selection, request_fingerprint,
+};
 
 pub(super) struct HostKv(pub(super) Arc<Host>);
 

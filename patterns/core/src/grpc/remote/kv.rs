@@ -11,9 +11,9 @@ use crate::error::BackendError;
 use crate::grpc::{MAX_MESSAGE_BYTES, convert};
 use crate::idempotency::IdempotencyKey;
 use crate::keyvalue::{
-    Item, KeyValueBackend, Mutation, Page, PageRequest, PutItem, ScanEntry, Selection, WriteOutcome,
+    Cursor, Item, KeyValueBackend, Mutation, Page, PageRequest, PutItem, ScanEntry, Selection,
+    WriteOutcome, request_fingerprint,
 };
-use crate::paging::{Cursor, request_fingerprint};
 
 fn client(link: &Link) -> KeyValueServiceClient<Channel> {
     KeyValueServiceClient::new(link.channel.clone())

@@ -77,10 +77,50 @@ mod tests {
         assert!(ReadCursor::decode(&c.encode(request), other).is_err());
     }
 
+    use crate::keyvalue::{self, Cursor, Selection};
+
+    fn refused<T: std::fmt::Debug>(decoded: Result<T, BackendError>) -> String {
+        match decoded {
+            Err(BackendError::InvalidPageToken(why)) => why,
+            other => panic!("expected InvalidPageToken, got {other:?}"),
+        }
+    }
+
     #[test]
     fn a_keyvalue_token_is_not_a_read_token() {
-        let kv = crate::keyvalue::Cursor::default().encode(7);
-        let err = ReadCursor::decode(&kv, 7).unwrap_err();
-        assert!(matches!(err, BackendError::InvalidPageToken(_)), "{err}");
+        // As the proxy binds them: the fingerprints differ.
+        let scan = keyvalue::request_fingerprint("ns", "Scan", "", &Selection::All);
+        let read = read_fingerprint("ns", "series-a");
+        let cursor = Cursor {
+            after_id: "series-a".into(),
+            after_key: 5i64.to_be_bytes().to_vec(),
+            snapshot: 0,
+        };
+        refused(ReadCursor::decode(&cursor.encode(scan), read));
+        // Bound to the same request, the body still tells them apart.
+        for snapshot in [0, 7, u64::MAX] {
+            let kv = Cursor {
+                snapshot,
+                ..cursor.clone()
+            };
+            let why = refused(ReadCursor::decode(&kv.encode(read), read));
+            assert!(why.contains("not issued by a TimeSeries Read"), "{why}");
+        }
+        refused(ReadCursor::decode(&Cursor::default().encode(read), read));
+    }
+
+    #[test]
+    fn a_read_token_is_not_a_keyvalue_token() {
+        let scan = keyvalue::request_fingerprint("ns", "Scan", "", &Selection::All);
+        let read = read_fingerprint("ns", "series-a");
+        for (time, id) in [(0, ""), (-5, "e-1"), (i64::MAX, "an-event-id")] {
+            let c = ReadCursor {
+                after_time_us: time,
+                after_event_id: id.into(),
+            };
+            refused(Cursor::decode(&c.encode(read), scan));
+            // Bound to the same request, the body does not decode either.
+            refused(Cursor::decode(&c.encode(scan), scan));
+        }
     }
 }

@@ -16,7 +16,12 @@ use async_trait::async_trait;
 use crate::backend::{Backend, Factory};
 use crate::error::BackendError;
 use crate::idempotency::IdempotencyKey;
-use crate::paging::Cursor;
+
+mod cursor;
+mod fingerprints;
+
+pub use cursor::{Cursor, fill_page, request_fingerprint};
+pub use fingerprints::{decode_outcomes, encode_outcomes};
 
 /// The KeyValue DAL's name in namespaces and the pattern protocol.
 pub const DAL: &str = "keyvalue";

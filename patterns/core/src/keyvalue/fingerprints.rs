@@ -78,7 +78,6 @@ impl Fingerprint {
             }
         }
     }
-
 }
 
 /// Encodes outcomes for storage: `v12,d3,...` (v = version, d = deleted).

@@ -22,7 +22,9 @@ impl Cursor {
     /// Encodes the cursor as an opaque token bound to `request`, a
     /// fingerprint of the request it continues.
     pub fn encode(&self, request: u64) -> String {
-        let mut w = TokenWriter(Vec::with_capacity(16 + self.after_id.len() + self.after_key.len()));
+        let mut w = TokenWriter(Vec::with_capacity(
+            16 + self.after_id.len() + self.after_key.len(),
+        ));
         w.u64(self.snapshot);
         w.chunk(self.after_id.as_bytes());
         w.chunk(&self.after_key);
@@ -37,7 +39,10 @@ impl Cursor {
         let after_id = r.chunk().ok_or_else(|| invalid("it is truncated"))?;
         let after_id =
             String::from_utf8(after_id.to_vec()).map_err(|_| invalid("it holds an invalid id"))?;
-        let after_key = r.chunk().ok_or_else(|| invalid("it is truncated"))?.to_vec();
+        let after_key = r
+            .chunk()
+            .ok_or_else(|| invalid("it is truncated"))?
+            .to_vec();
         if !r.is_done() {
             return Err(invalid("it has trailing bytes"));
         }

@@ -19,6 +19,10 @@ use tokio::sync::{mpsc, watch};
 use crate::capabilities::Capabilities;
 use crate::error::BackendError;
 
+mod cursor;
+
+pub use cursor::{ReadCursor, read_fingerprint};
+
 /// The TimeSeries DAL's name in namespaces and the pattern protocol.
 pub const DAL: &str = "timeseries";
 
