@@ -22,8 +22,9 @@ fn unique(prefix: &str) -> String {
     format!("{prefix}-{}-{now}", std::process::id())
 }
 
-/// A proxy serving one PubSub namespace on `kind`.
-fn proxy(name: &str, kind: &str) -> (tempfile::TempDir, ProxyProcess) {
+/// A proxy serving one PubSub namespace on `kind`, in backend `mode`
+/// (`embedded` or `process`).
+fn proxy(name: &str, kind: &str, mode: &str) -> (tempfile::TempDir, ProxyProcess) {
     let dir = tempfile::tempdir().unwrap();
     let ns_dir = dir.path().join("namespaces");
     std::fs::create_dir(&ns_dir).unwrap();
@@ -39,7 +40,7 @@ fn proxy(name: &str, kind: &str) -> (tempfile::TempDir, ProxyProcess) {
     std::fs::write(
         ns_dir.join(format!("{name}.yaml")),
         format!(
-            "name: {name}\ndal: pubsub\nbackend:\n  kind: {kind}\n  options: {}\npubsub:\n  ack_deadline: 2s\n  max_attempts: 3\n",
+            "name: {name}\ndal: pubsub\nbackend:\n  kind: {kind}\n  mode: {mode}\n  options: {}\npubsub:\n  ack_deadline: 2s\n  max_attempts: 3\n",
             if kind == "redis" { "{url: 'redis://127.0.0.1:6379'}" } else { "{}" }
         ),
     )
@@ -145,8 +146,16 @@ async fn ack(
 async fn killed_subscriber_and_poison_message(
     kind: &str,
 ) -> (String, String, tempfile::TempDir, ProxyProcess) {
-    let ns = unique(&format!("ps-{kind}"));
-    let (dir, proxy) = proxy(&ns, kind);
+    killed_subscriber_and_poison_message_in(kind, "embedded").await
+}
+
+/// [`killed_subscriber_and_poison_message`] with the backend in `mode`.
+async fn killed_subscriber_and_poison_message_in(
+    kind: &str,
+    mode: &str,
+) -> (String, String, tempfile::TempDir, ProxyProcess) {
+    let ns = unique(&format!("ps-{kind}-{mode}"));
+    let (dir, proxy) = proxy(&ns, kind, mode);
     let mut c = client(&proxy).await;
     let topic = "orders";
 
@@ -342,6 +351,44 @@ async fn nats_through_the_proxy() {
         .unwrap();
     assert_eq!(&first.payload[..], b"order-0");
     js.delete_stream(format!("PRISM_{ns}")).await.unwrap();
+}
+
+/// The same scenario with the NATS backend in a pattern process: the
+/// proxy runs `prism-pattern-nats` and builds the Subscribe streams from
+/// its pulls.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_in_a_pattern_process_through_the_proxy() {
+    let (ns, _topic, _dir, proxy) =
+        killed_subscriber_and_poison_message_in("nats", "process").await;
+    let patterns = pattern_children(proxy.child.id(), "prism-pattern-nats");
+    assert_eq!(
+        patterns.len(),
+        1,
+        "one pattern process serves the namespace"
+    );
+    prismctl_publish_and_subscribe(&proxy, &ns);
+    let nats = async_nats::connect("nats://127.0.0.1:4222").await.unwrap();
+    let js = async_nats::jetstream::new(nats);
+    let mut stream = js.get_stream(format!("PRISM_{ns}")).await.unwrap();
+    let info = stream.info().await.unwrap();
+    assert!(
+        info.state.messages >= 10,
+        "the pattern wrote to NATS: {:?}",
+        info.state
+    );
+    js.delete_stream(format!("PRISM_{ns}")).await.unwrap();
+}
+
+/// The proxy's child processes running `program`.
+fn pattern_children(pid: u32, program: &str) -> Vec<u32> {
+    let out = std::process::Command::new("pgrep")
+        .args(["-P", &pid.to_string(), "-f", program])
+        .output()
+        .expect("running pgrep");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter_map(|s| s.parse().ok())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

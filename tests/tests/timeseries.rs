@@ -270,6 +270,52 @@ fn timeseries_on_postgres_through_prismctl_and_readable_with_psql() {
     drop(proxy);
 }
 
+/// The same namespace with its PostgreSQL backend in a pattern process
+/// (`backend.mode: process`): the proxy runs `prism-pattern-postgres`, and
+/// writes, one-event pages, filters and a tail that catches up then
+/// follows behave exactly as embedded; the rows are in PostgreSQL.
+#[test]
+fn timeseries_in_a_pattern_process_writes_pages_and_tails() {
+    let (name, dir, proxy) = proxy_with(
+        "ts-proc",
+        &format!(
+            "backend:\n  kind: postgres\n  mode: process\n  options:\n    url: {}\n    schema: {SCHEMA}\ntimeseries:\n  retention: 7d\n  bucket: 1h\n",
+            postgres_url()
+        ),
+    );
+    let pgrep = Command::new("pgrep")
+        .args([
+            "-P",
+            &proxy.child.id().to_string(),
+            "-f",
+            "prism-pattern-postgres",
+        ])
+        .output()
+        .expect("running pgrep");
+    assert_eq!(
+        String::from_utf8_lossy(&pgrep.stdout)
+            .split_whitespace()
+            .count(),
+        1,
+        "one pattern process serves the namespace"
+    );
+    let addr = proxy.grpc;
+    write_then_tail(addr, dir.path(), &name);
+    let newest = read(addr, &name, &["--newest-first", "--page-size-bytes", "1"]);
+    assert_eq!(event_ids(&newest), ["live", "e2", "e1", "late"]);
+    let filtered = read(addr, &name, &["--tag", "host=web-1"]);
+    assert_eq!(event_ids(&filtered), ["late", "e1", "live"]);
+    let count = psql(&format!(
+        "SELECT count(*) FROM {SCHEMA}.ts_namespaces WHERE namespace = '{name}'"
+    ));
+    assert_eq!(
+        count.trim(),
+        "1",
+        "the pattern registered the namespace's table"
+    );
+    drop(proxy);
+}
+
 /// A namespace with `timeseries.log` of kind kafka: writes are stored in
 /// SQLite and appended to the topic, Tail reads the topic, and a plain
 /// Kafka client reads the events.

@@ -2,6 +2,10 @@
 //! this machine (127.0.0.1:9092, started by `tooling/kafka-broker`; override
 //! with PRISM_TEST_KAFKA_BROKERS). Each test has its own namespace, so its
 //! own topics (`prism.<ns>.<topic>`).
+//!
+//! Every case runs twice: `embedded::` (the backend linked into the test)
+//! and `process::` (each backend its own `prism-pattern-kafka` process,
+//! reached over the pattern protocol).
 
 fn options() -> serde_json::Value {
     let brokers =

@@ -1,4 +1,8 @@
 //! The TimeSeries acceptance suite on the memstore backend.
+//!
+//! Every case runs twice: `embedded::` (the backend linked into the test)
+//! and `process::` (each backend its own `prism-pattern-memstore` process,
+//! reached over the pattern protocol).
 
 mod embedded {
     pattern_core::timeseries_acceptance_suite!(

@@ -2,6 +2,10 @@
 //! (127.0.0.1:4222; override with PRISM_TEST_NATS_URL). Each test has its
 //! own namespace, so its own stream (`PRISMTEST_<ns>`, subjects
 //! `prismtest.<ns>.>`), and tests run in parallel.
+//!
+//! Every case runs twice: `embedded::` (the backend linked into the test)
+//! and `process::` (each backend its own `prism-pattern-nats` process,
+//! reached over the pattern protocol).
 
 fn url() -> String {
     std::env::var("PRISM_TEST_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".to_string())

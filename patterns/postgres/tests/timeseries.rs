@@ -2,6 +2,10 @@
 //! `test`; override with PRISM_TEST_POSTGRES_URL), and checks that the
 //! stored layout is what ADR-015 says: plain rows readable with SQL, and
 //! real partitions that retention drops.
+//!
+//! Every case runs twice: `embedded::` (the backend linked into the test)
+//! and `process::` (each backend its own `prism-pattern-postgres` process,
+//! reached over the pattern protocol).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -2,6 +2,10 @@
 //! (127.0.0.1:6379; override with PRISM_TEST_REDIS_URL). Each test has its
 //! own namespace, so its own streams (`prism-test:{acc-...}:topic:<topic>`);
 //! the stale-key cleanup in `tests/acceptance.rs` removes them later.
+//!
+//! Every case runs twice: `embedded::` (the backend linked into the test)
+//! and `process::` (each backend its own `prism-pattern-redis` process,
+//! reached over the pattern protocol).
 
 fn options() -> serde_json::Value {
     let url = std::env::var("PRISM_TEST_REDIS_URL")

@@ -1,5 +1,9 @@
 //! The TimeSeries acceptance suite on the sqlite backend (one file per
 //! namespace in the harness's temporary data directory).
+//!
+//! Every case runs twice: `embedded::` (the backend linked into the test)
+//! and `process::` (each backend its own `prism-pattern-sqlite` process,
+//! reached over the pattern protocol).
 
 mod embedded {
     pattern_core::timeseries_acceptance_suite!(

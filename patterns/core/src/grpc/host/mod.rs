@@ -507,8 +507,14 @@ impl Host {
         if let Some(existing) = loaded.as_ref() {
             // A second proxy (remote mode) or a retry: the same
             // configuration is accepted, another one is not.
-            fn settings(r: &lc::InitializeRequest) -> (&str, &str, &str, &str) {
-                (&r.namespace, &r.dal, &r.backend_kind, &r.options_json)
+            fn settings(r: &lc::InitializeRequest) -> [&str; 5] {
+                [
+                    &r.namespace,
+                    &r.dal,
+                    &r.backend_kind,
+                    &r.options_json,
+                    &r.settings_json,
+                ]
             }
             if settings(&existing.request) == settings(&req) {
                 return Ok(existing.response.clone());
@@ -804,6 +810,34 @@ mod tests {
 
     fn args(s: &str) -> Vec<String> {
         s.split_whitespace().map(String::from).collect()
+    }
+
+    fn bucket_of(settings: serde_json::Value) -> Result<Option<Duration>, String> {
+        let ctx = OpenContext::new("ns", std::env::temp_dir(), Arc::new(SystemClock));
+        let ctx = timeseries_settings(&settings, ctx)?;
+        Ok(ctx.settings::<TimeSeriesSettings>().map(|s| s.bucket))
+    }
+
+    #[test]
+    fn a_timeseries_pattern_takes_its_bucket_from_the_settings() {
+        assert_eq!(
+            bucket_of(serde_json::json!({"bucket_secs": 60})),
+            Ok(Some(Duration::from_secs(60)))
+        );
+        assert_eq!(bucket_of(serde_json::Value::Null), Ok(None));
+        for bad in [
+            serde_json::json!({"bucket_secs": 0}),
+            serde_json::json!({"bucket_secs": "1h"}),
+        ] {
+            let e = bucket_of(bad).unwrap_err();
+            assert!(e.contains("bucket_secs"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_pattern_binary_serves_at_least_one_dal() {
+        let e = Served::new(Vec::new()).err().expect("no DAL is refused");
+        assert!(e.contains("at least one DAL"), "{e}");
     }
 
     #[test]

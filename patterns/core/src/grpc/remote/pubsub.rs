@@ -1,7 +1,7 @@
 //! PubSub over a pattern: one RPC of `prism.pattern.v1.PubSubBackend` per
-//! trait operation. A pull waits in the pattern; its gRPC deadline is the
-//! pull's wait plus the call's own time left, so the proxy never gives up
-//! on a pull the pattern is still allowed to hold.
+//! trait operation. A pull waits in the pattern: one without a deadline
+//! of its own gets its wait plus [`PULL_SLACK`] as its gRPC deadline, so a
+//! pattern that hangs cannot hold a subscriber forever.
 
 use std::time::Duration;
 
@@ -68,10 +68,9 @@ impl PubSubBackend for PatternBackend {
         let request = conv::pull_to_wire(&link.namespace, sub, max, wait);
         let reply = link
             .call(client(&link), request, |mut c, mut r| async move {
-                // The pull may hold for `wait` by design: allow it that
-                // long on top of any deadline the call carries.
-                let allowed = r.metadata().get("grpc-timeout").is_some();
-                if !allowed {
+                // A pull holds for up to `wait` by design; one that the
+                // call's deadline does not bound gets that plus slack.
+                if r.metadata().get("grpc-timeout").is_none() {
                     r.set_timeout(wait + PULL_SLACK);
                 }
                 c.pull(r).await
