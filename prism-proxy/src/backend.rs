@@ -71,7 +71,7 @@ impl DalBackend {
     pub fn pattern_settings(config: &NamespaceConfig) -> serde_json::Value {
         if config.dal == dal::TIMESERIES {
             let bucket = config.timeseries_settings().bucket;
-            return serde_json::json!({ "bucket_secs": bucket.as_secs().max(1) });
+            return serde_json::json!({ "bucket_ms": u64::try_from(bucket.as_millis()).unwrap_or(u64::MAX).max(1) });
         }
         serde_json::Value::Null
     }

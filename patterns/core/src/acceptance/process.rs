@@ -85,7 +85,7 @@ impl<B: ?Sized + crate::Backend + 'static> crate::Factory for ProcessFactory<B> 
         let mut spec = PatternSpec::new(&ctx.namespace, self.inner.kind(), &self.binary);
         spec.dal = self.dal.to_string();
         if let Some(settings) = ctx.settings::<TimeSeriesSettings>() {
-            spec.settings = serde_json::json!({ "bucket_secs": settings.bucket.as_secs().max(1) });
+            spec.settings = serde_json::json!({ "bucket_ms": u64::try_from(settings.bucket.as_millis()).unwrap_or(u64::MAX).max(1) });
         }
         spec.options = ctx.options;
         spec.data_dir = ctx.data_dir;

@@ -79,22 +79,35 @@ impl Endpoint {
     }
 
     /// A channel to this endpoint that connects lazily and reconnects
-    /// after failures.
+    /// after failures. HTTP/2 keepalive pings find a pattern that went
+    /// silent (a half-open TCP connection), so its long-lived streams end
+    /// and reopen instead of waiting forever.
     pub fn channel(&self, connect_timeout: Duration) -> Channel {
+        let keepalive = |e: tonic::transport::Endpoint| {
+            e.connect_timeout(connect_timeout)
+                .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+                .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+                .keep_alive_while_idle(true)
+        };
         match self {
-            Endpoint::Tcp(addr) => {
+            Endpoint::Tcp(addr) => keepalive(
                 tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-                    .expect("a socket address is a valid URI")
-                    .connect_timeout(connect_timeout)
-                    .tcp_nodelay(true)
-                    .connect_lazy()
-            }
-            Endpoint::Unix(path) => tonic::transport::Endpoint::from_static("http://pattern.local")
-                .connect_timeout(connect_timeout)
-                .connect_with_connector_lazy(UnixConnector(path.clone())),
+                    .expect("a socket address is a valid URI"),
+            )
+            .tcp_nodelay(true)
+            .connect_lazy(),
+            Endpoint::Unix(path) => keepalive(tonic::transport::Endpoint::from_static(
+                "http://pattern.local",
+            ))
+            .connect_with_connector_lazy(UnixConnector(path.clone())),
         }
     }
 }
+
+/// How often a channel to a pattern pings an idle connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(20);
+/// How long a ping may go unanswered before the connection is dropped.
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -53,7 +53,7 @@ pub struct PatternSpec {
     /// The namespace's backend options.
     pub options: serde_json::Value,
     /// The namespace's settings for its DAL (TimeSeries:
-    /// `{"bucket_secs": N}`); null: defaults.
+    /// `{"bucket_ms": N}`); null: defaults.
     pub settings: serde_json::Value,
     pub data_dir: PathBuf,
     /// The pattern binary.
@@ -549,15 +549,27 @@ async fn check_health(shared: &Shared, running: &mut Running) {
     });
 }
 
+/// How long past its drain timeout a pattern may take to answer Drain.
+const DRAIN_SLACK: Duration = Duration::from_secs(5);
+
 async fn stop(shared: &Shared, running: &mut Running, timeout: Duration) -> String {
     shared.set_backend(None);
     shared.set_status(|s| s.state = PatternState::Stopping);
-    let drain = running
-        .lifecycle
-        .drain(lc::DrainRequest {
+    // The pattern waits `timeout` for its calls, then closes its backend;
+    // a backend whose close hangs must not hold the proxy's shutdown.
+    let drain = tokio::time::timeout(
+        timeout + DRAIN_SLACK,
+        running.lifecycle.drain(lc::DrainRequest {
             timeout: prost_types::Duration::try_from(timeout).ok(),
-        })
-        .await;
+        }),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(tonic::Status::deadline_exceeded(format!(
+            "no answer within {:?}",
+            timeout + DRAIN_SLACK
+        )))
+    });
     let mut summary = match drain {
         Ok(r) => {
             let r = r.into_inner();

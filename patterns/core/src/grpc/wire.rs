@@ -129,11 +129,55 @@ pub fn page(r: wire::TsReadResponse) -> Result<EventPage, &'static str> {
 }
 
 /// A write's summary on the wire.
-pub fn summary_to_wire(s: WriteSummary) -> wire::TsWriteResponse {
+pub fn summary_to_wire(s: WriteSummary, high_sequence: u64) -> wire::TsWriteResponse {
     wire::TsWriteResponse {
         written: s.written,
         duplicates: s.duplicates,
+        high_sequence,
     }
+}
+
+/// Checks a batch of stored events answered for a `read_since` after
+/// `after` with `limit`: at most `limit`, sequences strictly increasing and
+/// above `after`. A pattern that breaks this would make a tail loop.
+pub fn check_since(events: &[StoredEvent], after: u64, limit: usize) -> Result<(), &'static str> {
+    if events.len() > limit {
+        return Err("answered more events than asked for");
+    }
+    let mut last = after;
+    for e in events {
+        if e.sequence <= last {
+            return Err("answered sequences that do not increase past the one asked after");
+        }
+        last = e.sequence;
+    }
+    Ok(())
+}
+
+/// Checks a scan's answer: at most `limit` events, in strictly increasing
+/// identity order after `after`, none with a sequence above `up_to`. A
+/// pattern that breaks this would make a backfill loop.
+pub fn check_scan(
+    events: &[StoredEvent],
+    after: Option<&EventKey>,
+    up_to: u64,
+    limit: usize,
+) -> Result<(), &'static str> {
+    if events.len() > limit {
+        return Err("answered more events than asked for");
+    }
+    let mut last: Option<EventKey> = after.cloned();
+    for e in events {
+        if e.sequence > up_to {
+            return Err("answered an event written after the scan began");
+        }
+        let key = e.event.key();
+        if last.as_ref().is_some_and(|l| key <= *l) {
+            return Err("answered events out of identity order");
+        }
+        last = Some(key);
+    }
+    Ok(())
 }
 
 /// A tail's selection on the wire.
@@ -204,7 +248,15 @@ pub fn pull_to_wire(
     }
 }
 
-/// A pull from the wire: the subscription, how many, how long to wait.
+/// The most deliveries one pull returns, whatever it asks.
+pub const MAX_PULL: usize = 10_000;
+/// The longest a pull waits, whatever it asks: 5 minutes.
+const MAX_PULL_WAIT_MS: u64 = 5 * 60 * 1000;
+/// The longest ack deadline, whatever a pull asks: 24 hours.
+const MAX_ACK_DEADLINE_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// A pull from the wire: the subscription, how many, how long to wait
+/// (each clamped to a sane bound).
 pub fn pull(r: wire::PsPullRequest) -> Result<(Subscription, usize, Duration), BackendError> {
     if r.topic.is_empty() || r.group.is_empty() || r.consumer.is_empty() {
         return Err(BackendError::InvalidArgument(
@@ -216,7 +268,7 @@ pub fn pull(r: wire::PsPullRequest) -> Result<(Subscription, usize, Duration), B
             topic: r.topic,
             group: r.group,
             consumer: r.consumer,
-            ack_deadline: Duration::from_millis(r.ack_deadline_ms.max(1)),
+            ack_deadline: Duration::from_millis(r.ack_deadline_ms.clamp(1, MAX_ACK_DEADLINE_MS)),
             max_attempts: r.max_attempts.max(1),
             start_at: if r.start_earliest {
                 StartAt::Earliest
@@ -224,8 +276,10 @@ pub fn pull(r: wire::PsPullRequest) -> Result<(Subscription, usize, Duration), B
                 StartAt::Latest
             },
         },
-        usize::try_from(r.max).unwrap_or(usize::MAX).max(1),
-        Duration::from_millis(r.wait_ms),
+        usize::try_from(r.max)
+            .unwrap_or(usize::MAX)
+            .clamp(1, MAX_PULL),
+        Duration::from_millis(r.wait_ms.min(MAX_PULL_WAIT_MS)),
     ))
 }
 
@@ -310,6 +364,50 @@ mod tests {
             max_attempts: 1,
             start_at: StartAt::Latest,
         }
+    }
+
+    fn at(series: &str, time_us: i64, sequence: u64) -> StoredEvent {
+        StoredEvent {
+            event: Event {
+                series_id: series.into(),
+                time_us,
+                event_id: "e".into(),
+                tags: BTreeMap::new(),
+                payload: Vec::new(),
+            },
+            sequence,
+        }
+    }
+
+    #[test]
+    fn answers_that_would_make_a_tail_or_a_backfill_loop_are_refused() {
+        let ok = [at("s", 1, 5), at("s", 2, 7)];
+        assert!(check_since(&ok, 4, 2).is_ok());
+        assert!(check_since(&ok, 5, 2).is_err(), "not above `after`");
+        assert!(check_since(&ok, 4, 1).is_err(), "more than asked");
+        assert!(check_since(&[at("s", 1, 5), at("s", 2, 5)], 0, 9).is_err());
+        assert!(check_scan(&ok, None, 7, 2).is_ok());
+        assert!(check_scan(&ok, None, 6, 2).is_err(), "above up_to");
+        let after = ("s".to_string(), 1, "e".to_string());
+        assert!(
+            check_scan(&ok, Some(&after), 9, 2).is_err(),
+            "does not advance"
+        );
+        assert!(check_scan(&[at("s", 2, 1), at("s", 1, 2)], None, 9, 2).is_err());
+    }
+
+    #[test]
+    fn a_pull_is_clamped() {
+        let mut r = pull_to_wire("ns", &sub_without_group(), 1, Duration::ZERO);
+        r.group = "g".into();
+        r.max = u32::MAX;
+        r.wait_ms = u64::MAX;
+        r.ack_deadline_ms = u64::MAX;
+        let (sub, max, wait) = pull(r).expect("a full pull decodes");
+        assert_eq!(max, MAX_PULL);
+        assert!(
+            wait <= Duration::from_secs(300) && sub.ack_deadline <= Duration::from_secs(86_400)
+        );
     }
 
     #[test]

@@ -107,13 +107,17 @@ impl HostOptions {
     }
 }
 
-fn usage(program: &str, kind: &str) -> String {
+fn usage(program: &str, served: &Served) -> String {
     format!(
-        "{program}: serves the '{kind}' KeyValue backend as a Prism pattern process\n\n\
+        "{program}: serves the '{kind}' backend ({dals}) as a Prism pattern process\n\n\
          usage: {program} (--socket PATH | --listen IP:PORT) [--exit-on-stdin-eof] [--test-clock]\n\n\
          The proxy starts this for namespaces with `backend.mode: process`; run it yourself\n\
-         for `backend.mode: remote`. It speaks prism.pattern.v1.PatternLifecycle and\n\
-         prism.keyvalue.v1.KeyValueService on the endpoint."
+         for `backend.mode: remote`. It speaks prism.pattern.v1.PatternLifecycle on the\n\
+         endpoint, and the data service of the DAL it is initialized for:\n\
+         prism.keyvalue.v1.KeyValueService, or prism.pattern.v1.TimeSeriesBackend or\n\
+         PubSubBackend (proto/prism/pattern/v1/backends.proto).",
+        kind = served.kind(),
+        dals = served.dals(),
     )
 }
 
@@ -133,13 +137,13 @@ pub fn main(served: impl IntoIterator<Item = Hosted>) -> ExitCode {
     let program = args.next().unwrap_or_else(|| "prism-pattern".into());
     let args: Vec<String> = args.collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("{}", usage(&program, served.kind()));
+        println!("{}", usage(&program, &served));
         return ExitCode::SUCCESS;
     }
     let options = match HostOptions::parse(args) {
         Ok(options) => options,
         Err(e) => {
-            eprintln!("error: {e}\n\n{}", usage(&program, served.kind()));
+            eprintln!("error: {e}\n\n{}", usage(&program, &served));
             return ExitCode::from(2);
         }
     };
@@ -203,6 +207,7 @@ pub async fn serve(
     // to stop: a Stop comes after a Drain, so nothing is in flight and the
     // wait is short; otherwise in-flight calls get the drain period.
     let (grace_tx, grace_rx) = oneshot::channel::<Duration>();
+    let stopping_host = host.clone();
     let stopping = async move {
         let grace = tokio::select! {
             _ = stop_rx => {
@@ -219,6 +224,9 @@ pub async fn serve(
                 DEFAULT_DRAIN
             }
         };
+        // Long-lived streams (sequence watches) end now, so the server's
+        // graceful shutdown waits only for calls in flight.
+        stopping_host.drain_started.send_replace(true);
         let _ = grace_tx.send(grace);
     };
     // A client that keeps an idle connection open must not hold the exit.
@@ -355,7 +363,7 @@ impl Hosted {
     }
 
     /// Serves TimeSeries namespaces with `factory`; their bucket comes in
-    /// `settings_json` as `{"bucket_secs": N}`.
+    /// `settings_json` as `{"bucket_ms": N}`.
     pub fn timeseries(factory: impl TimeSeriesFactory) -> Hosted {
         let factory: Arc<dyn Factory<Backend = dyn TimeSeriesBackend>> = Arc::new(factory);
         Hosted::new(crate::timeseries::DAL, factory, |b| b, timeseries_settings)
@@ -376,15 +384,15 @@ fn timeseries_settings(
     settings: &serde_json::Value,
     ctx: OpenContext,
 ) -> Result<OpenContext, String> {
-    let Some(secs) = settings.get("bucket_secs") else {
+    let Some(ms) = settings.get("bucket_ms") else {
         return Ok(ctx);
     };
-    let secs = secs
+    let ms = ms
         .as_u64()
-        .filter(|s| *s > 0)
-        .ok_or("settings_json.bucket_secs must be a positive whole number of seconds")?;
+        .filter(|ms| *ms > 0)
+        .ok_or("settings_json.bucket_ms must be a positive whole number of milliseconds")?;
     Ok(ctx.with_settings(TimeSeriesSettings {
-        bucket: Duration::from_secs(secs),
+        bucket: Duration::from_millis(ms),
     }))
 }
 
@@ -821,16 +829,16 @@ mod tests {
     #[test]
     fn a_timeseries_pattern_takes_its_bucket_from_the_settings() {
         assert_eq!(
-            bucket_of(serde_json::json!({"bucket_secs": 60})),
-            Ok(Some(Duration::from_secs(60)))
+            bucket_of(serde_json::json!({"bucket_ms": 1500})),
+            Ok(Some(Duration::from_millis(1500)))
         );
         assert_eq!(bucket_of(serde_json::Value::Null), Ok(None));
         for bad in [
-            serde_json::json!({"bucket_secs": 0}),
-            serde_json::json!({"bucket_secs": "1h"}),
+            serde_json::json!({"bucket_ms": 0}),
+            serde_json::json!({"bucket_ms": "1h"}),
         ] {
             let e = bucket_of(bad).unwrap_err();
-            assert!(e.contains("bucket_secs"), "{e}");
+            assert!(e.contains("bucket_ms"), "{e}");
         }
     }
 

@@ -39,7 +39,9 @@ impl Service for HostTimeSeries {
         self.0
             .run(async move {
                 let events = req.events.into_iter().map(conv::event).collect();
-                Ok(conv::summary_to_wire(backend.write(events).await?))
+                let summary = backend.write(events).await?;
+                let high = *backend.watch_sequence().borrow();
+                Ok(conv::summary_to_wire(summary, high))
             })
             .await
     }

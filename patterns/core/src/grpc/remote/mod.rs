@@ -60,6 +60,14 @@ pub fn status_error(endpoint: &str, status: tonic::Status) -> BackendError {
     if let Some(err) = super::status::from_status(&status) {
         return err;
     }
+    // The client's own timeout (the call's deadline, or
+    // UNBOUNDED_CALL_TIMEOUT) passed with no answer.
+    if status.code() == tonic::Code::Cancelled && status.message() == "Timeout expired" {
+        return BackendError::Unavailable(format!(
+            "pattern process at {endpoint} did not answer in time; the call may or may not \
+             have been applied; retry shortly"
+        ));
+    }
     // Statuses made by the gRPC client itself (connection refused, reset
     // mid-call when the pattern died) carry their cause; a pattern's own
     // statuses do not.
@@ -242,12 +250,12 @@ impl Link {
 
     /// A request for `message`, carrying the time left of the call being
     /// served as `grpc-timeout`, so the pattern stops when the caller has
-    /// given up.
+    /// given up; a call outside any deadline (a tail's reads, retention,
+    /// a backfill) gets [`UNBOUNDED_CALL_TIMEOUT`], so a hung pattern
+    /// cannot hold it forever.
     fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
-        if let Some(left) = crate::deadline::remaining() {
-            request.set_timeout(left);
-        }
+        request.set_timeout(crate::deadline::remaining().unwrap_or(UNBOUNDED_CALL_TIMEOUT));
         if let Some(clock) = &self.test_clock {
             let now = clock.now_ms().to_string();
             request.metadata_mut().insert(
@@ -297,6 +305,9 @@ impl Link {
         }
     }
 }
+
+/// The timeout of a call to a pattern made outside any call deadline.
+pub const UNBOUNDED_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Where a [`PatternBackend`]'s calls go.
 #[derive(Clone)]
@@ -440,36 +451,50 @@ mod tests {
         )
     }
 
+    /// The `grpc-timeout` a request carries, in nanoseconds.
+    fn sent_timeout<T>(request: &tonic::Request<T>) -> Option<u64> {
+        let sent = request
+            .metadata()
+            .get("grpc-timeout")?
+            .to_str()
+            .unwrap()
+            .to_string();
+        let unit = sent.chars().last().unwrap();
+        let n: u64 = sent[..sent.len() - 1].parse().unwrap();
+        Some(match unit {
+            'n' => n,
+            'u' => n * 1_000,
+            'm' => n * 1_000_000,
+            'S' => n * 1_000_000_000,
+            'M' => n * 60_000_000_000,
+            other => panic!("unexpected unit {other} in {sent}"),
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_call_with_a_deadline_forwards_the_time_left() {
         let backend = backend();
         let at = tokio::time::Instant::now() + Duration::from_millis(1500);
         let request = crate::deadline::within(Some(at), async { backend.request(()) }).await;
         // tonic sends Request::set_timeout as grpc-timeout.
-        let sent = request
-            .metadata()
-            .get("grpc-timeout")
-            .expect("grpc-timeout is set")
-            .to_str()
-            .unwrap()
-            .to_string();
-        let unit = sent.chars().last().unwrap();
-        let n: u64 = sent[..sent.len() - 1].parse().unwrap();
-        let nanos = match unit {
-            'n' => n,
-            'u' => n * 1_000,
-            'm' => n * 1_000_000,
-            'S' => n * 1_000_000_000,
-            other => panic!("unexpected unit {other} in {sent}"),
-        };
-        assert_eq!(nanos, 1_500_000_000, "{sent}");
+        assert_eq!(sent_timeout(&request), Some(1_500_000_000));
     }
 
     #[tokio::test]
-    async fn a_call_without_a_deadline_sends_none() {
+    async fn a_call_without_a_deadline_gets_the_default_bound() {
         let backend = backend();
-        assert!(backend.request(()).metadata().get("grpc-timeout").is_none());
+        let bound = Some(UNBOUNDED_CALL_TIMEOUT.as_nanos() as u64);
+        assert_eq!(sent_timeout(&backend.request(())), bound);
         let request = crate::deadline::within(None, async { backend.request(()) }).await;
-        assert!(request.metadata().get("grpc-timeout").is_none());
+        assert_eq!(sent_timeout(&request), bound);
+    }
+
+    #[test]
+    fn the_clients_own_timeout_is_unavailable_not_cancelled() {
+        let e = status_error(
+            "unix:///p.sock",
+            tonic::Status::cancelled("Timeout expired"),
+        );
+        assert!(matches!(e, BackendError::Unavailable(_)), "{e:?}");
     }
 }

@@ -70,12 +70,16 @@ impl PubSubBackend for PatternBackend {
             .call(client(&link), request, |mut c, mut r| async move {
                 // A pull holds for up to `wait` by design; one that the
                 // call's deadline does not bound gets that plus slack.
-                if r.metadata().get("grpc-timeout").is_none() {
-                    r.set_timeout(wait + PULL_SLACK);
-                }
+                r.set_timeout(crate::deadline::remaining().unwrap_or(wait + PULL_SLACK));
                 c.pull(r).await
             })
             .await?;
+        if reply.deliveries.len() > max {
+            return Err(link.broken(&format!(
+                "answered {} deliveries to a pull of at most {max}",
+                reply.deliveries.len()
+            )));
+        }
         Ok(reply.deliveries.into_iter().map(conv::delivery).collect())
     }
 

@@ -98,7 +98,7 @@ async fn follow(route: Route, tx: watch::Sender<u64>) {
                     }
                 }
                 Err(status) => {
-                    tracing::debug!(endpoint = %link.endpoint, %status, "sequence watch failed; reopening");
+                    tracing::debug!(endpoint = %link.endpoint, code = ?status.code(), "sequence watch failed; reopening");
                 }
             }
         }
@@ -132,6 +132,9 @@ impl TimeSeriesBackend for PatternBackend {
                 c.write(r).await
             })
             .await?;
+        // Raised before returning, as an embedded backend does: a tail
+        // opened "now" after this write starts above it.
+        raise(self.sequence_sender(), reply.high_sequence);
         Ok(WriteSummary {
             written: reply.written,
             duplicates: reply.duplicates,
@@ -164,7 +167,9 @@ impl TimeSeriesBackend for PatternBackend {
                 c.read_since(r).await
             })
             .await?;
-        conv::stored(reply.events).map_err(|e| link.broken(e))
+        let events = conv::stored(reply.events).map_err(|e| link.broken(e))?;
+        conv::check_since(&events, after_sequence, limit).map_err(|e| link.broken(e))?;
+        Ok(events)
     }
 
     fn watch_sequence(&self) -> watch::Receiver<u64> {
@@ -205,7 +210,9 @@ impl TimeSeriesBackend for PatternBackend {
                 |mut c, r| async move { c.scan(r).await },
             )
             .await?;
-        conv::stored(reply.events).map_err(|e| link.broken(e))
+        let events = conv::stored(reply.events).map_err(|e| link.broken(e))?;
+        conv::check_scan(&events, after, up_to, limit).map_err(|e| link.broken(e))?;
+        Ok(events)
     }
 
     async fn last_sequence(&self) -> Result<u64, BackendError> {
