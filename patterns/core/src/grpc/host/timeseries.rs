@@ -74,7 +74,7 @@ impl Service for HostTimeSeries {
         self.0
             .run(async move {
                 let query = conv::since(&req);
-                let limit = (req.limit as usize).clamp(1, MAX_LIMIT);
+                let limit = (req.limit as usize).min(MAX_LIMIT);
                 let events = backend
                     .read_since(&query, req.after_sequence, limit)
                     .await?;
@@ -155,7 +155,7 @@ impl Service for HostTimeSeries {
         self.0
             .run(async move {
                 let after = req.after.map(conv::key);
-                let limit = (req.limit as usize).clamp(1, MAX_LIMIT);
+                let limit = (req.limit as usize).min(MAX_LIMIT);
                 let events = backend.scan(after.as_ref(), req.up_to, limit).await?;
                 Ok(wire::TsEvents {
                     events: events.into_iter().map(conv::stored_to_wire).collect(),
