@@ -216,15 +216,32 @@ async fn killed_subscriber_and_poison_message_in(
     let poison = publish(&mut c, &ns, "payments", &["poison".to_string()]).await;
     let mut attempts = Vec::new();
     let mut p_dlq = subscribe(&mut c, &ns, "payments.dlq", "ops", 0).await;
-    while attempts.len() < 3 {
-        let m = next(&mut p, Duration::from_secs(15))
-            .await
-            .expect("redelivered until the last attempt");
+    // Delivered again after each ack deadline, up to the third attempt. A
+    // delivery the server made while no pull was reading it still counts
+    // as an attempt (seen once on NATS under CI load: attempts 1, 3), so
+    // the test asks for increasing attempts, never more than 3, not for
+    // every number.
+    while attempts.last().is_none_or(|a| *a < 3) {
+        let Some(m) = next(&mut p, Duration::from_secs(15)).await else {
+            break;
+        };
         assert_eq!(m.message_id, poison[0]);
         eprintln!("poison delivery: attempt {} ack id {}", m.attempt, m.ack_id);
         attempts.push(m.attempt);
     }
-    assert_eq!(attempts, [1, 2, 3]);
+    assert_eq!(
+        attempts.first(),
+        Some(&1),
+        "delivered first as attempt 1: {attempts:?}"
+    );
+    assert!(
+        attempts.windows(2).all(|w| w[0] < w[1]) && attempts.iter().all(|a| *a <= 3),
+        "attempts increase up to max_attempts: {attempts:?}"
+    );
+    assert!(
+        attempts.len() >= 2,
+        "redelivered after its ack deadline: {attempts:?}"
+    );
     let dead = next(&mut p_dlq, Duration::from_secs(20))
         .await
         .expect("the poison message is dead-lettered");
